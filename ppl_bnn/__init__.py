@@ -1,0 +1,1 @@
+"""ppl_bnn: Bayesian neural network posteriors."""

@@ -1,0 +1,65 @@
+"""Typed run configurations. The CLI builds these from flags; nothing below it sees argparse.
+
+Field names are the original scripts' flag names (``--weight_decay``, ``--step_size``, ...);
+each field's ``help`` metadata is the flag's help text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+__all__ = ["CommonConfig", "HMCConfig", "to_dict"]
+
+
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class CommonConfig:
+    """Flags shared by every method (the original's ``cmd_args_utils``) plus model choices."""
+
+    dir: str = _f("", "run directory for checkpoints, metrics and draws (required)", required=True)
+    seed: int = _f(0, "random seed")
+    dataset_name: str = _f("digits", "dataset: digits, synthetic_regression, a UCI name, <uci>_<seed>, file.npz, or a TFDS name")
+    model_name: str = _f("mlp_classification", "architecture name (see `ppl-bnn models`)")
+    weight_decay: float = _f(15.0, "prior precision: prior variance = 1 / weight_decay")
+    temperature: float = _f(1.0, "posterior temperature T: the posterior is raised to 1/T")
+    init_checkpoint: str | None = _f(None, "checkpoint whose parameters initialise the run")
+    tabulate_freq: int = _f(40, "repeat the console table header every this many rows")
+    subset_train_to: int | None = _f(None, "keep only the first N training examples")
+    use_float64: bool = _f(False, "compute in float64 (default float32)")
+    data_dir: str | None = _f(None, "folder with datasets (UCI: <name>/data.txt, index_*.txt)")
+    uci_split: int | None = _f(None, "published UCI split 0..19 (with a plain UCI dataset name)")
+    prior_family: str = _f("gaussian", "gaussian, mixture_gaussian, logistic, laplace or student_t")
+    student_t_df: float = _f(1.0, "degrees of freedom of the student_t prior")
+    mixture_weight: float = _f(0.5, "weight of the narrow component of the mixture_gaussian prior")
+    mixture_scale_ratio: float = _f(4.0, "std ratio broad/narrow of the mixture_gaussian prior")
+    fan_in_scaling: bool = _f(False, "divide each kernel's prior variance by its fan-in")
+    bias_weight_decay: float | None = _f(None, "separate prior precision for biases (default: weight_decay)")
+    likelihood: str = _f("auto", "categorical, heteroscedastic, homoscedastic (auto: by task)")
+    noise_std: float | None = _f(None, "fixed noise std of the homoscedastic likelihood (default: learned)")
+    num_devices: int | None = _f(None, "devices of the data mesh (default: all)")
+    microbatch_size: int | None = _f(None, "accumulate the full-batch likelihood over chunks of this many examples per device")
+
+
+@dataclass
+class HMCConfig(CommonConfig):
+    """Flags of ``ppl-bnn hmc`` (the original ``run_hmc.py``) and the new HMC options."""
+
+    step_size: float = _f(1e-4, "HMC step size")
+    trajectory_len: float = _f(1e-3, "HMC trajectory length; leapfrog steps = ceil(trajectory_len / step_size)")
+    num_iterations: int = _f(1000, "total number of HMC iterations (burn-in included)")
+    max_num_leapfrog_steps: int = _f(10000, "sanity bound on the number of leapfrog steps")
+    num_burn_in_iterations: int = _f(0, "iterations without MH correction, not averaged")
+    no_mh: bool = _f(False, "never apply the Metropolis-Hastings correction")
+    step_size_adaptation_speed: float = _f(0.0, "burn-in step-size adaptation: eps *= exp(speed * (accept - target)); 0 = off")
+    target_accept_rate: float = _f(0.8, "target acceptance rate of the step-size adaptation")
+    adapt_mass_matrix: bool = _f(False, "estimate a diagonal mass matrix from the burn-in draws")
+    num_chains: int = _f(1, "chains run side by side (vectorised), each seeded separately")
+    num_param_draws: int = _f(16, "parameter coordinates kept per iteration for parameter-space R-hat")
+
+
+def to_dict(config) -> dict:
+    return dataclasses.asdict(config)

@@ -1,0 +1,230 @@
+"""Datasets as numpy arrays plus what the model and metrics need to know about them.
+
+Embedded defaults need no download: ``digits`` (scikit-learn's 8x8 handwritten digits,
+shipped inside scikit-learn) and ``synthetic_regression`` (the original's 1-D toy problem,
+generated procedurally). The UCI regression benchmarks are read from a folder in the
+standard layout (``<name>/data.txt``, ``index_*.txt``): ``--dataset_name=yacht`` with
+``--uci_split=i`` uses published split ``i`` of 20; ``--dataset_name=yacht_2`` uses the
+original code's protocol (a random 90/10 split drawn with seed 2). Inputs and targets of
+regression data are standardised with training statistics; metrics are reported back in
+original units through ``y_scale``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "DATASETS",
+    "Dataset",
+    "load_dataset",
+    "load_uci",
+    "register_dataset",
+    "uci_data_dir",
+]
+
+UCI_ALIASES = {
+    "boston": "boston-housing",
+    "power": "power-plant",
+    "wine": "wine-quality-red",
+    "concrete": "concrete",
+    "naval": "naval-propulsion-plant",
+}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A train/test split in memory.
+
+    ``task`` is ``"classification"`` (integer labels, ``num_classes`` set) or
+    ``"regression"`` (standardised float targets; ``y_scale`` and ``y_mean`` map them back).
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    task: str
+    num_classes: int | None = None
+    y_scale: float = 1.0
+    y_mean: float = 0.0
+
+    @property
+    def num_outputs(self) -> int:
+        return self.num_classes if self.task == "classification" else 2
+
+    def subset_train(self, n: int | None) -> Dataset:
+        """Keep the first ``n`` training examples (``--subset_train_to``)."""
+        if n is None:
+            return self
+        if not 0 < n <= len(self.x_train):
+            raise ValueError(
+                f"--subset_train_to={n} but {self.name} has {len(self.x_train)} training examples"
+            )
+        return replace(self, x_train=self.x_train[:n], y_train=self.y_train[:n])
+
+
+def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    mean, std = train.mean(0), train.std(0) + 1e-6
+    return (train - mean) / std, (test - mean) / std, mean, std
+
+
+def _regression(name, x_tr, y_tr, x_te, y_te) -> Dataset:
+    x_tr, x_te, _, _ = _standardise(x_tr, x_te)
+    y_tr, y_te, y_mean, y_std = _standardise(y_tr, y_te)
+    f = lambda a: np.asarray(a, np.float32)
+    return Dataset(name, f(x_tr), f(y_tr), f(x_te), f(y_te), "regression",
+                   y_scale=float(y_std), y_mean=float(y_mean))
+
+
+def load_digits(seed: int = 0) -> Dataset:
+    """scikit-learn's 8x8 digits (1797 images): 1437 train / 360 test, a fixed split.
+
+    Pixels are scaled to [0, 1] and normalised with the training mean and std, as the
+    original normalised MNIST. Images keep their shape ``(8, 8, 1)``.
+    """
+    from sklearn.datasets import load_digits as sk_digits
+
+    d = sk_digits()
+    x = (d.images / 16.0).astype(np.float32)[..., None]
+    y = d.target.astype(np.int32)
+    perm = np.random.default_rng(seed).permutation(len(x))
+    x, y = x[perm], y[perm]
+    n_train = 1437
+    mean, std = x[:n_train].mean(), x[:n_train].std()
+    x = (x - mean) / std
+    return Dataset("digits", x[:n_train], y[:n_train], x[n_train:], y[n_train:],
+                   "classification", num_classes=10)
+
+
+def load_synthetic_regression(seed: int = 0) -> Dataset:
+    """The original's synthetic 1-D regression toy, generated procedurally.
+
+    120 training inputs in three clusters, features ``(x, x^2)``, targets from a random
+    ReLU MLP with hidden widths (100, 100, 100) and weights ``N(0, 0.1^2)``, plus noise of
+    std 0.02. The test inputs are a grid over ``[-2, 2]`` that covers the gaps between
+    clusters (where a good posterior is uncertain).
+    """
+    rng = np.random.default_rng(seed)
+    centres = np.array([-1.0, 0.0, 1.3])
+    x = np.concatenate([c + 0.2 * rng.uniform(-1, 1, 40) for c in centres])
+    x_test = np.linspace(-2.0, 2.0, 200)
+    feats = lambda v: np.stack([v, v**2], axis=1)
+    widths = [2, 100, 100, 100, 1]
+    weights = [(rng.normal(0, 0.1, (a, b)), rng.normal(0, 0.1, b)) for a, b in zip(widths, widths[1:])]
+
+    def f(v):
+        h = feats(v)
+        for i, (w, b) in enumerate(weights):
+            h = h @ w + b
+            if i < len(weights) - 1:
+                h = np.maximum(h, 0)
+        return h[:, 0] * 10.0
+
+    y = f(x) + 0.02 * rng.normal(size=x.shape)
+    y_test = f(x_test) + 0.02 * rng.normal(size=x_test.shape)
+    return _regression("synthetic_regression", feats(x), y, feats(x_test), y_test)
+
+
+def uci_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """The UCI folder: ``data_dir``, else ``$PPL_BNN_UCI_DIR``, else ``~/.ppl_bnn/uci``."""
+    return Path(data_dir or os.environ.get("PPL_BNN_UCI_DIR") or Path.home() / ".ppl_bnn" / "uci")
+
+
+def load_uci(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    split: int | None = None,
+    seed: int | None = None,
+) -> Dataset:
+    """A UCI regression benchmark from a folder in the standard layout.
+
+    Exactly one of ``split`` (published split 0..19, ``index_train_{split}.txt``) or
+    ``seed`` (the original code's random 90/10 split) must be given.
+    """
+    folder = uci_data_dir(data_dir) / UCI_ALIASES.get(name, name)
+    data_file = folder / "data.txt"
+    if not data_file.is_file():
+        raise FileNotFoundError(
+            f"UCI dataset {name!r} not found: no {data_file} (pass --data_dir=FOLDER holding "
+            f"<name>/data.txt and index_*.txt)"
+        )
+    data = np.loadtxt(data_file)
+    features = np.loadtxt(folder / "index_features.txt", dtype=int, ndmin=1)
+    target = int(np.loadtxt(folder / "index_target.txt", dtype=int))
+    x, y = data[:, features], data[:, target]
+    if (split is None) == (seed is None):
+        raise ValueError("load_uci needs exactly one of split= (published) or seed= (random)")
+    if split is not None:
+        train_file = folder / f"index_train_{split}.txt"
+        if not train_file.is_file():
+            raise FileNotFoundError(f"UCI dataset {name!r} has no split {split}: no {train_file}")
+        train = np.loadtxt(train_file, dtype=int)
+        test = np.loadtxt(folder / f"index_test_{split}.txt", dtype=int)
+        label = f"{name}@split{split}"
+    else:
+        perm = np.random.default_rng(seed).permutation(len(x))
+        n_train = int(0.9 * len(x))
+        train, test = perm[:n_train], perm[n_train:]
+        label = f"{name}_{seed}"
+    return _regression(label, x[train], y[train], x[test], y[test])
+
+
+DATASETS: dict[str, Callable[..., Dataset]] = {
+    "digits": lambda **kw: load_digits(),
+    "synthetic_regression": lambda **kw: load_synthetic_regression(),
+}
+
+
+def register_dataset(name: str, loader: Callable[..., Dataset]) -> None:
+    """Make ``loader(data_dir=..., uci_split=...)`` available as ``--dataset_name=name``."""
+    DATASETS[name] = loader
+
+
+def load_dataset(
+    name: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    uci_split: int | None = None,
+    subset_train_to: int | None = None,
+) -> Dataset:
+    """Load a dataset by name (the CLI's ``--dataset_name``).
+
+    Registered names (``digits``, ``synthetic_regression``, and what later modules add),
+    an ``.npz`` file with ``x_train, y_train, x_test, y_test`` (classification), a UCI
+    folder name (with ``uci_split``) or ``<uci name>_<seed>``.
+    """
+    if name in DATASETS:
+        ds = DATASETS[name](data_dir=data_dir, uci_split=uci_split)
+    elif name.endswith(".npz"):
+        ds = _load_npz(name)
+    elif (m := re.fullmatch(r"(.+)_(\d+)", name)) and uci_split is None:
+        ds = load_uci(m.group(1), data_dir, seed=int(m.group(2)))
+    elif uci_data_dir(data_dir).joinpath(UCI_ALIASES.get(name, name)).is_dir():
+        ds = load_uci(name, data_dir, split=0 if uci_split is None else uci_split)
+    else:
+        known = ", ".join(sorted(DATASETS))
+        raise ValueError(
+            f"unknown dataset {name!r}: not one of {known}, an .npz file, or a UCI folder "
+            f"under {uci_data_dir(data_dir)} (set --data_dir)"
+        )
+    return ds.subset_train(subset_train_to)
+
+
+def _load_npz(path: str) -> Dataset:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"dataset file {path} does not exist")
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+    n_classes = int(max(arrays["y_train"].max(), arrays["y_test"].max()) + 1)
+    return Dataset(Path(path).stem, arrays["x_train"].astype(np.float32),
+                   arrays["y_train"].astype(np.int32), arrays["x_test"].astype(np.float32),
+                   arrays["y_test"].astype(np.int32), "classification", num_classes=n_classes)
