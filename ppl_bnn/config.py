@@ -42,6 +42,11 @@ class CommonConfig:
     noise_std: float | None = _f(None, "fixed noise std of the homoscedastic likelihood (default: learned)")
     num_devices: int | None = _f(None, "devices of the data mesh (default: all)")
     microbatch_size: int | None = _f(None, "accumulate the full-batch likelihood over chunks of this many examples per device")
+    data_augmentation: bool = _f(False, "minibatch methods: random crop (pad 4) and horizontal flip of images")
+    num_augmented_copies: int = _f(0, "full-batch methods: add this many fixed augmented copies of the training images")
+    coordinator_address: str | None = _f(None, "jax.distributed coordinator host:port (multi-process runs)")
+    num_processes: int | None = _f(None, "number of processes of a multi-process run")
+    process_id: int | None = _f(None, "index of this process in a multi-process run")
 
 
 @dataclass

@@ -1,2 +1,48 @@
-def main(argv=None):
-    raise SystemExit("not yet")
+"""The ``ppl-bnn`` command: ``ppl-bnn <command> [flags]``.
+
+Each command lives in its own module with ``add_parser(subparsers)`` and ``run(args)``;
+``COMMANDS`` lists them. Bad input ends the command with a one-line error (exit code 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+__all__ = ["COMMANDS", "main"]
+
+# command name -> module under ppl_bnn.cli
+COMMANDS = {
+    "hmc": "hmc",
+    "diagnose": "diagnose",
+    "models": "listing",
+}
+
+
+class _OneLineError(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ppl-bnn",
+        description="Bayesian neural network posteriors: declare in NumPyro, sample, diagnose.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        importlib.import_module(f"ppl_bnn.cli.{module}").add_parser(sub, name)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    from ppl_bnn.checkpoint import CheckpointError
+
+    try:
+        return int(args.run(args, ["ppl-bnn", *argv]) or 0)
+    except (ValueError, FileNotFoundError, FileExistsError, CheckpointError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"ppl-bnn {args.command}: error: {msg}", file=sys.stderr)
+        return 2

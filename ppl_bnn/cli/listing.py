@@ -1,0 +1,19 @@
+"""``ppl-bnn models``: list registered architectures, datasets and prior families."""
+
+from __future__ import annotations
+
+
+def add_parser(sub, name: str) -> None:
+    p = sub.add_parser(name, help="list models, datasets and priors")
+    p.set_defaults(run=run)
+
+
+def run(args, argv) -> int:
+    from ppl_bnn.data import DATASETS
+    from ppl_bnn.models import MODELS
+    from ppl_bnn.priors import PRIOR_FAMILIES
+
+    print("models:   " + ", ".join(sorted(MODELS)))
+    print("datasets: " + ", ".join(sorted(DATASETS)) + ", <uci name>[_<seed>], file.npz")
+    print("priors:   " + ", ".join(PRIOR_FAMILIES))
+    return 0
