@@ -56,8 +56,8 @@ class ParamTracker:
                     names.append(f"{k}[{','.join(map(str, idx))}]")
                     break
         self.names = names
+        self._flat = jax.jit(jax.vmap(lambda p: ravel_pytree(p)[0][self.index]))
 
     def take(self, positions: dict) -> np.ndarray:
         """``(chains, num)`` values of the tracked coordinates of a stack of positions."""
-        flat = jax.vmap(lambda p: ravel_pytree(p)[0])(positions)
-        return np.asarray(flat)[:, self.index]
+        return np.asarray(self._flat(positions))

@@ -86,7 +86,15 @@ class LogDensity:
         self.mesh = mesh
         self.microbatch_size = microbatch_size
         self._example = tuple(np.asarray(a) for a in example)
-        trace = handlers.trace(handlers.seed(model, 0)).get_trace(*self._example)
+        # Trace abstractly (no compilation, no FLOPs): only names, shapes and supports
+        # are needed. Parameter sites holding arrays are then evaluated concretely.
+        captured = {}
+
+        def structure(x, y):
+            captured.update(handlers.trace(handlers.seed(model, 0)).get_trace(x, y))
+
+        jax.eval_shape(structure, *self._example)
+        trace = captured
         self.latent_sites = [
             name
             for name, s in trace.items()
@@ -97,10 +105,16 @@ class LogDensity:
         ]
         if not self.observed_sites:
             raise ValueError("the model has no observed site: call it as model(x, y)")
-        # numpyro.param sites (the Flax module's parameter shapes) are held fixed.
-        self._params = {n: s["value"] for n, s in trace.items() if s["type"] == "param"}
+        # numpyro.param sites (for a Flax module: its parameter shapes) are held fixed.
+        param_names = [n for n, s in trace.items() if s["type"] == "param"]
+        if any(jax.tree.leaves(trace[n]["value"]) for n in param_names):
+            concrete = handlers.trace(handlers.seed(model, 0)).get_trace(*self._example)
+            self._params = {n: concrete[n]["value"] for n in param_names}
+        else:
+            self._params = {n: trace[n]["value"] for n in param_names}
         self.transforms = {n: biject_to(trace[n]["fn"].support) for n in self.latent_sites}
-        self.shapes = {n: jnp.shape(trace[n]["value"]) for n in self.latent_sites}
+        self.shapes = {n: tuple(jnp.shape(trace[n]["value"])) for n in self.latent_sites}
+        self._init = jax.jit(self._init_impl)
 
     # ----------------------------------------------------------------- positions
     def init(self, rng_key: PRNGKey, values: dict | None = None) -> dict:
@@ -110,8 +124,10 @@ class LogDensity:
         code did with Haiku's), when the model exposes ``model.net``; ``values`` pins any
         site; every other latent site starts uniformly in ``(-2, 2)`` in unconstrained space.
         """
+        return self._init(rng_key, dict(values or {}))
+
+    def _init_impl(self, rng_key: PRNGKey, values: dict) -> dict:
         key_net, key_rest = jax.random.split(rng_key)
-        values = dict(values or {})
         net = getattr(self.model, "net", None)
         if net is not None:
             params = net.init(key_net, jnp.asarray(self._example[0][:1]))["params"]

@@ -11,6 +11,7 @@ from ppl_bnn import likelihoods, priors
 from ppl_bnn.bnn import bnn_model
 from ppl_bnn.config import CommonConfig
 from ppl_bnn.data import Dataset, load_dataset
+from ppl_bnn.distributed import initialize_from_config
 from ppl_bnn.logdensity import LogDensity
 from ppl_bnn.models import get_model
 from ppl_bnn.sharding import Batch, make_mesh, shard_batch
@@ -65,7 +66,13 @@ def build_likelihood(cfg: CommonConfig, dataset: Dataset):
 
 
 def build_problem(cfg: CommonConfig, dataset: Dataset | None = None) -> Problem:
-    """Load the data, declare the BNN and place both splits on a mesh."""
+    """Load the data, declare the BNN and place both splits on a mesh.
+
+    Starts ``jax.distributed`` first when the config or the environment asks for a
+    multi-process run; the mesh then spans every process's devices and each process
+    places only its own rows of the data.
+    """
+    initialize_from_config(cfg)
     if cfg.use_float64:
         jax.config.update("jax_enable_x64", True)
     if cfg.temperature <= 0:

@@ -41,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     from ppl_bnn.checkpoint import CheckpointError
 
     try:
+        if hasattr(args, "coordinator_address"):
+            # before anything imports blackjax, whose import already starts JAX's backend
+            from ppl_bnn.distributed import initialize
+
+            initialize(args.coordinator_address, args.num_processes, args.process_id)
         return int(args.run(args, ["ppl-bnn", *argv]) or 0)
     except (ValueError, FileNotFoundError, FileExistsError, CheckpointError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__

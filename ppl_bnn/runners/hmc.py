@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from ppl_bnn.checkpoint import load_checkpoint
 from ppl_bnn.config import HMCConfig
+from ppl_bnn.distributed import check_same, sync
 from ppl_bnn.ensemble import ensemble_init, ensemble_prediction, ensemble_update
 from ppl_bnn.evaluation import ParamTracker, evaluate, headline_columns, mean_over_members
 from ppl_bnn.inference.hmc import (
@@ -110,13 +111,16 @@ def run_hmc(
     dtype = jnp.zeros(()).dtype
 
     resumed = rd.latest()
+    check_same(0 if resumed is None else resumed[0],
+               f"the processes see different checkpoints in --dir={cfg.dir}: it must be on a "
+               "filesystem that every process shares")
     if resumed is None:
         key = jax.random.key(cfg.seed)
         key, init_key = jax.random.split(key)
         positions = initial_positions(problem, init_key, C, cfg.init_checkpoint)
         state = init(replicate(mesh, positions), problem.train)
         dim = ravel_pytree(jax.tree.map(lambda a: a[0], positions))[0].shape[0]
-        step_size = jnp.full((C,), cfg.step_size, dtype)
+        step_size = np.full((C,), cfg.step_size)  # host float64: L is computed from it
         inv_mass = jnp.ones((C, dim), dtype)
         mass = MassMatrixEstimate.zeros(C, dim, dtype)
         ens = ensemble_init((ds.x_test.shape[0], ds.num_outputs))
@@ -125,7 +129,7 @@ def run_hmc(
         start, saved = resumed
         key = jax.random.wrap_key_data(jnp.asarray(saved["key"]))
         state = HMCState(saved["position"], saved["logdensity"], saved["logdensity_grad"])
-        step_size, inv_mass = jnp.asarray(saved["step_size"]), jnp.asarray(saved["inverse_mass_matrix"])
+        step_size, inv_mass = saved["step_size"], jnp.asarray(saved["inverse_mass_matrix"])
         mass = MassMatrixEstimate(*saved["mass_matrix_estimate"])
         ens = saved["ensemble"]
         elapsed = float(saved["elapsed"])
@@ -136,11 +140,12 @@ def run_hmc(
         ["iteration", "burn_in", "accept_prob", "accepted", "log_prob", *headline_columns(ds.task),
          "time"],
         cfg.tabulate_freq,
-        write=tqdm.write,
+        write=tqdm.write if rd.primary else lambda *_: None,
     )
-    show = sys.stderr.isatty() if progress is None else progress
+    show = (sys.stderr.isatty() if progress is None else progress) and rd.primary
     bar = tqdm(total=cfg.num_iterations, initial=start, disable=not show, desc="hmc")
     end = cfg.num_iterations if stop_after is None else min(cfg.num_iterations, start + stop_after)
+    last_end = time.perf_counter()
     for it in range(start, end):
         in_burnin = it < cfg.num_burn_in_iterations
         do_mh = not (cfg.no_mh or in_burnin)
@@ -148,16 +153,16 @@ def run_hmc(
                  for e in np.asarray(step_size)]
         key, chain_keys = split_keys(key, C)
         t0 = time.perf_counter()
-        state, info = kernel(chain_keys, replicate(mesh, state), problem.train, step_size,
-                             inv_mass, jnp.asarray(steps), jnp.asarray(do_mh))
+        state, info = kernel(chain_keys, replicate(mesh, state), problem.train,
+                             jnp.asarray(step_size, dtype), inv_mass, jnp.asarray(steps), jnp.asarray(do_mh))
         state = jax.block_until_ready(state)
         it_time = time.perf_counter() - t0
         elapsed += it_time
 
         accept = np.asarray(info.acceptance_rate)
         if in_burnin and cfg.step_size_adaptation_speed > 0:
-            factor = jnp.exp(cfg.step_size_adaptation_speed
-                             * (jnp.nan_to_num(info.acceptance_rate) - cfg.target_accept_rate))
+            factor = np.exp(cfg.step_size_adaptation_speed
+                            * (np.nan_to_num(accept) - cfg.target_accept_rate))
             step_size = step_size * factor
         if in_burnin and cfg.adapt_mass_matrix:
             mass = mass.update(jax.vmap(lambda p: ravel_pytree(p)[0])(state.position))
@@ -168,6 +173,8 @@ def run_hmc(
         train_preds = to_host(predict(state.position, problem.train.x), None)[:, : ds.x_train.shape[0]]
         if not in_burnin:
             ens = ensemble_update(ens, test_preds, ds.task)
+        now = time.perf_counter()
+        wall, last_end = now - last_end, now
         lp = np.asarray(state.logdensity)
         prior = np.asarray(log_prior(state.position))
         record = {
@@ -183,6 +190,9 @@ def run_hmc(
             "num_leapfrog_steps": int(max(steps)),
             "num_ensembled": int(ens.count),
             "time": it_time,
+            # everything since the previous row: this trajectory, predictions, metrics,
+            # and the previous iteration's draws, metrics line and checkpoint
+            "iteration_wall": wall,
             **_metrics(problem, train_preds, test_preds, ens),
         }
         if C > 1:
@@ -205,7 +215,9 @@ def run_hmc(
         })
         table.row(record)
         bar.update(1)
+
     bar.close()
+    sync("ppl_bnn.hmc.done")  # the primary has written every record
     summary = _summary(rd, cfg, problem, ens, elapsed)
     rd.close()
     return summary
