@@ -1,1 +1,45 @@
-"""ppl_bnn: Bayesian neural network posteriors."""
+"""ppl_bnn: what does a Bayesian neural network posterior really look like?
+
+Declare a BNN once as a NumPyro model (a Flax network, a prior over every parameter, a
+likelihood, a temperature), then sample it with full-batch HMC sharded over a device mesh,
+or approximate it with cheaper methods, and diagnose the result with ArviZ.
+
+Table of contents:
+
+* declaring models: :func:`bnn_model`, :mod:`ppl_bnn.priors`, :mod:`ppl_bnn.likelihoods`,
+  :mod:`ppl_bnn.models` (architectures by name)
+* data: :func:`load_dataset`, :class:`Dataset`
+* densities and devices: :class:`LogDensity`, :func:`make_mesh`, :func:`shard_batch`
+* inference: :mod:`ppl_bnn.inference.hmc` (kernels), :func:`run` / :func:`run_hmc`
+  (whole runs from a config), :class:`HMCConfig`
+* evaluation: :mod:`ppl_bnn.metrics`, :mod:`ppl_bnn.diagnostics`
+"""
+
+from ppl_bnn import likelihoods, metrics, priors
+from ppl_bnn.bnn import bnn_model
+from ppl_bnn.config import CommonConfig, HMCConfig
+from ppl_bnn.data import Dataset, load_dataset
+from ppl_bnn.logdensity import LogDensity
+from ppl_bnn.problem import Problem, build_problem
+from ppl_bnn.runners import run, run_hmc
+from ppl_bnn.sharding import make_mesh, shard_batch
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CommonConfig",
+    "Dataset",
+    "HMCConfig",
+    "LogDensity",
+    "Problem",
+    "bnn_model",
+    "build_problem",
+    "likelihoods",
+    "load_dataset",
+    "make_mesh",
+    "metrics",
+    "priors",
+    "run",
+    "run_hmc",
+    "shard_batch",
+]

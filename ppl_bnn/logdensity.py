@@ -136,7 +136,8 @@ class LogDensity:
                 name = "net/" + ".".join(str(getattr(p, "key", p)) for p in path)
                 values.setdefault(name, leaf)
         strategy = init_to_value(values=values)
-        seeded = handlers.seed(handlers.substitute(self.model, substitute_fn=strategy), key_rest)
+        # seed innermost: the init strategy draws with the key the seed handler provides
+        seeded = handlers.substitute(handlers.seed(self.model, key_rest), substitute_fn=strategy)
         trace = handlers.trace(handlers.substitute(seeded, self._params)).get_trace(
             *self._example
         )

@@ -33,11 +33,13 @@ from ppl_bnn.types import Array, PRNGKey
 
 __all__ = [
     "HMCInfo",
+    "HMCSamples",
     "HMCState",
     "MassMatrixEstimate",
     "build_init",
     "build_kernel",
     "num_leapfrog_steps",
+    "sample",
 ]
 
 
@@ -174,3 +176,75 @@ def split_keys(key: PRNGKey, num_chains: int) -> tuple[PRNGKey, PRNGKey]:
     """Advance the run key once and derive one key per chain for this iteration."""
     key, step_key = jax.random.split(key)
     return key, jax.random.split(step_key, num_chains)
+
+
+class HMCSamples(NamedTuple):
+    """Draws of :func:`sample`: site values ``(chains, draws, ...)`` and per-draw info."""
+
+    samples: dict
+    acceptance_rate: Array  # (chains, draws)
+    is_accepted: Array  # (chains, draws)
+
+
+def sample(
+    rng_key: PRNGKey,
+    model: Callable,
+    x,
+    y,
+    *,
+    step_size: float,
+    num_leapfrog_steps: int,
+    num_samples: int,
+    num_burn_in: int = 0,
+    num_chains: int = 1,
+    mesh=None,
+    microbatch_size: int | None = None,
+) -> HMCSamples:
+    """Full-batch HMC on any NumPyro model ``model(x, y)``, in memory.
+
+    The light-weight entry point for a model written by hand: no run directory, no
+    checkpoints (use ``ppl-bnn hmc`` / :func:`ppl_bnn.run_hmc` for long runs). Burn-in
+    iterations take every proposal without MH correction and are not returned.
+
+    Example:
+        >>> def model(x, y=None):
+        ...     w = numpyro.sample("w", dist.Normal(0, 1).expand([x.shape[1]]).to_event(1))
+        ...     with numpyro.plate("data", x.shape[0]):
+        ...         numpyro.sample("y", dist.Normal(x @ w, 0.5), obs=y)
+        >>> out = sample(jax.random.key(0), model, x, y, step_size=0.01,
+        ...              num_leapfrog_steps=15, num_samples=500, num_burn_in=50, num_chains=4)
+        >>> out.samples["w"].shape   # (4, 500, d)
+    """
+    import numpy as np
+
+    from ppl_bnn.logdensity import LogDensity
+    from ppl_bnn.sharding import make_mesh, shard_batch
+
+    mesh = mesh or make_mesh()
+    x, y = np.asarray(x), np.asarray(y)
+    ld = LogDensity(model, mesh, (x[:2], y[:2]), microbatch_size=microbatch_size)
+    batch = shard_batch(mesh, x, y, multiple=microbatch_size or 1)
+    key, init_key = jax.random.split(rng_key)
+    positions = jax.tree.map(
+        lambda *a: jnp.stack(a), *[ld.init(k) for k in jax.random.split(init_key, num_chains)]
+    )
+    state = build_init(ld)(positions, batch)
+    kernel = build_kernel(ld)
+    dim = ravel_pytree(jax.tree.map(lambda a: a[0], positions))[0].shape[0]
+    dtype = jnp.zeros(()).dtype
+    eps = jnp.full((num_chains,), step_size, dtype)
+    inv_mass = jnp.ones((num_chains, dim), dtype)
+    steps = jnp.full((num_chains,), num_leapfrog_steps)
+    constrain = jax.jit(jax.vmap(ld.constrain))
+    draws, rates, accepted = [], [], []
+    for i in range(num_burn_in + num_samples):
+        key, keys = split_keys(key, num_chains)
+        do_mh = jnp.asarray(i >= num_burn_in)
+        state, info = kernel(keys, state, batch, eps, inv_mass, steps, do_mh)
+        jax.block_until_ready(state)  # one trajectory at a time (see sharding notes)
+        if i >= num_burn_in:
+            draws.append(jax.device_get(constrain(state.position)))
+            rates.append(np.asarray(info.acceptance_rate))
+            accepted.append(np.asarray(info.is_accepted))
+    samples = {k: np.stack([d[k] for d in draws], axis=1) for k in draws[0]} if draws else {}
+    return HMCSamples(samples, np.stack(rates, 1), np.stack(accepted, 1))
