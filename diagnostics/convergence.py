@@ -92,6 +92,7 @@ class DiagnosticsReport:
     num_draws: int
     entries: dict[str, dict] = field(default_factory=dict)
     netcdf_path: Path | None = None
+    plots: list[Path] = field(default_factory=list)
 
     def format(self) -> str:
         lines = [f"chains: {self.num_chains}   draws per chain: {self.num_draws}"]
@@ -118,7 +119,9 @@ def _locate(da, reducer) -> tuple[float, str]:
     return float(values[idx]), where
 
 
-def diagnose_runs(run_dirs, *, output=None, include_burn_in: bool = False) -> DiagnosticsReport:
+def diagnose_runs(
+    run_dirs, *, output=None, include_burn_in: bool = False, plots: bool = False
+) -> DiagnosticsReport:
     """R-hat (rank-normalised split) and bulk ESS of merged runs; writes netCDF.
 
     ``output`` defaults to ``diagnostics.nc`` in the first run directory. The netCDF file
@@ -154,4 +157,18 @@ def diagnose_runs(run_dirs, *, output=None, include_burn_in: bool = False) -> Di
     os.replace(tmp, out)
     report.netcdf_path = out
     (out.with_suffix(".json")).write_text(json.dumps(report.to_dict(), indent=2))
+    if plots:
+        report.plots = _plots(post, rhat, out.parent)
     return report
+
+
+def _plots(post, rhat, folder: Path) -> list[Path]:
+    from ppl_bnn.diagnostics.plots import plot_rank, plot_rhat_histogram, plot_trace
+
+    paths = [plot_rhat_histogram({v: rhat[v].values for v in post.data_vars}, folder / "rhat.png")]
+    if "weight" in post.data_vars:
+        w = np.asarray(post["weight"].values)
+        names = [str(c) for c in post["weight"].coords["coordinate"].values]
+        paths.append(plot_trace(w, names, folder / "trace_weights.png"))
+        paths.append(plot_rank(w, names, folder / "rank_weights.png"))
+    return paths

@@ -16,13 +16,16 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--output", default=None,
                    help="netCDF file to write (default: diagnostics.nc in the first run dir)")
     p.add_argument("--include_burn_in", action="store_true", help="keep burn-in draws")
+    p.add_argument("--plots", action="store_true",
+                   help="also draw R-hat histograms, traces and rank plots (PNG) beside the netCDF")
     p.set_defaults(run=run)
 
 
 def run(args, argv) -> int:
     from ppl_bnn.diagnostics import diagnose_runs
 
-    report = diagnose_runs(args.run_dirs, output=args.output, include_burn_in=args.include_burn_in)
+    report = diagnose_runs(args.run_dirs, output=args.output,
+                           include_burn_in=args.include_burn_in, plots=args.plots)
     print(report.format())
     print(json.dumps({"netcdf": str(report.netcdf_path)}))
     return 0
