@@ -57,13 +57,16 @@ def main():
     args = ap.parse_args()
     import jax
     import numpy as np
-
     from ppl_bnn.models import MLP
 
-    params = MLP(hidden=(100, 100), num_outputs=10).init(jax.random.key(0), np.zeros((1, 64)))["params"]
+    params = MLP(hidden=(100, 100), num_outputs=10).init(jax.random.key(0), np.zeros((1, 64)))[
+        "params"
+    ]
     rng = np.random.default_rng(1)
-    to_site = lambda t: {"net/" + ".".join(str(getattr(k, "key", k)) for k in path): np.asarray(v)
-                         for path, v in jax.tree_util.tree_flatten_with_path(t)[0]}
+    to_site = lambda t: {
+        "net/" + ".".join(str(getattr(k, "key", k)) for k in path): np.asarray(v)
+        for path, v in jax.tree_util.tree_flatten_with_path(t)[0]
+    }
     q0 = {k: v * 3.0 for k, v in to_site(params).items()}  # far from the mode: huge densities
     q1 = {k: v + 1e-4 * rng.normal(size=v.shape).astype(np.float32) for k, v in q0.items()}
     p0 = {k: rng.normal(size=v.shape).astype(np.float32) for k, v in q0.items()}
@@ -73,17 +76,27 @@ def main():
     for n in args.sizes:
         out = {}
         for bits in ("32", "64"):
-            r = subprocess.run([sys.executable, "-c", CHILD, str(n), bits, path],
-                               capture_output=True, text=True, check=True)
+            r = subprocess.run(
+                [sys.executable, "-c", CHILD, str(n), bits, path],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             out[bits] = json.loads(r.stdout.strip().splitlines()[-1])
         ref = out["64"]["precise"]
-        print(json.dumps({
-            "num_examples": n, "log_density": out["64"]["logdensity"],
-            "log_accept_float64": ref,
-            "abs_error_naive_float32": abs(out["32"]["naive"] - ref),
-            "abs_error_precise_float32": abs(out["32"]["precise"] - ref),
-            "float64_naive_minus_precise": out["64"]["naive"] - ref,
-        }), flush=True)
+        print(
+            json.dumps(
+                {
+                    "num_examples": n,
+                    "log_density": out["64"]["logdensity"],
+                    "log_accept_float64": ref,
+                    "abs_error_naive_float32": abs(out["32"]["naive"] - ref),
+                    "abs_error_precise_float32": abs(out["32"]["precise"] - ref),
+                    "float64_naive_minus_precise": out["64"]["naive"] - ref,
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -21,16 +21,15 @@ import time
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import numpyro  # noqa: E402
 import numpyro.distributions as dist  # noqa: E402
 from numpyro.contrib.module import random_flax_module  # noqa: E402
+from ppl_bnn.models import MLP, register  # noqa: E402
 
 from ppl_bnn.config import HMCConfig  # noqa: E402
-from ppl_bnn.models import MLP, register  # noqa: E402
 from ppl_bnn.runners import run_hmc  # noqa: E402
 
 N, D, C, WD, EPS = 2000, 64, 10, 1.0, 1e-4
@@ -50,9 +49,17 @@ def net():
 
 def time_ppl_bnn(path_npz, L, k, workdir):
     run_dir = os.path.join(workdir, f"run_{L}_{k}")
-    cfg = HMCConfig(dir=run_dir, dataset_name=path_npz, model_name="bench_mlp", weight_decay=WD,
-                    step_size=EPS, trajectory_len=EPS * L, num_iterations=k,
-                    max_num_leapfrog_steps=L, num_param_draws=16)
+    cfg = HMCConfig(
+        dir=run_dir,
+        dataset_name=path_npz,
+        model_name="bench_mlp",
+        weight_decay=WD,
+        step_size=EPS,
+        trajectory_len=EPS * L,
+        num_iterations=k,
+        max_num_leapfrog_steps=L,
+        num_param_draws=16,
+    )
     t0 = time.perf_counter()
     run_hmc(cfg, argv=["bench"], progress=False)
     out = time.perf_counter() - t0
@@ -79,8 +86,13 @@ def time_hand(x, y, L, k):
     def iteration(key, p, lp, g):
         k1, k2 = jax.random.split(key)
         leaves, tree = jax.tree.flatten(p)
-        mom = jax.tree.unflatten(tree, [jax.random.normal(kk, v.shape) for kk, v in
-                                        zip(jax.random.split(k1, len(leaves)), leaves)])
+        mom = jax.tree.unflatten(
+            tree,
+            [
+                jax.random.normal(kk, v.shape)
+                for kk, v in zip(jax.random.split(k1, len(leaves)), leaves, strict=True)
+            ],
+        )
         kin = lambda m: 0.5 * sum(jnp.sum(v**2) for v in jax.tree.leaves(m))
 
         def body(_, s):
@@ -119,8 +131,14 @@ def time_numpyro(x, y, L, k):
             numpyro.sample("y", dist.Categorical(logits=f(x)), obs=y)
 
     # trajectory_length=None: otherwise NumPyro overrides the step count (2*pi/L pitfall)
-    kernel = numpyro.infer.HMC(model, step_size=EPS, num_steps=L, trajectory_length=None,
-                               adapt_step_size=False, adapt_mass_matrix=False)
+    kernel = numpyro.infer.HMC(
+        model,
+        step_size=EPS,
+        num_steps=L,
+        trajectory_length=None,
+        adapt_step_size=False,
+        adapt_mass_matrix=False,
+    )
     mcmc = numpyro.infer.MCMC(kernel, num_warmup=0, num_samples=k, progress_bar=False)
     t0 = time.perf_counter()
     mcmc.run(jax.random.key(0), x, y)
@@ -145,19 +163,29 @@ def main():
         for _ in range(args.repeats):  # interleaved, so load on the machine hits all alike
             d = args.k2 - args.k1
             per_step["ppl_bnn"].append(
-                (time_ppl_bnn(path, L, args.k2, work) - time_ppl_bnn(path, L, args.k1, work)) / (d * L))
+                (time_ppl_bnn(path, L, args.k2, work) - time_ppl_bnn(path, L, args.k1, work))
+                / (d * L)
+            )
             per_step["hand_written"].append(
-                (time_hand(x, y, L, args.k2) - time_hand(x, y, L, args.k1)) / (d * L))
+                (time_hand(x, y, L, args.k2) - time_hand(x, y, L, args.k1)) / (d * L)
+            )
             per_step["numpyro"].append(
-                (time_numpyro(x, y, L, args.k2) - time_numpyro(x, y, L, args.k1)) / (d * L))
+                (time_numpyro(x, y, L, args.k2) - time_numpyro(x, y, L, args.k1)) / (d * L)
+            )
         best = {k: min(v) for k, v in per_step.items()}
-        print(json.dumps({
-            "num_leapfrog_steps": L, "device": jax.devices()[0].device_kind,
-            **{f"sec_per_step_{k}": v for k, v in best.items()},
-            "ratio_ppl_bnn_vs_hand": best["ppl_bnn"] / best["hand_written"],
-            "ratio_numpyro_vs_hand": best["numpyro"] / best["hand_written"],
-            "ratio_ppl_bnn_vs_numpyro": best["ppl_bnn"] / best["numpyro"],
-        }), flush=True)
+        print(
+            json.dumps(
+                {
+                    "num_leapfrog_steps": L,
+                    "device": jax.devices()[0].device_kind,
+                    **{f"sec_per_step_{k}": v for k, v in best.items()},
+                    "ratio_ppl_bnn_vs_hand": best["ppl_bnn"] / best["hand_written"],
+                    "ratio_numpyro_vs_hand": best["numpyro"] / best["hand_written"],
+                    "ratio_ppl_bnn_vs_numpyro": best["ppl_bnn"] / best["numpyro"],
+                }
+            ),
+            flush=True,
+        )
     shutil.rmtree(work)
 
 

@@ -29,14 +29,12 @@ def load_run_draws(run_dir: str | os.PathLike, *, include_burn_in: bool = False)
         raise FileNotFoundError(f"run directory {rd.path} does not exist")
     draws = [d for _, d in rd.load_draws() if include_burn_in or not bool(d["burn_in"])]
     if not draws:
-        raise ValueError(f"{rd.path} has no saved draws{'' if include_burn_in else ' after burn-in'}")
+        raise ValueError(
+            f"{rd.path} has no saved draws{'' if include_burn_in else ' after burn-in'}"
+        )
     preds = np.stack([d["predictions"] for d in draws], axis=1)
     params = np.stack([d["params"] for d in draws], axis=1)
-    config = json.loads((rd.path / "config.json").read_text()) if (rd.path / "config.json").exists() else {}
-    summary_file = rd.path / "summary.json"
-    task = json.loads(summary_file.read_text()).get("task") if summary_file.exists() else None
-    if task is None:
-        task = "regression" if preds.shape[-1] == 2 and config.get("likelihood") != "categorical" and not np.allclose(preds.sum(-1), 1) else "classification"
+    task = str(draws[0]["task"]) if "task" in draws[0] else "classification"
     names = _param_names(rd)
     return {"predictions": preds, "params": params, "param_names": names, "task": task}
 
@@ -57,14 +55,17 @@ def runs_to_datatree(run_dirs, *, include_burn_in: bool = False):
     Each run contributes its chains; all are cut to the shortest run's number of draws.
     Variables of the ``posterior`` group: ``test_prob`` ``(chain, draw, test_point, class)``
     for classification, or ``test_mean`` and ``test_std`` ``(chain, draw, test_point)`` for
-    regression; and ``weight`` ``(chain, draw, coordinate)``, the tracked parameter coordinates by name.
+    regression; and ``weight`` ``(chain, draw, coordinate)``, the tracked parameter
+    coordinates by name.
     """
     import arviz as az
 
     runs = [load_run_draws(d, include_burn_in=include_burn_in) for d in run_dirs]
     shapes = {r["predictions"].shape[2:] for r in runs}
     if len(shapes) > 1:
-        raise ValueError(f"runs predict different test sets (shapes {sorted(shapes)}): cannot merge")
+        raise ValueError(
+            f"runs predict different test sets (shapes {sorted(shapes)}): cannot merge"
+        )
     n_draws = min(r["predictions"].shape[1] for r in runs)
     preds = np.concatenate([r["predictions"][:, :n_draws] for r in runs], axis=0)
     params = np.concatenate([r["params"][:, :n_draws] for r in runs], axis=0)
@@ -100,13 +101,18 @@ class DiagnosticsReport:
             lines.append(
                 f"{var:>10}: worst R-hat {e['max_rhat']:.4f} at {e['max_rhat_at']}   "
                 f"lowest ESS {e['min_ess']:.1f} at {e['min_ess_at']}   "
-                f"R-hat > 1.1: {100 * e['frac_rhat_gt_1.1']:.1f}%   median R-hat {e['median_rhat']:.4f}"
+                f"R-hat > 1.1: {100 * e['frac_rhat_gt_1.1']:.1f}%   "
+                f"median R-hat {e['median_rhat']:.4f}"
             )
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"num_chains": self.num_chains, "num_draws": self.num_draws, **self.entries,
-                "netcdf": str(self.netcdf_path) if self.netcdf_path else None}
+        return {
+            "num_chains": self.num_chains,
+            "num_draws": self.num_draws,
+            **self.entries,
+            "netcdf": str(self.netcdf_path) if self.netcdf_path else None,
+        }
 
 
 def _locate(da, reducer) -> tuple[float, str]:
@@ -134,6 +140,11 @@ def diagnose_runs(
     run_dirs = [Path(d) for d in run_dirs]
     dt = runs_to_datatree(run_dirs, include_burn_in=include_burn_in)
     post = dt["posterior"]
+    if post.sizes["draw"] < 4:
+        raise ValueError(
+            f"R-hat and ESS need at least 4 draws per chain; these runs have {post.sizes['draw']}"
+            " (after burn-in; --include_burn_in counts burn-in draws too)"
+        )
     rhat, ess = az.rhat(dt), az.ess(dt)
     report = DiagnosticsReport(post.sizes["chain"], post.sizes["draw"])
     for var in post.data_vars:
@@ -142,16 +153,22 @@ def diagnose_runs(
         min_e, min_at = _locate(e_da, np.nanargmin)
         r = np.asarray(r_da.values, float)
         report.entries[var] = {
-            "max_rhat": max_r, "max_rhat_at": max_at, "median_rhat": float(np.nanmedian(r)),
-            "frac_rhat_gt_1.1": float(np.mean(r > 1.1)), "min_ess": min_e, "min_ess_at": min_at,
+            "max_rhat": max_r,
+            "max_rhat_at": max_at,
+            "median_rhat": float(np.nanmedian(r)),
+            "frac_rhat_gt_1.1": float(np.mean(r > 1.1)),
+            "min_ess": min_e,
+            "min_ess_at": min_at,
         }
     out = Path(output) if output else run_dirs[0] / "diagnostics.nc"
     out.parent.mkdir(parents=True, exist_ok=True)
-    full = xr.DataTree.from_dict({
-        "posterior": post.to_dataset(),
-        "rhat": rhat.to_dataset() if hasattr(rhat, "to_dataset") else rhat,
-        "ess": ess.to_dataset() if hasattr(ess, "to_dataset") else ess,
-    })
+    full = xr.DataTree.from_dict(
+        {
+            "posterior": post.to_dataset(),
+            "rhat": rhat.to_dataset() if hasattr(rhat, "to_dataset") else rhat,
+            "ess": ess.to_dataset() if hasattr(ess, "to_dataset") else ess,
+        }
+    )
     tmp = out.with_name("." + out.name + ".tmp")
     full.to_netcdf(tmp, engine="netcdf4")
     os.replace(tmp, out)

@@ -57,7 +57,9 @@ def load_checkpoint(path: str | os.PathLike) -> Any:
         raise CheckpointError(f"corrupt checkpoint {path}: not a ppl_bnn checkpoint")
     body, digest = raw[len(_MAGIC) : -32], raw[-32:]
     if hashlib.sha256(body).digest() != digest:
-        raise CheckpointError(f"corrupt checkpoint {path}: checksum mismatch (truncated or altered)")
+        raise CheckpointError(
+            f"corrupt checkpoint {path}: checksum mismatch (truncated or altered)"
+        )
     try:
         return pickle.loads(body)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means corruption

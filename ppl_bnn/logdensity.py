@@ -138,9 +138,7 @@ class LogDensity:
         strategy = init_to_value(values=values)
         # seed innermost: the init strategy draws with the key the seed handler provides
         seeded = handlers.substitute(handlers.seed(self.model, key_rest), substitute_fn=strategy)
-        trace = handlers.trace(handlers.substitute(seeded, self._params)).get_trace(
-            *self._example
-        )
+        trace = handlers.trace(handlers.substitute(seeded, self._params)).get_trace(*self._example)
         dtype = jnp.zeros(()).dtype
         return {
             n: jnp.asarray(self.transforms[n].inv(trace[n]["value"]), dtype)
@@ -242,12 +240,17 @@ class LogDensity:
             fa, fb = a["fn"], b["fn"]
             while isinstance(fa, dist.Independent) and isinstance(fb, dist.Independent):
                 fa, fb = fa.base_dist, fb.base_dist  # elementwise log densities
-            diff = fa.log_prob(a["value"]) * _site_scale(a) - fb.log_prob(b["value"]) * _site_scale(b)
+            diff = fa.log_prob(a["value"]) * _site_scale(a) - fb.log_prob(b["value"]) * _site_scale(
+                b
+            )
             total = total + jnp.sum(diff)
             t = self.transforms[n]
             if not isinstance(t, dist.transforms.IdentityTransform):
-                total = total + jnp.sum(t.log_abs_det_jacobian(new[n], a["value"])) - jnp.sum(
-                    t.log_abs_det_jacobian(old[n], b["value"]))
+                total = (
+                    total
+                    + jnp.sum(t.log_abs_det_jacobian(new[n], a["value"]))
+                    - jnp.sum(t.log_abs_det_jacobian(old[n], b["value"]))
+                )
 
         @partial(
             jax.shard_map,
@@ -260,7 +263,10 @@ class LogDensity:
                 tn, to = self._trace(new, x, y), self._trace(old, x, y)
                 acc = jnp.zeros((), mask.dtype)
                 for n in self.observed_sites:
-                    lp = lambda s: jnp.reshape(s["fn"].log_prob(s["value"]), (mask.shape[0], -1)).sum(-1) * _site_scale(s)
+                    lp = lambda s: (
+                        jnp.reshape(s["fn"].log_prob(s["value"]), (mask.shape[0], -1)).sum(-1)
+                        * _site_scale(s)
+                    )
                     acc = acc + jnp.sum((lp(tn[n]) - lp(to[n])) * mask)
                 return acc
 
@@ -270,8 +276,9 @@ class LogDensity:
             else:
                 split = lambda a: a.reshape((a.shape[0] // m, m) + a.shape[1:])
                 init = jax.lax.pcast(jnp.zeros((), mask.dtype), (DATA_AXIS,), to="varying")
-                local, _ = jax.lax.scan(lambda acc, c: (acc + chunk(*c), None), init,
-                                        (split(x), split(y), split(mask)))
+                local, _ = jax.lax.scan(
+                    lambda acc, c: (acc + chunk(*c), None), init, (split(x), split(y), split(mask))
+                )
             return jax.lax.psum(local, DATA_AXIS)
 
         return total + likelihood_diff(new, old, batch.x, batch.y, batch.mask)
@@ -284,7 +291,9 @@ class LogDensity:
     def predict(self, position: dict, x: jax.Array) -> jax.Array:
         """Predictive statistics (``predictive_stats``) for every row of a sharded ``x``."""
 
-        @partial(jax.shard_map, mesh=self.mesh, in_specs=(P(), P(DATA_AXIS)), out_specs=P(DATA_AXIS))
+        @partial(
+            jax.shard_map, mesh=self.mesh, in_specs=(P(), P(DATA_AXIS)), out_specs=P(DATA_AXIS)
+        )
         def local(position, x):
             trace = self._trace(position, x, None, seed=0)
             return predictive_stats(trace[self.observed_sites[0]]["fn"])

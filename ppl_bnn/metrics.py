@@ -62,14 +62,20 @@ def calibration_curve(
     }
 
 
-def ece(probs: np.ndarray, labels: np.ndarray, num_bins: int = 20, *, equal_mass: bool = True) -> float:
+def ece(
+    probs: np.ndarray, labels: np.ndarray, num_bins: int = 20, *, equal_mass: bool = True
+) -> float:
     """Expected calibration error: sum over bins of share * |confidence - accuracy|."""
     c = calibration_curve(probs, labels, num_bins, equal_mass=equal_mass)
     return float(np.sum(c["proportion"] * np.abs(c["confidence"] - c["accuracy"])))
 
 
 def classification_metrics(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    return {"accuracy": accuracy(probs, labels), "nll": nll(probs, labels), "ece": ece(probs, labels)}
+    return {
+        "accuracy": accuracy(probs, labels),
+        "nll": nll(probs, labels),
+        "ece": ece(probs, labels),
+    }
 
 
 def regression_metrics(pred: np.ndarray, y: np.ndarray, y_scale: float = 1.0) -> dict[str, float]:

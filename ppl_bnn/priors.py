@@ -124,13 +124,17 @@ def gaussian(weight_decay: float = 1.0) -> _Family:
 
 def laplace(weight_decay: float = 1.0) -> _Family:
     """Laplace with variance ``1/weight_decay`` (scale ``b = sqrt(1 / (2 weight_decay))``)."""
-    return _Family("laplace", lambda v: dist.Laplace(0.0, math.sqrt(v / 2)), _variance(weight_decay))
+    return _Family(
+        "laplace", lambda v: dist.Laplace(0.0, math.sqrt(v / 2)), _variance(weight_decay)
+    )
 
 
 def logistic(weight_decay: float = 1.0) -> _Family:
     """Logistic with variance ``1/weight_decay`` (scale ``s = sqrt(3 v) / pi``)."""
     return _Family(
-        "logistic", lambda v: dist.Logistic(0.0, math.sqrt(3 * v) / math.pi), _variance(weight_decay)
+        "logistic",
+        lambda v: dist.Logistic(0.0, math.sqrt(3 * v) / math.pi),
+        _variance(weight_decay),
     )
 
 

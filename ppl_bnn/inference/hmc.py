@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import NamedTuple
-
 from functools import partial
+from typing import NamedTuple
 
 import blackjax
 import jax
@@ -122,7 +121,9 @@ def build_kernel(
                 precise = jnp.where(jnp.isfinite(delta_energy), delta(prev, new), delta_energy)
                 return static_binomial_sampling(rng_key, precise, prev, new)
 
-            build_proposal = partial(blackjax.mcmc.hmc.hmc_proposal, sample_proposal=sample_proposal)
+            build_proposal = partial(
+                blackjax.mcmc.hmc.hmc_proposal, sample_proposal=sample_proposal
+            )
         bj_kernel = blackjax.mcmc.hmc.build_kernel(
             divergence_threshold=divergence_threshold, build_proposal=build_proposal
         )
