@@ -21,8 +21,19 @@ from ppl_bnn.config import CommonConfig, HMCConfig
 from ppl_bnn.data import Dataset, load_dataset
 from ppl_bnn.logdensity import LogDensity
 from ppl_bnn.problem import Problem, build_problem
-from ppl_bnn.runners import run, run_hmc
 from ppl_bnn.sharding import make_mesh, shard_batch
+
+
+def __getattr__(name: str):
+    # ``run`` and ``run_hmc`` load on first use: they import blackjax, whose import already
+    # starts JAX's backend, and ``jax.distributed.initialize`` (multi-process runs,
+    # ``ppl_bnn.distributed``) must come before that, so ``import ppl_bnn`` must not.
+    if name in ("run", "run_hmc"):
+        from ppl_bnn import runners
+
+        return getattr(runners, name)
+    raise AttributeError(f"module 'ppl_bnn' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 

@@ -9,7 +9,17 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-__all__ = ["CommonConfig", "HMCConfig", "to_dict"]
+__all__ = [
+    "CommonConfig",
+    "EnsembleConfig",
+    "HMCConfig",
+    "SGDConfig",
+    "SGLDConfig",
+    "SGMCMCConfig",
+    "SurfaceConfig",
+    "VIConfig",
+    "to_dict",
+]
 
 
 def _f(default, help: str, **kw):
@@ -22,7 +32,7 @@ class CommonConfig:
 
     dir: str = _f("", "run directory for checkpoints, metrics and draws (required)", required=True)
     seed: int = _f(0, "random seed")
-    dataset_name: str = _f("digits", "dataset: digits, synthetic_regression, a UCI name, <uci>_<seed>, file.npz, or a TFDS name")
+    dataset_name: str = _f("digits", "dataset: digits, synthetic_regression, a UCI name, <uci>_<seed>, file.npz, cifar10, cifar100, mnist, imdb or cifar10_corrupted/<corruption>_<severity>")
     model_name: str = _f("mlp_classification", "architecture name (see `ppl-bnn models`)")
     weight_decay: float = _f(15.0, "prior precision: prior variance = 1 / weight_decay")
     temperature: float = _f(1.0, "posterior temperature T: the posterior is raised to 1/T")
@@ -30,7 +40,7 @@ class CommonConfig:
     tabulate_freq: int = _f(40, "repeat the console table header every this many rows")
     subset_train_to: int | None = _f(None, "keep only the first N training examples")
     use_float64: bool = _f(False, "compute in float64 (default float32)")
-    data_dir: str | None = _f(None, "folder with datasets (UCI: <name>/data.txt, index_*.txt)")
+    data_dir: str | None = _f(None, "folder with datasets (UCI: <name>/data.txt, index_*.txt; TFDS: its data_dir, default $TFDS_DATA_DIR or ~/tensorflow_datasets)")
     uci_split: int | None = _f(None, "published UCI split 0..19 (with a plain UCI dataset name)")
     prior_family: str = _f("gaussian", "gaussian, mixture_gaussian, logistic, laplace or student_t")
     student_t_df: float = _f(1.0, "degrees of freedom of the student_t prior")
@@ -66,5 +76,75 @@ class HMCConfig(CommonConfig):
     num_param_draws: int = _f(16, "parameter coordinates kept per iteration for parameter-space R-hat")
 
 
+@dataclass
+class SurfaceConfig(CommonConfig):
+    """Flags of ``ppl-bnn surface`` (the original ``make_posterior_surface_plot.py``)."""
+
+    limit_bottom: float = _f(-0.25, "lower limit of the plot along v (towards checkpoint 3)")
+    limit_top: float = _f(1.25, "upper limit of the plot along v (towards checkpoint 3)")
+    limit_left: float = _f(-0.25, "left limit of the plot along u (checkpoint 1 to 2)")
+    limit_right: float = _f(1.25, "right limit of the plot along u (checkpoint 1 to 2)")
+    grid_size: int = _f(20, "number of grid points in each direction")
+    checkpoint1: str = _f("", "first checkpoint (the origin); PATH or PATH:CHAIN", required=True)
+    checkpoint2: str = _f("", "second checkpoint, at (1, 0); PATH or PATH:CHAIN", required=True)
+    checkpoint3: str = _f("", "third checkpoint, spans v; PATH or PATH:CHAIN", required=True)
+    grid_batch_size: int = _f(1, "grid points evaluated at once (vectorised) inside the compiled loop")
+
+
 def to_dict(config) -> dict:
     return dataclasses.asdict(config)
+
+
+@dataclass
+class SGDConfig(CommonConfig):
+    """Flags of ``ppl-bnn sgd`` (the original ``run_sgd.py``), shared by SG-MCMC and VI."""
+
+    init_step_size: float = _f(1e-6, "initial step size (cosine schedule for SGD and VI)")
+    num_epochs: int = _f(300, "total number of epochs")
+    batch_size: int = _f(80, "minibatch size")
+    eval_freq: int = _f(10, "evaluate every this many epochs (and after the last)")
+    save_freq: int = _f(50, "checkpoint every this many epochs (and after the last)")
+    momentum_decay: float = _f(0.9, "momentum decay (SGD; SG-MCMC: 0 is SGLD, > 0 SGHMC)")
+    reference: str | None = _f(None, "HMC run directory or predictions .npy: agreement/TV (or W2) against it in the summary")
+    num_param_draws: int = _f(16, "parameter coordinates kept per draw for parameter-space R-hat")
+
+
+@dataclass
+class EnsembleConfig(SGDConfig):
+    """Flags of ``ppl-bnn ensemble``: SGD members from seeds ``seed, seed+1, ...``."""
+
+    ensemble_size: int = _f(5, "number of independently seeded SGD members, trained side by side")
+
+
+@dataclass
+class SGMCMCConfig(SGDConfig):
+    """Flags of ``ppl-bnn sgmcmc`` (the original ``run_sgmcmc.py``) and the new options."""
+
+    preconditioner: str = _f("None", "None or RMSprop")
+    step_size_schedule: str = _f("constant", "constant (cosine burn-in to final_step_size) or cyclical")
+    num_burnin_epochs: int = _f(300, "epochs before the final step size is reached (not ensembled)")
+    final_step_size: float | None = _f(None, "step size after the burn-in, constant schedule (default: init_step_size)")
+    step_size_cycle_length_epochs: int = _f(50, "cycle length in epochs (cyclical schedule)")
+    save_all_ensembled: bool = _f(False, "checkpoint every ensembled epoch")
+    ensemble_freq: int = _f(10, "ensemble the iterate every this many epochs after the burn-in")
+    num_chains: int = _f(1, "chains run side by side (vectorised); chain i uses seed + i")
+    preconditioner_correction: bool = _f(False, "RMSprop: add the drift that corrects for the position-dependent preconditioner (Li et al. 2016)")
+
+
+@dataclass
+class SGLDConfig(SGMCMCConfig):
+    """``SGMCMCConfig`` with ``momentum_decay = 0``: SGLD."""
+
+    momentum_decay: float = _f(0.0, "momentum decay: 0 is SGLD, > 0 SGHMC")
+
+
+@dataclass
+class VIConfig(SGDConfig):
+    """Flags of ``ppl-bnn vi`` (the original ``run_vi.py``) and the new options."""
+
+    optimizer: str = _f("Adam", "SGD (with momentum_decay) or Adam; cosine step-size schedule")
+    vi_sigma_init: float = _f(1e-3, "initial standard deviation of every weight")
+    vi_ensemble_size: int = _f(20, "samples from the approximate posterior averaged at evaluation")
+    mean_init_checkpoint: str | None = _f(None, "SGD checkpoint whose parameters initialise the variational mean")
+    vi_guide: str = _f("AutoNormal", "NumPyro autoguide: AutoNormal (mean field), AutoDiagonalNormal or AutoLowRankMultivariateNormal")
+    vi_guide_rank: int | None = _f(None, "rank of AutoLowRankMultivariateNormal (default: NumPyro's)")

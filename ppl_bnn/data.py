@@ -228,3 +228,8 @@ def _load_npz(path: str) -> Dataset:
     return Dataset(Path(path).stem, arrays["x_train"].astype(np.float32),
                    arrays["y_train"].astype(np.int32), arrays["x_test"].astype(np.float32),
                    arrays["y_test"].astype(np.int32), "classification", num_classes=n_classes)
+
+
+# TFDS datasets (cifar10, cifar100, mnist, imdb, cifar10_corrupted/<corruption>_<severity>)
+# register themselves; TFDS itself is imported only when one of them is loaded.
+import ppl_bnn.tfds_data  # noqa: E402,F401

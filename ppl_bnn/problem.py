@@ -8,6 +8,7 @@ import jax
 from jax.sharding import Mesh
 
 from ppl_bnn import likelihoods, priors
+from ppl_bnn.augment import with_augmented_copies
 from ppl_bnn.bnn import bnn_model
 from ppl_bnn.config import CommonConfig
 from ppl_bnn.data import Dataset, load_dataset
@@ -85,6 +86,8 @@ def build_problem(cfg: CommonConfig, dataset: Dataset | None = None) -> Problem:
             uci_split=cfg.uci_split,
             subset_train_to=cfg.subset_train_to,
         )
+    if cfg.num_augmented_copies:
+        dataset = with_augmented_copies(dataset, cfg.num_augmented_copies, seed=cfg.seed)
     lik = build_likelihood(cfg, dataset)
     num_outputs = lik.num_outputs or dataset.num_classes
     net = get_model(cfg.model_name, num_outputs)

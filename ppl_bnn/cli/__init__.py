@@ -17,6 +17,16 @@ COMMANDS = {
     "hmc": "hmc",
     "diagnose": "diagnose",
     "models": "listing",
+    "surface": "surface",
+    "domain-shift": "domain_shift",
+    "download": "download",
+    "experiment": "experiment",
+    "sgd": "sgd",
+    "ensemble": "sgd",
+    "sgmcmc": "sgmcmc",
+    "vi": "vi",
+    "mfvi": "vi",
+    "compare": "compare",
 }
 
 

@@ -8,13 +8,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from ppl_bnn.config import HMCConfig
+from ppl_bnn.config import EnsembleConfig, HMCConfig, SGDConfig, SGLDConfig, SGMCMCConfig, VIConfig
 from ppl_bnn.runners.hmc import run_hmc
+from ppl_bnn.runners.sgd import run_ensemble, run_sgd
+from ppl_bnn.runners.sgmcmc import run_sgmcmc
+from ppl_bnn.runners.vi import run_vi
 
-__all__ = ["RUNNERS", "run", "run_hmc"]
+__all__ = ["RUNNERS", "run", "run_ensemble", "run_hmc", "run_sgd", "run_sgmcmc", "run_vi"]
 
 RUNNERS: dict[str, tuple[type, Any]] = {
     "hmc": (HMCConfig, run_hmc),
+    "sgd": (SGDConfig, run_sgd),
+    "ensemble": (EnsembleConfig, run_ensemble),
+    "sgld": (SGLDConfig, run_sgmcmc),
+    "sghmc": (SGMCMCConfig, run_sgmcmc),
+    "sgmcmc": (SGMCMCConfig, run_sgmcmc),
+    "mfvi": (VIConfig, run_vi),
+    "vi": (VIConfig, run_vi),
 }
 
 

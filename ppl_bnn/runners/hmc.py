@@ -198,7 +198,8 @@ def run_hmc(
         if C > 1:
             record["accept_prob_per_chain"] = accept.tolist()
         rd.save_draw(it + 1, predictions=test_preds.astype(np.float32),
-                     params=tracker.take(state.position), burn_in=np.asarray(in_burnin))
+                     params=tracker.take(state.position), burn_in=np.asarray(in_burnin),
+                     task=np.asarray(ds.task))
         rd.log(it + 1, record)
         rd.save(it + 1, {
             "step": it + 1,

@@ -1,0 +1,271 @@
+"""Domain shift: a run's Bayesian model average evaluated on CIFAR-10-C.
+
+The paper (Izmailov et al. 2021, Section 8) reports that HMC's Bayesian model average
+generalises surprisingly poorly under covariate shift. This module re-evaluates a finished
+(or running) run on new inputs: it rebuilds the model from the run's ``config.json``
+(:func:`ppl_bnn.problem.build_problem`), reads the run's draws from its checkpoints and
+averages the predictive probabilities over them, then reports accuracy, NLL and ECE for
+every CIFAR-10-C corruption and severity, per severity (mean over corruptions) and per
+corruption (mean over severities), with the clean test set as a reference.
+
+Draws: ``ppl-bnn hmc`` writes one checkpoint per iteration with the positions of every
+chain. Each post-burn-in iteration is one draw per chain, a rejected proposal included
+(it repeats the previous state, and counts again, as standard MCMC averaging does; the
+original code skipped rejected states). Checkpoints ``1..num_burn_in_iterations`` are the
+burn-in and are left out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from ppl_bnn import metrics
+from ppl_bnn.checkpoint import CheckpointError, load_checkpoint
+from ppl_bnn.config import CommonConfig
+from ppl_bnn.data import Dataset
+from ppl_bnn.problem import Problem, build_problem
+from ppl_bnn.sharding import replicate, shard_batch, to_host
+
+__all__ = ["RunPredictive", "evaluate_domain_shift", "format_report", "run_config"]
+
+Loader = Callable[[str, int], tuple[np.ndarray, np.ndarray]]
+_CHECKPOINT = re.compile(r"checkpoint_(\d+)\.pkl$")
+
+
+def run_config(run_dir: str | Path, **overrides) -> CommonConfig:
+    """The common part of a run's configuration (``RUN_DIR/config.json``).
+
+    Fields that describe the machine rather than the model (``num_devices`` and the
+    multi-process flags) are reset, so a run can be evaluated on other hardware;
+    ``overrides`` set any field.
+    """
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run directory: no config.json")
+    saved = json.loads(path.read_text())
+    names = {f.name for f in dataclasses.fields(CommonConfig)}
+    machine = {"num_devices": None, "coordinator_address": None, "num_processes": None,
+               "process_id": None}
+    return CommonConfig(**{**{k: v for k, v in saved.items() if k in names}, **machine,
+                           "dir": str(run_dir), **overrides})
+
+
+class RunPredictive:
+    """The posterior predictive of a run: predictions averaged over its draws.
+
+    Args:
+        run_dir: a run directory with ``config.json`` and ``checkpoints/``.
+        include_burn_in: also average the burn-in iterations.
+        thin: keep every ``thin``-th post-burn-in checkpoint.
+        problem: the rebuilt problem (default: ``build_problem`` of the run's config).
+        batch_size: rows predicted per compiled call (default: a whole array at once).
+
+    Example:
+        >>> post = RunPredictive("runs/hmc/cifar10")
+        >>> probs = post.predict(x_new)  # (n, num_classes), averaged over every draw
+    """
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        *,
+        include_burn_in: bool = False,
+        thin: int = 1,
+        problem: Problem | None = None,
+        batch_size: int | None = None,
+        dataset: Dataset | None = None,
+    ):
+        if thin < 1:
+            raise ValueError(f"--thin must be at least 1, got {thin}")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"--batch_size must be positive, got {batch_size}")
+        self.run_dir = Path(run_dir)
+        self.config = run_config(run_dir)
+        saved = json.loads((self.run_dir / "config.json").read_text())
+        self.num_burn_in = 0 if include_burn_in else int(saved.get("num_burn_in_iterations", 0))
+        steps = self._checkpoint_steps()
+        self.steps = [s for s in steps if s > self.num_burn_in][::thin]
+        if not self.steps:
+            raise ValueError(
+                f"{self.run_dir} has no post-burn-in checkpoint (burn-in: {self.num_burn_in} "
+                f"iterations, checkpoints: {len(steps)})"
+            )
+        self.problem = problem or build_problem(self.config, dataset)
+        self.batch_size = batch_size
+        ld = self.problem.logdensity
+        self.draws = [self._position(s) for s in self.steps]
+        self.num_draws = sum(next(iter(d.values())).shape[0] for d in self.draws)
+        predict = jax.vmap(ld.predict, in_axes=(0, None))
+        self._first = jax.jit(lambda pos, x: predict(pos, x).sum(0))
+        self._add = jax.jit(lambda acc, pos, x: acc + predict(pos, x).sum(0))
+
+    def _checkpoint_steps(self) -> list[int]:
+        folder = self.run_dir / "checkpoints"
+        found = [int(m.group(1)) for p in folder.glob("checkpoint_*.pkl")
+                 if (m := _CHECKPOINT.search(p.name))] if folder.is_dir() else []
+        return sorted(found)
+
+    def _position(self, step: int) -> dict[str, np.ndarray]:
+        """The positions of every chain at ``step``, stacked ``(chains, ...)``."""
+        ld = self.problem.logdensity
+        path = self.run_dir / "checkpoints" / f"checkpoint_{step:06d}.pkl"
+        saved = load_checkpoint(path)
+        position = saved.get("position") if isinstance(saved, dict) else None
+        if not isinstance(position, dict) or set(ld.latent_sites) - set(position):
+            raise CheckpointError(f"checkpoint {path} holds no parameters of this run's model")
+        out = {}
+        for name in ld.latent_sites:
+            value, shape = np.asarray(position[name]), tuple(ld.shapes[name])
+            if value.shape == shape:
+                value = value[None]
+            elif value.shape[1:] != shape:
+                raise CheckpointError(f"checkpoint {path}: {name} has shape {value.shape}, "
+                                      f"expected (chains, *{shape})")
+            out[name] = value
+        return out
+
+    def predict_many(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Averaged predictive statistics for several input arrays, in one pass over draws.
+
+        Classification: class probabilities ``(n, C)``; regression: the mean over draws
+        of each draw's ``[mean, std]`` (use :mod:`ppl_bnn.ensemble` for the moment-matched
+        mixture).
+        """
+        mesh, example = self.problem.mesh, self.problem.dataset.x_test
+        for x in inputs:
+            if tuple(x.shape[1:]) != tuple(example.shape[1:]):
+                raise ValueError(f"inputs of shape {tuple(x.shape[1:])} do not fit this run's "
+                                 f"model (trained on inputs of shape {tuple(example.shape[1:])})")
+        chunks = []  # (input index, rows, sharded x)
+        for i, x in enumerate(inputs):
+            size = self.batch_size or max(len(x), 1)
+            for lo in range(0, len(x), size):
+                part = np.asarray(x[lo : lo + size])
+                batch = shard_batch(mesh, part, np.zeros(len(part), np.int32))
+                chunks.append((i, len(part), batch.x))
+        sums: list[Any] = [None] * len(chunks)
+        for draw in self.draws:
+            position = replicate(mesh, draw)
+            for k, (_, _, x) in enumerate(chunks):
+                sums[k] = self._first(position, x) if sums[k] is None else self._add(
+                    sums[k], position, x)
+            jax.block_until_ready(sums)
+        parts: list[list[np.ndarray]] = [[] for _ in inputs]
+        for (i, rows, _), total in zip(chunks, sums, strict=True):
+            parts[i].append(to_host(total, rows).astype(np.float64) / self.num_draws)
+        width = self.problem.dataset.num_outputs
+        return [np.concatenate(p) if p else np.zeros((0, width)) for p in parts]
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.predict_many([x])[0]
+
+
+def _default_loader(data_dir) -> Loader:
+    from ppl_bnn.tfds_data import load_cifar10_corrupted
+
+    return partial(load_cifar10_corrupted, data_dir=data_dir)
+
+
+def _mean(records: list[dict[str, float]]) -> dict[str, float]:
+    return {k: float(np.mean([r[k] for r in records])) for k in ("accuracy", "nll", "ece")}
+
+
+def evaluate_domain_shift(
+    run_dir: str | Path,
+    *,
+    loader: Loader | None = None,
+    corruptions: Sequence[str] | None = None,
+    severities: Sequence[int] = (1, 2, 3, 4, 5),
+    data_dir: str | None = None,
+    include_burn_in: bool = False,
+    thin: int = 1,
+    batch_size: int | None = None,
+    output: str | Path | None = None,
+    predictive: RunPredictive | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Accuracy, NLL and ECE of a run's averaged predictions on CIFAR-10-C.
+
+    ``loader(corruption, severity) -> (x, y)`` supplies the shifted test sets (default:
+    ``ppl_bnn.tfds_data.load_cifar10_corrupted`` from ``data_dir``); ``corruptions``
+    defaults to all 19 of ``CIFAR10_CORRUPTIONS``. Each corruption's severities are
+    evaluated together in one pass over the draws. Writes ``domain_shift.json`` and
+    ``domain_shift.txt`` to ``output`` (default: the run directory) and returns the report.
+    """
+    if corruptions is None:
+        from ppl_bnn.tfds_data import CIFAR10_CORRUPTIONS
+
+        corruptions = CIFAR10_CORRUPTIONS
+    if not corruptions or not severities:
+        raise ValueError("no corruption or no severity to evaluate")
+    if any(int(s) < 1 for s in severities):
+        raise ValueError(f"severities are 1..5, got {list(severities)}")
+    loader = loader or _default_loader(data_dir)
+    post = predictive or RunPredictive(run_dir, include_burn_in=include_burn_in, thin=thin,
+                                       batch_size=batch_size)
+    ds = post.problem.dataset
+    if ds.task != "classification":
+        raise ValueError(f"domain shift needs a classification run; {run_dir} is {ds.task}")
+    say = progress or (lambda _: None)
+
+    clean = metrics.classification_metrics(post.predict(ds.x_test), ds.y_test)
+    results = []
+    for corruption in corruptions:
+        sets = [loader(corruption, int(s)) for s in severities]
+        probs = post.predict_many([np.asarray(x) for x, _ in sets])
+        for s, (_, y), p in zip(severities, sets, probs, strict=True):
+            m = metrics.classification_metrics(p, np.asarray(y))
+            results.append({"corruption": corruption, "severity": int(s), **m,
+                            "num_examples": len(y)})
+            say(f"{corruption} {s}: accuracy {m['accuracy']:.4f} nll {m['nll']:.4f} "
+                f"ece {m['ece']:.4f}")
+    report = {
+        "run_dir": str(run_dir),
+        "dataset": ds.name,
+        "num_checkpoints": len(post.steps),
+        "num_draws": post.num_draws,
+        "burn_in_iterations": post.num_burn_in,
+        "clean": clean,
+        "per_severity": {str(s): _mean([r for r in results if r["severity"] == int(s)])
+                         for s in severities},
+        "per_corruption": {c: _mean([r for r in results if r["corruption"] == c])
+                           for c in corruptions},
+        "results": results,
+    }
+    from ppl_bnn.distributed import is_primary
+
+    if is_primary():
+        folder = Path(output) if output is not None else Path(run_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "domain_shift.json").write_text(json.dumps(report, indent=2) + "\n")
+        (folder / "domain_shift.txt").write_text(format_report(report))
+    return report
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """Two plain-text tables: per severity (mean over corruptions) and per corruption."""
+
+    def table(title: str, rows: list[tuple[str, dict[str, float]]]) -> list[str]:
+        width = max(12, *(len(name) for name, _ in rows))
+        lines = [f"{title:<{width}} {'accuracy':>9} {'nll':>9} {'ece':>9}"]
+        lines.append("-" * len(lines[0]))
+        lines += [f"{name:<{width}} {m['accuracy']:>9.4f} {m['nll']:>9.4f} {m['ece']:>9.4f}"
+                  for name, m in rows]
+        return lines
+
+    head = [f"run: {report['run_dir']}  draws: {report['num_draws']} "
+            f"({report['num_checkpoints']} checkpoints after {report['burn_in_iterations']} "
+            "burn-in iterations)", ""]
+    sev = [("clean", report["clean"])] + [(f"severity {s}", m)
+                                          for s, m in report["per_severity"].items()]
+    cor = list(report["per_corruption"].items())
+    return "\n".join(head + table("severity", sev) + [""] + table("corruption", cor)) + "\n"
