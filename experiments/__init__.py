@@ -57,10 +57,6 @@ class Experiment:
     replicas: int = 1
     requires: Mapping[str, str] = field(default_factory=dict)
 
-    def seeds(self) -> list[int]:
-        base = int(self.flags.get("seed", 0))
-        return [base + i for i in range(self.replicas)]
-
     def argv(self, *, replica: int = 0, overrides: Mapping[str, Any] | None = None) -> list[str]:
         """The ``ppl-bnn`` command line (without the program name) of one replica."""
         flags = {**self.flags, **(overrides or {})}
@@ -69,7 +65,7 @@ class Experiment:
             needs = "; ".join(f"--set {k}=... ({self.requires[k]})" for k in missing)
             raise ValueError(f"experiment {self.name} needs {needs}")
         if self.replicas > 1:
-            flags["seed"] = self.seeds()[replica]
+            flags["seed"] = int(flags.get("seed", 0)) + replica
             flags["dir"] = f"{str(flags['dir']).rstrip('/')}/seed_{flags['seed']}"
         return [self.method, *_format_flags(flags)]
 

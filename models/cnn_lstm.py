@@ -60,7 +60,8 @@ class CNNLSTM(nn.Module):
         x = nn.Conv(self.filters, (self.kernel,), padding="VALID", kernel_init=haiku_default)(x)
         x = nn.max_pool(nn.relu(x), (self.pool,), strides=(self.pool,), padding="VALID")
         if x.shape[1] == 0:
-            raise ValueError(f"cnn_lstm needs at least {self.kernel - 1 + self.pool} tokens per input")
+            need = self.kernel - 1 + self.pool
+            raise ValueError(f"cnn_lstm needs at least {need} tokens per input")
         cell = HaikuLSTMCell(self.hidden, name="lstm")
         zeros = jnp.zeros((x.shape[0], self.hidden), x.dtype)
         carry = (zeros, zeros)

@@ -29,6 +29,7 @@ from ppl_bnn.data import Dataset
 
 __all__ = [
     "Reference",
+    "bayes_average",
     "compare_to_reference",
     "load_reference",
     "mixture_samples",
@@ -62,7 +63,9 @@ def run_predictions(run_dir: str | os.PathLike) -> np.ndarray:
     return np.concatenate([np.asarray(d, np.float64) for d in draws], axis=0)
 
 
-def _bayes_average(members: np.ndarray, task: str) -> np.ndarray:
+def bayes_average(members: np.ndarray, task: str) -> np.ndarray:
+    """Average of member predictions ``(m, n, k)``: probabilities, or the Gaussian mixture's
+    mean and standard deviation."""
     if task == "classification":
         return members.mean(0)
     mu = members[..., 0].mean(0)
@@ -76,7 +79,7 @@ def load_reference(path: str | os.PathLike, dataset: Dataset) -> Reference:
     n = dataset.x_test.shape[0]
     if path.is_dir():
         members = run_predictions(path)
-        ref = Reference(_bayes_average(members, dataset.task), members)
+        ref = Reference(bayes_average(members, dataset.task), members)
     elif path.is_file():
         arr = np.load(path)
         if arr.ndim != 2:

@@ -88,7 +88,7 @@ class SurfaceConfig(CommonConfig):
     checkpoint1: str = _f("", "first checkpoint (the origin); PATH or PATH:CHAIN", required=True)
     checkpoint2: str = _f("", "second checkpoint, at (1, 0); PATH or PATH:CHAIN", required=True)
     checkpoint3: str = _f("", "third checkpoint, spans v; PATH or PATH:CHAIN", required=True)
-    grid_batch_size: int = _f(1, "grid points evaluated at once (vectorised) inside the compiled loop")
+    grid_batch_size: int = _f(1, "grid points evaluated at once (vectorised) in the compiled loop")
 
 
 def to_dict(config) -> dict:

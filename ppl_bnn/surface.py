@@ -116,7 +116,9 @@ def load_position(spec: str, logdensity: LogDensity) -> dict[str, np.ndarray]:
             out[name] = value
         elif value.shape[1:] == shape:
             if (chain or 0) >= value.shape[0]:
-                raise ValueError(f"checkpoint {path} has {value.shape[0]} chain(s), not chain {chain}")
+                raise ValueError(
+                    f"checkpoint {path} has {value.shape[0]} chain(s), not chain {chain}"
+                )
             out[name] = value[chain or 0]
         else:
             raise ValueError(f"checkpoint {path}: {name} has shape {value.shape}, expected {shape}")

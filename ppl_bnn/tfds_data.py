@@ -119,7 +119,9 @@ def tfds_names(name: str) -> list[str]:
                 for s in CIFAR10_SEVERITIES]
     if m := re.fullmatch(r"cifar10_corrupted/(\w+)_(\d)", name):
         return [f"cifar10_corrupted/{_corrupted_config(m.group(1), int(m.group(2)))}"]
-    known = ", ".join([*TFDS_DATASETS, "cifar10_corrupted", "cifar10_corrupted/<corruption>_<1..5>"])
+    known = ", ".join(
+        [*TFDS_DATASETS, "cifar10_corrupted", "cifar10_corrupted/<corruption>_<1..5>"]
+    )
     raise ValueError(f"unknown TFDS dataset {name!r}; choose one of {known}")
 
 
@@ -232,7 +234,9 @@ def _keras_words(text: str | bytes) -> list[str]:
     return [w for w in text.lower().translate(_KERAS_TABLE).split(" ") if w]
 
 
-def imdb_vocabulary(texts: Iterable[str | bytes], num_words: int = IMDB_NUM_WORDS) -> dict[str, int]:
+def imdb_vocabulary(
+    texts: Iterable[str | bytes], num_words: int = IMDB_NUM_WORDS
+) -> dict[str, int]:
     """Word -> index in Keras' IMDB layout, from word counts over ``texts``.
 
     Words are ranked by count (ties: first occurrence first, as Keras' ``Tokenizer``); the

@@ -2,14 +2,14 @@
 
 ``python multiprocess_worker.py OUT_DIR PROCESS_ID NUM_PROCESSES PORT LOCAL_DEVICES``.
 With ``NUM_PROCESSES=0`` it runs the same work as a plain single-process run (the reference).
-Every process computes the log density and its gradient at a fixed position and runs one
-HMC iteration into ``OUT_DIR/run``; the primary process saves what it computed.
+Every process runs ``ppl-bnn hmc`` for two iterations (one of burn-in) into ``OUT_DIR/run``,
+then computes the log density, its gradient and predictions at a fixed position; the
+primary process saves what it computed to ``OUT_DIR/result.npz``.
 """
 
 from __future__ import annotations
 
 import sys
-
 
 FLAGS = {
     "dataset_name": "digits",

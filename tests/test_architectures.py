@@ -35,7 +35,7 @@ def _resnet20(num_classes):
     total = conv(9, 3, 16) + frn_params(16)  # stem
     cin = 16
     for width in (16, 32, 64):
-        for block in range(3):
+        for _ in range(3):  # blocks
             total += conv(9, cin, width) + frn_params(width)  # conv1
             total += conv(9, width, width) + frn_params(width)  # conv2
             if cin != width:  # projection shortcut in the first block of stages 2, 3

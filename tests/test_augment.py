@@ -40,16 +40,16 @@ def test_identity_without_padding_or_flip(images):
 
 def test_flip_is_a_left_right_mirror(images):
     out = np.asarray(augment_images(jax.random.key(1), images, padding=0))
-    flipped = [np.array_equal(o, x[:, ::-1]) for o, x in zip(out, images)]
-    kept = [np.array_equal(o, x) for o, x in zip(out, images)]
-    assert all(f or k for f, k in zip(flipped, kept))
+    flipped = [np.array_equal(o, x[:, ::-1]) for o, x in zip(out, images, strict=True)]
+    kept = [np.array_equal(o, x) for o, x in zip(out, images, strict=True)]
+    assert all(f or k for f, k in zip(flipped, kept, strict=True))
     assert 4 <= sum(flipped) <= 28  # 32 fair coins: outside this range has p < 2e-4
 
 
 def test_crop_is_a_window_of_the_zero_padded_image(images):
     out = np.asarray(augment_images(jax.random.key(2), images, padding=4, flip=False))
     offsets = []
-    for o, x in zip(out, images):
+    for o, x in zip(out, images, strict=True):
         found = [k for k, c in _crops(x, 4).items() if np.array_equal(o, c)]
         assert found, "output is not a crop of the padded image"
         offsets.append(found[0])

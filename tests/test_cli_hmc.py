@@ -22,10 +22,19 @@ from ppl_bnn.cli.flags import config_from_args
 from ppl_bnn.config import HMCConfig
 from ppl_bnn.inference.hmc import num_leapfrog_steps
 
+pytestmark = pytest.mark.filterwarnings("error")  # a strict harness: warnings fail
+
 README_MNIST = [
-    "--seed=0", "--weight_decay=1.", "--temperature=1.", "--dataset_name=mnist",
-    "--model_name=mlp_classification", "--step_size=3.e-5", "--trajectory_len=1.5",
-    "--num_iterations=100", "--max_num_leapfrog_steps=50000", "--num_burn_in_iterations=10",
+    "--seed=0",
+    "--weight_decay=1.",
+    "--temperature=1.",
+    "--dataset_name=mnist",
+    "--model_name=mlp_classification",
+    "--step_size=3.e-5",
+    "--trajectory_len=1.5",
+    "--num_iterations=100",
+    "--max_num_leapfrog_steps=50000",
+    "--num_burn_in_iterations=10",
     "--subset_train_to=160",
 ]
 
@@ -102,20 +111,30 @@ def test_readme_mnist_flags_parse_unchanged(tmp_path):
     args = build_parser().parse_args(readme_command(tmp_path / "r"))
     cfg = config_from_args(HMCConfig, args)
     assert (cfg.weight_decay, cfg.temperature, cfg.step_size, cfg.trajectory_len) == (
-        1.0, 1.0, 3e-5, 1.5)
+        1.0,
+        1.0,
+        3e-5,
+        1.5,
+    )
     assert (cfg.num_iterations, cfg.num_burn_in_iterations, cfg.subset_train_to) == (100, 10, 160)
     assert cfg.model_name == "mlp_classification" and cfg.dataset_name == "mnist"
     assert not cfg.no_mh and cfg.num_chains == 1
     # ceil(1.5 / 3e-5) = 50000 leapfrog steps: exactly the allowed maximum
-    assert num_leapfrog_steps(cfg.trajectory_len, cfg.step_size, cfg.max_num_leapfrog_steps) == 50_000
+    steps = num_leapfrog_steps(cfg.trajectory_len, cfg.step_size, cfg.max_num_leapfrog_steps)
+    assert steps == 50_000
 
 
 def test_readme_mnist_subset_command_on_digits(tmp_path, cli):
     run = tmp_path / "mnist_subset160"
-    rc, out, err = cli(*readme_command(
-        run, dataset_name="digits", num_iterations=3, num_burn_in_iterations=1,
-        trajectory_len="3.e-4",  # 10 leapfrog steps instead of 50,000 (time)
-    ))
+    rc, out, err = cli(
+        *readme_command(
+            run,
+            dataset_name="digits",
+            num_iterations=3,
+            num_burn_in_iterations=1,
+            trajectory_len="3.e-4",  # 10 leapfrog steps instead of 50,000 (time)
+        )
+    )
     assert rc == 0, err
     summary = check_run_dir(run, 3, 1, "classification")
     check_stdout(out, run, summary)
@@ -133,8 +152,9 @@ def test_readme_mnist_subset_command_on_digits(tmp_path, cli):
 def test_readme_mnist_subset_command_full_trajectory(tmp_path, cli):
     """The README command unchanged but for the data and the number of iterations."""
     run = tmp_path / "full"
-    rc, out, err = cli(*readme_command(run, dataset_name="digits", num_iterations=2,
-                                       num_burn_in_iterations=1))
+    rc, out, err = cli(
+        *readme_command(run, dataset_name="digits", num_iterations=2, num_burn_in_iterations=1)
+    )
     assert rc == 0, err
     check_run_dir(run, 2, 1, "classification")
     last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
@@ -142,43 +162,61 @@ def test_readme_mnist_subset_command_full_trajectory(tmp_path, cli):
 
 
 # ------------------------------------------------------------------ regression
-def test_synthetic_regression_two_chains(tmp_path, cli):
+def test_synthetic_regression_two_chains_homoscedastic_learned_noise(tmp_path, cli):
     run = tmp_path / "synth"
     rc, out, err = cli(
-        "hmc", f"--dir={run}", "--dataset_name=synthetic_regression",
-        "--model_name=mlp_regression_small", "--weight_decay=10", "--step_size=1e-3",
-        "--trajectory_len=5e-3", "--num_iterations=3", "--num_burn_in_iterations=1",
-        "--num_chains=2", "--no_progress",
+        "hmc",
+        f"--dir={run}",
+        "--dataset_name=synthetic_regression",
+        "--model_name=mlp_regression_small",
+        "--likelihood=homoscedastic",
+        "--weight_decay=10",
+        "--step_size=1e-3",
+        "--trajectory_len=5e-3",
+        "--num_iterations=3",
+        "--num_burn_in_iterations=1",
+        "--num_chains=2",
+        "--no_progress",
     )
     assert rc == 0, err
     summary = check_run_dir(run, 3, 2, "regression")
     check_stdout(out, run, summary)
+    assert summary["num_parameters"] == 2 * 50 + 50 + 50 + 1 + 1  # one output, one noise
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert all(len(r["accept_prob_per_chain"]) == 2 for r in records)
-    with np.load(run / "draws/draw_000003.npz") as d:
-        assert d["predictions"].shape == (2, 200, 2)  # 2 chains, 200 test points, (mean, std)
     final = load_checkpoint(run / "checkpoints/checkpoint_000003.pkl")
     assert final["position"]["net/Dense_0.kernel"].shape == (2, 2, 50)
+    assert final["position"]["noise_std"].shape == (2,)  # a latent site (log space), per chain
+    sigma = np.exp(final["position"]["noise_std"].astype(np.float64))
+    with np.load(run / "draws/draw_000003.npz") as d:
+        assert d["predictions"].shape == (2, 200, 2)  # 2 chains, 200 test points, (mean, std)
+        # the predictive std of every test point is the chain's learned noise
+        std = d["predictions"][:, :, 1]
+        np.testing.assert_allclose(std, np.broadcast_to(sigma[:, None], std.shape), rtol=1e-5)
 
 
-def test_uci_yacht_homoscedastic_learned_noise(tmp_path, cli, uci_dir):
+def test_uci_yacht_heteroscedastic(tmp_path, cli, uci_dir):
     run = tmp_path / "yacht"
     rc, out, err = cli(
-        "hmc", f"--dir={run}", "--dataset_name=yacht", f"--data_dir={uci_dir}",
-        "--model_name=mlp_regression_small", "--likelihood=homoscedastic", "--weight_decay=5",
-        "--step_size=1e-3", "--trajectory_len=3e-3", "--num_iterations=2", "--no_progress",
+        "hmc",
+        f"--dir={run}",
+        "--dataset_name=yacht",
+        f"--data_dir={uci_dir}",
+        "--model_name=mlp_regression_small",
+        "--weight_decay=5",
+        "--step_size=1e-3",
+        "--trajectory_len=3e-3",
+        "--num_iterations=2",
+        "--no_progress",
     )
     assert rc == 0, err
     summary = check_run_dir(run, 2, 1, "regression")
     assert summary["dataset"] == "yacht@split0"
     ckpt = load_checkpoint(run / "checkpoints/checkpoint_000002.pkl")
-    assert "noise_std" in ckpt["position"]  # a latent site, sampled (in log space)
-    assert ckpt["position"]["net/Dense_1.kernel"].shape == (1, 50, 1)  # one output: the mean
-    assert summary["num_parameters"] == 6 * 50 + 50 + 50 + 1 + 1
+    assert ckpt["position"]["net/Dense_1.kernel"].shape == (1, 50, 2)  # mean and std heads
+    assert summary["num_parameters"] == 6 * 50 + 50 + 50 * 2 + 2
     with np.load(run / "draws/draw_000002.npz") as d:
-        sigma = float(np.exp(ckpt["position"]["noise_std"][0]))
-        # the predictive std of every test point is the learned noise
-        np.testing.assert_allclose(d["predictions"][0, :, 1], sigma, rtol=1e-5)
+        assert d["predictions"].shape == (1, 31, 2)  # the 31 test points of split 0
 
 
 # --------------------------------------------------------------- prior families
@@ -209,11 +247,23 @@ def test_every_prior_family_end_to_end(tmp_path, cli, family):
     run = tmp_path / family
     wd, bias_wd, T = 4.0, 25.0, 0.5
     rc, out, err = cli(
-        "hmc", f"--dir={run}", "--dataset_name=digits", "--subset_train_to=40",
-        "--model_name=logistic_regression", f"--prior_family={family}", f"--weight_decay={wd}",
-        f"--bias_weight_decay={bias_wd}", "--fan_in_scaling", f"--temperature={T}",
-        "--student_t_df=3", "--mixture_weight=0.3", "--mixture_scale_ratio=5",
-        "--step_size=1e-3", "--trajectory_len=2e-3", "--num_iterations=1", "--num_chains=2",
+        "hmc",
+        f"--dir={run}",
+        "--dataset_name=digits",
+        "--subset_train_to=40",
+        "--model_name=logistic_regression",
+        f"--prior_family={family}",
+        f"--weight_decay={wd}",
+        f"--bias_weight_decay={bias_wd}",
+        "--fan_in_scaling",
+        f"--temperature={T}",
+        "--student_t_df=3",
+        "--mixture_weight=0.3",
+        "--mixture_scale_ratio=5",
+        "--step_size=1e-3",
+        "--trajectory_len=2e-3",
+        "--num_iterations=1",
+        "--num_chains=2",
         "--no_progress",
     )
     assert rc == 0, err
@@ -235,9 +285,19 @@ def existing_run(tmp_path_factory):
     from ppl_bnn.cli import main
 
     run = tmp_path_factory.mktemp("cli") / "existing"
-    rc = main(["hmc", f"--dir={run}", "--dataset_name=digits", "--subset_train_to=40",
-               "--model_name=logistic_regression", "--step_size=1e-3", "--trajectory_len=2e-3",
-               "--num_iterations=1", "--no_progress"])
+    rc = main(
+        [
+            "hmc",
+            f"--dir={run}",
+            "--dataset_name=digits",
+            "--subset_train_to=40",
+            "--model_name=logistic_regression",
+            "--step_size=1e-3",
+            "--trajectory_len=2e-3",
+            "--num_iterations=1",
+            "--no_progress",
+        ]
+    )
     assert rc == 0
     return run
 
@@ -257,7 +317,8 @@ BAD_INPUTS = {
         "UCI dataset 'yacht' not found: no /nonexistent/uci/yacht/data.txt",
     ),
     "burn-in longer than the run": (
-        ["--num_iterations=2", "--num_burn_in_iterations=3"], "--num_burn_in_iterations",
+        ["--num_iterations=2", "--num_burn_in_iterations=3"],
+        "--num_burn_in_iterations",
     ),
     "non-positive temperature": (["--temperature=0"], "temperature must be positive"),
     "no chains": (["--num_chains=0"], "--num_chains must be at least 1"),
@@ -269,8 +330,15 @@ BAD_INPUTS = {
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_one_line_error_exit_2_nothing_written(case, existing_run, cli, snapshot_dir):
     flags, message = BAD_INPUTS[case]
-    base = ["--dataset_name=digits", "--subset_train_to=40", "--model_name=logistic_regression",
-            "--step_size=1e-3", "--trajectory_len=2e-3", "--num_iterations=2", "--no_progress"]
+    base = [
+        "--dataset_name=digits",
+        "--subset_train_to=40",
+        "--model_name=logistic_regression",
+        "--step_size=1e-3",
+        "--trajectory_len=2e-3",
+        "--num_iterations=2",
+        "--no_progress",
+    ]
     names = {f.split("=")[0] for f in flags}
     argv = [f for f in base if f.split("=")[0] not in names] + flags
     before = snapshot_dir(existing_run)

@@ -22,6 +22,8 @@ from ppl_bnn.logdensity import LogDensity
 from ppl_bnn.rundir import RunDir
 from ppl_bnn.sharding import make_mesh, shard_batch
 
+pytestmark = pytest.mark.filterwarnings("error")  # a strict harness: warnings fail
+
 BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
 
 
@@ -64,8 +66,13 @@ def test_kernel_traces_and_compiles_once():
     for i, (eps, steps, inv_mass, do_mh) in enumerate(settings):
         key, keys = split_keys(key, chains)
         state, info = kernel(
-            keys, state, batch, jnp.asarray([eps, eps / 2]), jnp.full((chains, 3), inv_mass),
-            jnp.asarray([steps, steps + 1]), jnp.asarray(do_mh),
+            keys,
+            state,
+            batch,
+            jnp.asarray([eps, eps / 2]),
+            jnp.full((chains, 3), inv_mass),
+            jnp.asarray([steps, steps + 1]),
+            jnp.asarray(do_mh),
         )
         jax.block_until_ready(state)
         if i == 0:

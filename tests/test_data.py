@@ -7,6 +7,8 @@ import pytest
 
 from ppl_bnn.data import Dataset, load_dataset, load_uci
 
+pytestmark = pytest.mark.filterwarnings("error")  # a strict harness: warnings fail
+
 
 # ----------------------------------------------------------------------- digits
 @pytest.fixture(scope="module")
@@ -136,8 +138,9 @@ def _recover_rows(ds: Dataset, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray
     its nearest raw row.
     """
     raw = np.column_stack([x, y])
-    std = np.column_stack([np.concatenate([ds.x_train, ds.x_test]),
-                           np.concatenate([ds.y_train, ds.y_test])]).astype(np.float64)
+    std = np.column_stack(
+        [np.concatenate([ds.x_train, ds.x_test]), np.concatenate([ds.y_train, ds.y_test])]
+    ).astype(np.float64)
     scale = raw.std(0) / std.std(0)
     shift = raw.mean(0) - scale * std.mean(0)
     unstd = std * scale + shift
@@ -203,8 +206,13 @@ def test_missing_uci_folder(tmp_path):
 def test_npz_dataset(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "toy.npz"
-    np.savez(path, x_train=rng.normal(size=(6, 2)), y_train=np.array([0, 1, 2, 0, 1, 2]),
-             x_test=rng.normal(size=(3, 2)), y_test=np.array([2, 1, 0]))
+    np.savez(
+        path,
+        x_train=rng.normal(size=(6, 2)),
+        y_train=np.array([0, 1, 2, 0, 1, 2]),
+        x_test=rng.normal(size=(3, 2)),
+        y_test=np.array([2, 1, 0]),
+    )
     ds = load_dataset(str(path))
     assert ds.task == "classification" and ds.num_classes == 3 and ds.name == "toy"
     with pytest.raises(FileNotFoundError, match="does not exist"):

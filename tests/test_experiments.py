@@ -59,6 +59,8 @@ def test_replicas_get_their_own_seed_and_directory():
     exp = get_experiment("deep_ensemble_cifar10")
     argv = exp.argv(replica=49)
     assert "--seed=50" in argv and "--dir=runs/deep_ensemble_cifar10/seed_50" in argv
+    argv = exp.argv(replica=1, overrides={"seed": 10, "dir": "ens/"})
+    assert "--seed=11" in argv and "--dir=ens/seed_11" in argv
 
 
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS))

@@ -25,6 +25,8 @@ from ppl_bnn.inference.hmc import build_init, build_kernel, num_leapfrog_steps, 
 from ppl_bnn.logdensity import LogDensity
 from ppl_bnn.sharding import make_mesh, shard_batch
 
+pytestmark = pytest.mark.filterwarnings("error")  # a strict harness: warnings fail
+
 ALPHA = 1e-3  # family-wise probability that a correct sampler fails one test
 
 
@@ -37,8 +39,9 @@ def sampler_settings(cov: np.ndarray) -> dict:
     T = 2 sd_min keeps every angle in (0, 2]. The step size sd_min (2 leapfrog steps) is
     deliberately large: acceptance is about 0.9 and the leapfrog integrator alone would
     inflate the variance of the narrowest direction by a third, so the moments are only
-    right if the Metropolis-Hastings correction is (``test_the_check_detects_a_sampler
-    _without_mh`` shows that it then fails). These are sampler settings, not tolerances.
+    right if the Metropolis-Hastings correction is (the negative control
+    ``test_the_check_detects_a_sampler_without_mh`` fails without it). These are sampler
+    settings, not tolerances.
     """
     sd = np.sqrt(np.linalg.eigvalsh(cov))
     return dict(step_size=sd.min(), trajectory_len=2.0 * sd.min())
@@ -52,8 +55,9 @@ def gaussian_target():
     chol = np.linalg.cholesky(cov)
 
     def model(x, y=None):
-        numpyro.sample("theta", dist.MultivariateNormal(jnp.asarray(mean),
-                                                        scale_tril=jnp.asarray(chol)))
+        numpyro.sample(
+            "theta", dist.MultivariateNormal(jnp.asarray(mean), scale_tril=jnp.asarray(chol))
+        )
         with numpyro.plate("data", x.shape[0]):  # contributes a constant only
             numpyro.sample("y", dist.Normal(0.0, 1.0), obs=y)
 
@@ -92,8 +96,22 @@ TARGETS = {
 
 
 # -------------------------------------------------------------------- driver
-def run_chains(model, x, y, *, step_size, trajectory_len, seed, init_center, init_scale,
-               do_mh=True, num_chains=8, num_warmup=200, num_draws=1000, site=None):
+def run_chains(
+    model,
+    x,
+    y,
+    *,
+    step_size,
+    trajectory_len,
+    seed,
+    init_center,
+    init_scale,
+    do_mh=True,
+    num_chains=8,
+    num_warmup=200,
+    num_draws=1000,
+    site=None,
+):
     """Draws ``(chains, draws, d)`` from the project's HMC over ``LogDensity(model)``.
 
     Chains start overdispersed, at ``init_center + init_scale * N(0, I)``; warm-up draws
@@ -119,13 +137,11 @@ def run_chains(model, x, y, *, step_size, trajectory_len, seed, init_center, ini
     def body(carry, _):
         key, state = carry
         key, chain_keys = split_keys(key, num_chains)
-        state, info = kernel(chain_keys, state, batch, eps, inv_mass, num_steps,
-                             jnp.asarray(do_mh))
+        state, info = kernel(chain_keys, state, batch, eps, inv_mass, num_steps, jnp.asarray(do_mh))
         return (key, state), (state.position[site], info.is_accepted)
 
     # the (jitted) kernel inside one compiled scan over iterations
-    sample = jax.jit(lambda carry, n: jax.lax.scan(body, carry, None, length=n),
-                     static_argnums=1)
+    sample = jax.jit(lambda carry, n: jax.lax.scan(body, carry, None, length=n), static_argnums=1)
     carry, _ = sample((key, state), num_warmup)  # warm-up draws are discarded
     _, (draws, accepted) = sample(carry, num_draws)
     return np.swapaxes(np.asarray(draws, np.float64), 0, 1), np.asarray(accepted)
@@ -156,12 +172,21 @@ def moment_check(name: str, seed: int, do_mh: bool = True):
     """``(passed, report)`` of the z-test of every first and second moment of a target."""
     model, x, y, mean, cov = TARGETS[name]()
     sd_max = float(np.sqrt(np.linalg.eigvalsh(cov).max()))
-    draws, accepted = run_chains(model, x, y, seed=seed, init_center=mean,
-                                 init_scale=3 * sd_max, do_mh=do_mh, **sampler_settings(cov))
+    draws, accepted = run_chains(
+        model,
+        x,
+        y,
+        seed=seed,
+        init_center=mean,
+        init_scale=3 * sd_max,
+        do_mh=do_mh,
+        **sampler_settings(cov),
+    )
     z, ess, names = z_scores(draws, mean, cov)
     m = len(z)
     bound = norm.ppf(1 - ALPHA / (2 * m))  # two-sided, Bonferroni over the m moments
-    report = ", ".join(f"{n}: z={v:+.2f} ess={e:.0f}" for n, v, e in zip(names, z, ess))
+    rows = zip(names, z, ess, strict=True)
+    report = ", ".join(f"{n}: z={v:+.2f} ess={e:.0f}" for n, v, e in rows)
     report = f"bound {bound:.2f}, acceptance {accepted.mean():.3f}; {report}"
     # the MCSE is only meaningful with enough effective draws
     assert np.all(ess > 200), report
@@ -183,6 +208,32 @@ def test_moments_within_monte_carlo_error_float32(name):
 def test_tempered_linear_regression_float64(x64):
     """float64, T = 0.5: the tempered posterior N(mu, T Sigma)."""
     check_target("linreg_T0.5", seed=1)
+
+
+def test_public_sample_function_on_linear_regression():
+    """``ppl_bnn.inference.hmc.sample``, the in-memory entry point for any NumPyro model:
+    its own initialisation (uniform in (-2, 2)) and burn-in without MH, then the z-test."""
+    from ppl_bnn.inference.hmc import sample
+
+    model, x, y, mean, cov = linear_regression_target()
+    settings = sampler_settings(cov)
+    steps = num_leapfrog_steps(settings["trajectory_len"], settings["step_size"], 100)
+    out = sample(
+        jax.random.key(5),
+        model,
+        x,
+        y,
+        step_size=settings["step_size"],
+        num_leapfrog_steps=steps,
+        num_samples=1000,
+        num_burn_in=200,
+        num_chains=8,
+    )
+    draws = np.asarray(out.samples["beta"], np.float64)
+    assert draws.shape == (8, 1000, 3) and out.is_accepted.shape == (8, 1000)
+    z, ess, names = z_scores(draws, mean, cov)
+    bound = norm.ppf(1 - ALPHA / (2 * len(z)))
+    assert np.all(ess > 200) and np.all(np.abs(z) < bound), dict(zip(names, z, strict=True))
 
 
 def test_the_check_detects_a_sampler_without_mh():
@@ -225,8 +276,15 @@ def _one_step(model, start, step_size, num_steps, do_mh, key=0):
     c = start.shape[0]
     state = build_init(ld)({"theta": jnp.asarray(start, jnp.float32)}, batch)
     keys = jax.random.split(jax.random.key(key), c)
-    new, info = build_kernel(ld)(keys, state, batch, jnp.full((c,), step_size),
-                                 jnp.ones((c, 2)), jnp.full((c,), num_steps), jnp.asarray(do_mh))
+    new, info = build_kernel(ld)(
+        keys,
+        state,
+        batch,
+        jnp.full((c,), step_size),
+        jnp.ones((c, 2)),
+        jnp.full((c,), num_steps),
+        jnp.asarray(do_mh),
+    )
     return ld, state, new, info, keys
 
 
@@ -248,11 +306,15 @@ def test_burn_in_without_mh_takes_every_proposal():
     x, y = np.zeros((2, 1)), np.zeros(2)
     batch = shard_batch(ld.mesh, x, y)
     bj = blackjax.mcmc.hmc.build_kernel()
+    logdensity = lambda p: ld(p, batch)  # noqa: E731
     for c in range(4):
-        one = jax.tree.map(lambda a: a[c], state)
-        _, bj_info = bj(keys[c], one, lambda p: ld(p, batch), 2.5, jnp.ones(2), 20)
-        np.testing.assert_allclose(np.asarray(new.position["theta"][c]),
-                                   np.asarray(bj_info.proposal.position["theta"]), rtol=1e-5)
+        one = jax.tree.map(lambda a, c=c: a[c], state)
+        _, bj_info = bj(keys[c], one, logdensity, 2.5, jnp.ones(2), 20)
+        np.testing.assert_allclose(
+            np.asarray(new.position["theta"][c]),
+            np.asarray(bj_info.proposal.position["theta"]),
+            rtol=1e-5,
+        )
 
     _, _, kept, info_mh, _ = _one_step(_scalar_model(), start, 2.5, 20, do_mh=True)
     assert not np.any(np.asarray(info_mh.is_accepted))
@@ -274,8 +336,9 @@ def test_proposal_with_nan_log_density_is_rejected(do_mh):
     assert not np.any(np.asarray(info.is_accepted))
     np.testing.assert_array_equal(np.asarray(new.position["theta"]), start.astype(np.float32))
     np.testing.assert_array_equal(np.asarray(new.logdensity), np.asarray(state.logdensity))
-    np.testing.assert_array_equal(np.asarray(new.logdensity_grad["theta"]),
-                                  np.asarray(state.logdensity_grad["theta"]))
+    np.testing.assert_array_equal(
+        np.asarray(new.logdensity_grad["theta"]), np.asarray(state.logdensity_grad["theta"])
+    )
 
 
 def _flat_model(x, y=None):
@@ -303,8 +366,15 @@ def test_consecutive_iterations_draw_fresh_momenta():
         all_keys += [key, *chain_keys]
         # BlackJAX splits each chain key into (momentum key, MH/integrator key)
         all_keys += [k for ck in chain_keys for k in jax.random.split(ck)]
-        new, info = kernel(chain_keys, state, batch, jnp.full((chains,), eps),
-                           jnp.ones((chains, 5)), jnp.full((chains,), num_steps), jnp.asarray(True))
+        new, info = kernel(
+            chain_keys,
+            state,
+            batch,
+            jnp.full((chains,), eps),
+            jnp.ones((chains, 5)),
+            jnp.full((chains,), num_steps),
+            jnp.asarray(True),
+        )
         assert np.all(np.asarray(info.is_accepted))  # zero energy error on a flat target
         momenta.append((new.position["theta"] - state.position["theta"]) / (eps * num_steps))
         state = new
@@ -337,8 +407,15 @@ def test_one_iteration_costs_exactly_L_gradient_evaluations():
     kernel = build_kernel(ld)
     for L in (7, 3):
         calls.clear()
-        kernel(jax.random.split(jax.random.key(L), 1), state, batch, jnp.full((1,), 0.1),
-               jnp.ones((1, 2)), jnp.full((1,), L), jnp.asarray(True))
+        kernel(
+            jax.random.split(jax.random.key(L), 1),
+            state,
+            batch,
+            jnp.full((1,), 0.1),
+            jnp.ones((1, 2)),
+            jnp.full((1,), L),
+            jnp.asarray(True),
+        )
         jax.effects_barrier()
         assert len(calls) == L
 
@@ -361,7 +438,8 @@ def test_num_leapfrog_steps_is_ceil_of_trajectory_over_step(trajectory_len, step
 
 
 def test_num_leapfrog_steps_above_the_maximum_is_refused():
-    with pytest.raises(ValueError, match=r"50000 leapfrog steps exceeds --max_num_leapfrog_steps=49999"):
+    message = r"50000 leapfrog steps exceeds --max_num_leapfrog_steps=49999"
+    with pytest.raises(ValueError, match=message):
         num_leapfrog_steps(1.5, 3e-5, 49_999)
     with pytest.raises(ValueError, match="must be positive"):
         num_leapfrog_steps(1.0, 0.0, 10)
@@ -421,8 +499,9 @@ def test_model_with_an_improper_prior():
 # ------------------------------------------- the MH log ratio, difference-first
 def _far_from_mode_bnn(n: int, temperature: float, likelihood=None):
     """An MLP BNN on n random examples, and two nearby positions far from the mode."""
-    from ppl_bnn import bnn, likelihoods, priors
     from ppl_bnn.models import MLP
+
+    from ppl_bnn import bnn, likelihoods, priors
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(n, 16)).astype(np.float32)
@@ -430,8 +509,12 @@ def _far_from_mode_bnn(n: int, temperature: float, likelihood=None):
         likelihood, y = likelihoods.Categorical(), rng.integers(0, 10, n).astype(np.int32)
     else:
         y = rng.normal(size=n).astype(np.float32)
-    model = bnn.bnn_model(MLP(hidden=(32,), num_outputs=likelihood.num_outputs or 10),
-                          priors.make_prior("gaussian", 1.0), likelihood, temperature=temperature)
+    model = bnn.bnn_model(
+        MLP(hidden=(32,), num_outputs=likelihood.num_outputs or 10),
+        priors.make_prior("gaussian", 1.0),
+        likelihood,
+        temperature=temperature,
+    )
     ld = LogDensity(model, make_mesh(), (x[:2], y[:2]), microbatch_size=None)
     q0 = {k: (3 * rng.normal(size=s)).astype(np.float32) for k, s in ld.shapes.items()}
     q1 = {k: (v + 1e-3 * rng.normal(size=v.shape)).astype(np.float32) for k, v in q0.items()}
@@ -454,7 +537,7 @@ def test_log_density_difference_is_exact_in_float64(x64):
         assert got == pytest.approx(want, rel=1e-10)
 
 
-def test_log_density_difference_is_accurate_in_float32_at_a_million(x64):
+def test_log_density_difference_is_accurate_in_float32_at_a_million():
     """The MH log ratio at |log density| ~ 3e6, in float32, against float64.
 
     Requirement (DESIGN, Numerics): the accept test stays accurate in float32 for log
@@ -463,14 +546,17 @@ def test_log_density_difference_is_accurate_in_float32_at_a_million(x64):
     """
     ld, x, y, q0, q1 = _far_from_mode_bnn(4000, 0.3)
 
-    def evaluate(dtype):
+    def evaluate():
+        dtype = jnp.zeros(()).dtype
         cast = lambda t: jax.tree.map(lambda a: jnp.asarray(a, dtype), t)  # noqa: E731
-        batch = shard_batch(ld.mesh, x, y, dtype=dtype)
+        batch = shard_batch(ld.mesh, x, y)
         diff = jax.jit(ld.log_density_difference)(cast(q1), cast(q0), batch)
-        return float(diff), float(jax.jit(ld)(cast(q0), batch))
+        total = jax.jit(ld)(cast(q0), batch)
+        assert diff.dtype == total.dtype == dtype
+        return float(diff), float(total)
 
-    reference, total = evaluate(jnp.float64)  # same float32-rounded inputs, float64 arithmetic
-    precise, total32 = evaluate(jnp.float32)
+    precise, total32 = evaluate()  # the default: float32 throughout
+    jax.config.update("jax_enable_x64", True)  # restored after the test (conftest)
+    reference, total = evaluate()  # the same float32 inputs, float64 arithmetic
     assert abs(total) > 1e6 and abs(reference) > 10
-    assert jnp.asarray(total32).dtype == jnp.float64  # a Python float; computed in float32
     assert abs(precise - reference) < 0.05, (precise, reference)

@@ -16,12 +16,14 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
+from ppl_bnn.models import MLP
 
 from ppl_bnn import likelihoods, priors
 from ppl_bnn.bnn import bnn_model
 from ppl_bnn.logdensity import LogDensity
-from ppl_bnn.models import MLP
 from ppl_bnn.sharding import make_mesh, shard_batch
+
+pytestmark = pytest.mark.filterwarnings("error")  # a strict harness: warnings fail
 
 RNG = np.random.default_rng(42)
 X = RNG.normal(size=(7, 3))
@@ -62,9 +64,13 @@ def _position(ld: LogDensity, dtype: str, values: tuple) -> dict:
 
 
 @functools.cache
-def _log_density(likelihood, num_outputs: int, temperature: float, y_dtype: str):
-    model = bnn_model(MLP(hidden=(5,), num_outputs=num_outputs), priors.gaussian(1.0),
-                      likelihood, temperature=temperature)
+def _log_density(likelihood, num_outputs: int, temperature: float, y_dtype: str, dtype: str):
+    model = bnn_model(
+        MLP(hidden=(5,), num_outputs=num_outputs),
+        priors.gaussian(1.0),
+        likelihood,
+        temperature=temperature,
+    )
     y = Y_CLASS if y_dtype == "int" else Y_REG
     return LogDensity(model, make_mesh(), (X[:2], y[:2]))
 
@@ -72,9 +78,9 @@ def _log_density(likelihood, num_outputs: int, temperature: float, y_dtype: str)
 def make(likelihood, num_outputs, y, temperature=1.0, values=None):
     """A LogDensity of an MLP(hidden=(5,)) BNN and a position (shared between temperatures)."""
     y_dtype = "int" if y.dtype.kind == "i" else "float"
-    ld = _log_density(likelihood, num_outputs, temperature, y_dtype)
-    dtype = str(jnp.zeros(()).dtype)
-    base = _log_density(likelihood, num_outputs, 1.0, y_dtype)
+    dtype = str(jnp.zeros(()).dtype)  # one LogDensity per precision
+    ld = _log_density(likelihood, num_outputs, temperature, y_dtype, dtype)
+    base = _log_density(likelihood, num_outputs, 1.0, y_dtype, dtype)
     return ld, _position(base, dtype, tuple(sorted((values or {}).items())))
 
 
@@ -82,7 +88,9 @@ CASES = {
     "categorical": (likelihoods.Categorical(), 3, Y_CLASS, hand_categorical),
     "heteroscedastic": (likelihoods.HeteroscedasticGaussian(), 2, Y_REG, hand_heteroscedastic),
     "homoscedastic_fixed": (
-        likelihoods.HomoscedasticGaussian(noise_std=0.3), 1, Y_REG,
+        likelihoods.HomoscedasticGaussian(noise_std=0.3),
+        1,
+        Y_REG,
         lambda out, y: np.sum(normal_logpdf(y, out[:, 0], 0.3)),
     ),
 }
@@ -118,7 +126,8 @@ def test_homoscedastic_learned_noise_likelihood_prior_and_jacobian(x64):
     half_normal = math.log(2) + float(normal_logpdf(0.7, 0.0, 2.0))
     weights = sum(
         float(np.sum(normal_logpdf(np.asarray(v, np.float64), 0.0, 1.0)))
-        for k, v in position.items() if k.startswith("net/")
+        for k, v in position.items()
+        if k.startswith("net/")
     )
     want_prior = (weights + half_normal) / T + math.log(0.7)
     assert float(ld.log_prior(position)) == pytest.approx(want_prior, rel=1e-10)

@@ -10,6 +10,8 @@ import pytest
 from ppl_bnn import metrics
 from ppl_bnn.ensemble import ensemble_init, ensemble_prediction, ensemble_update
 
+pytestmark = pytest.mark.filterwarnings("error")  # a strict harness: warnings fail
+
 # 4 examples, 3 classes. argmax = [0, 1, 2, 1]; labels [0, 2, 2, 1]: correct [1, 0, 1, 1].
 # confidences (max prob) = [0.7, 0.6, 0.4, 0.9].
 PROBS = np.array(

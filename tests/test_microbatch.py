@@ -1,4 +1,4 @@
-"""Chunked (microbatched) == unchunked full-batch log density, value and gradient, per architecture."""
+"""Chunked (microbatched) == unchunked full-batch log density and gradient, per architecture."""
 
 from __future__ import annotations
 

@@ -90,9 +90,11 @@ def test_only_the_primary_process_writes(runs):
     multi, single = runs
     commands = (multi / "run" / "command.sh").read_text().splitlines()
     assert len(commands) == 1 and "--process_id=0" in commands[0]
-    records = [json.loads(ln) for ln in (multi / "run" / "metrics.jsonl").read_text().splitlines()]
+    records, reference = (
+        [json.loads(ln) for ln in (d / "run" / "metrics.jsonl").read_text().splitlines()]
+        for d in (multi, single)
+    )
     assert [r["iteration"] for r in records] == [1, 2]
-    reference = [json.loads(ln) for ln in (single / "run" / "metrics.jsonl").read_text().splitlines()]
     for r, ref in zip(records, reference, strict=True):
         assert r["accepted"] == ref["accepted"]
         np.testing.assert_allclose(r["test/accuracy"], ref["test/accuracy"])

@@ -14,15 +14,17 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 import pytest
+from ppl_bnn.models import MLP
 
 from ppl_bnn import priors
 from ppl_bnn.bnn import bnn_model
 from ppl_bnn.config import CommonConfig
 from ppl_bnn.likelihoods import Categorical
 from ppl_bnn.logdensity import LogDensity
-from ppl_bnn.models import MLP
 from ppl_bnn.problem import build_prior
 from ppl_bnn.sharding import make_mesh
+
+pytestmark = pytest.mark.filterwarnings("error")  # a strict harness: warnings fail
 
 POINTS = [-12.0, -3.1, -0.7, 0.0, 0.25, 1.9, 7.5]
 WEIGHT_DECAYS = [0.5, 1.0, 15.0, 40.0]
@@ -96,8 +98,9 @@ def test_family_log_density_matches_formula(key, dtype_name):
         d = prior("Dense_0.kernel", (len(POINTS),))
         got = np.asarray(d.log_prob(x), np.float64)
         want = np.array([formula(p, 1.0 / wd) for p in POINTS])
-        np.testing.assert_allclose(got, want, rtol=rtol_for(dtype_name), atol=0,
-                                   err_msg=f"weight_decay={wd}")
+        np.testing.assert_allclose(
+            got, want, rtol=rtol_for(dtype_name), atol=0, err_msg=f"weight_decay={wd}"
+        )
 
 
 @pytest.mark.parametrize("key", ["gaussian", "mixture_gaussian", "logistic", "laplace"])
@@ -191,14 +194,24 @@ def test_fan_in_scaling_off_by_default(x64):
 def test_make_prior_and_cli_prior(x64):
     p = priors.make_prior("laplace", 4.0, fan_in_scaling=True)
     assert float(p("Dense_0.kernel", (8, 2)).scale) == pytest.approx(math.sqrt(1 / (4 * 8) / 2))
-    cfg = CommonConfig(dir="x", prior_family="student_t", weight_decay=4.0, student_t_df=3.0,
-                       bias_weight_decay=100.0)
+    cfg = CommonConfig(
+        dir="x",
+        prior_family="student_t",
+        weight_decay=4.0,
+        student_t_df=3.0,
+        bias_weight_decay=100.0,
+    )
     p = build_prior(cfg)
     k, b = p("Dense_0.kernel", (8, 2)), p("Dense_0.bias", (2,))
     assert isinstance(k, dist.StudentT) and float(k.df) == 3.0
     assert float(k.scale) == pytest.approx(0.5) and float(b.scale) == pytest.approx(0.1)
-    cfg = CommonConfig(dir="x", prior_family="mixture_gaussian", weight_decay=1.0,
-                       mixture_weight=0.2, mixture_scale_ratio=3.0)
+    cfg = CommonConfig(
+        dir="x",
+        prior_family="mixture_gaussian",
+        weight_decay=1.0,
+        mixture_weight=0.2,
+        mixture_scale_ratio=3.0,
+    )
     d = build_prior(cfg)("Dense_0.kernel", (2, 2))
     np.testing.assert_allclose(np.asarray(d.weights), [0.2, 0.8])
 
@@ -230,7 +243,7 @@ def test_invalid_parameters_are_value_errors(build):
 def _net_params(ld: LogDensity, position: dict) -> dict[str, np.ndarray]:
     """``{"Dense_0.kernel": array, ...}`` from a position of a ``bnn_model``."""
     assert all(n.startswith("net/") for n in ld.latent_sites)
-    return {n[len("net/"):]: np.asarray(v, np.float64) for n, v in position.items()}
+    return {n[len("net/") :]: np.asarray(v, np.float64) for n, v in position.items()}
 
 
 @pytest.mark.parametrize(
@@ -251,12 +264,15 @@ def test_log_prior_of_a_bnn_is_the_formula_summed_over_parameters(
     y = np.array([0, 1, 2, 1])
     ld = LogDensity(model, make_mesh(), (x[:2], y[:2]))
     assert sorted(ld.latent_sites) == [
-        "net/Dense_0.bias", "net/Dense_0.kernel", "net/Dense_1.bias", "net/Dense_1.kernel"
+        "net/Dense_0.bias",
+        "net/Dense_0.kernel",
+        "net/Dense_1.bias",
+        "net/Dense_1.kernel",
     ]
     rng = np.random.default_rng(1)  # any position: log_prior is a function of it
-    position = {k: jnp.asarray(0.7 * rng.standard_t(3, size=shape)) for k, shape in ld.shapes.items()}
+    position = {k: jnp.asarray(0.7 * rng.standard_t(3, size=s)) for k, s in ld.shapes.items()}
     want = 0.0
-    for path, value in _net_params(ld, position).items():
+    for value in _net_params(ld, position).values():
         fan = priors.fan_in(value.shape) if fan_in_scaling else 1
         want += sum(formula(float(t), 1.0 / wd / fan) for t in value.ravel())
     got = float(ld.log_prior(position))
@@ -271,7 +287,13 @@ def test_log_prior_float32_bnn(dtype_name):
     ld = LogDensity(model, make_mesh(), (x[:2], np.array([0, 1])))
     rng = np.random.default_rng(3)
     position = {k: jnp.asarray(rng.normal(size=shape)) for k, shape in ld.shapes.items()}
-    want = sum(gaussian_logpdf(float(t), 0.5) for v in _net_params(ld, position).values()
-               for t in v.ravel()) / 0.5
+    want = (
+        sum(
+            gaussian_logpdf(float(t), 0.5)
+            for v in _net_params(ld, position).values()
+            for t in v.ravel()
+        )
+        / 0.5
+    )
     assert np.asarray(ld.log_prior(position)).dtype == np.dtype(dtype_name)
     assert float(ld.log_prior(position)) == pytest.approx(want, rel=rtol_for(dtype_name) * 10)

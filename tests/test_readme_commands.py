@@ -157,7 +157,7 @@ SMALL = {
     "surface_imdb": ({"grid_size": 3}, "a 3x3 grid instead of 50x50 full-batch evaluations"),
 }
 # fast enough for the default run (the others are marked slow)
-DEFAULT_RUN = {"hmc_mnist_subset160", "hmc_imdb_temp1", "sgd_imdb"}
+DEFAULT_RUN = {"hmc_mnist_subset160", "hmc_imdb_temp1"}
 MOCK_EXAMPLES = 160  # every split of every mocked dataset
 
 

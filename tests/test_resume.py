@@ -1,9 +1,9 @@
 """Resume == uninterrupted, bit for bit; --init_checkpoint; corrupt checkpoints.
 
-A run stopped after k iterations (``stop_after``) and restarted with the same config must
-end in exactly the state, ensemble, draws and metrics of a run that was never stopped:
-the checkpoint carries the PRNG key, the adapted step size, the mass-matrix estimate and
-the online ensemble.
+A run stopped after k iterations (``stop_after``) or killed mid-iteration, and restarted
+with the same config, must end in exactly the state, ensemble, draws and metrics of a run
+that was never stopped: the checkpoint carries the PRNG key, the adapted step size, the
+mass-matrix estimate and the online ensemble.
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ import pytest
 import ppl_bnn.runners.hmc as runner
 from ppl_bnn.checkpoint import CheckpointError, load_checkpoint
 from ppl_bnn.config import HMCConfig
+from ppl_bnn.problem import build_problem
 from ppl_bnn.rundir import RunDir
+
+pytestmark = pytest.mark.filterwarnings("error")  # a strict harness: warnings fail
 
 WALL_CLOCK = {"time", "iteration_wall"}  # the only fields allowed to differ
 SETTINGS = dict(
@@ -42,15 +45,38 @@ def config(path, **overrides) -> HMCConfig:
     return HMCConfig(dir=str(path), **{**SETTINGS, **overrides})
 
 
+class Killed(BaseException):
+    """Stands for the process being killed (not an Exception: nothing may catch it)."""
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """One uninterrupted run, and one stopped after 1 (in burn-in) and 3 iterations."""
+    """One uninterrupted run; one stopped after iteration 1 (in burn-in), then killed while
+    writing the checkpoint of iteration 4 (its metrics line and draw already written),
+    then restarted to the end."""
     base = tmp_path_factory.mktemp("resume")
     whole, pieces = base / "whole", base / "pieces"
     summary_whole = runner.run_hmc(config(whole), progress=False)
     first = runner.run_hmc(config(pieces), progress=False, stop_after=1)
     assert first["iterations_done"] == 1 and not first["complete"]
-    runner.run_hmc(config(pieces), progress=False, stop_after=2)
+
+    original_save = RunDir.save
+
+    def save(self, step, state):
+        if step == 4:
+            raise Killed
+        return original_save(self, step, state)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(RunDir, "save", save)
+        with pytest.raises(Killed):
+            runner.run_hmc(config(pieces), progress=False)
+    # the crash left a metrics line and a draw for iteration 4, but no checkpoint
+    assert [r["step"] for r in RunDir(pieces).read_metrics()] == [1, 2, 3, 4]
+    assert (pieces / "draws/draw_000004.npz").exists()
+    assert sorted(p.name for p in (pieces / "checkpoints").iterdir()) == [
+        f"checkpoint_{i:06d}.pkl" for i in (1, 2, 3)
+    ]
     summary_pieces = runner.run_hmc(config(pieces), progress=False)
     return whole, pieces, summary_whole, summary_pieces
 
@@ -62,7 +88,7 @@ def assert_tree_equal(a, b, path="state"):
             assert_tree_equal(a[k], b[k], f"{path}[{k!r}]")
     elif isinstance(a, tuple | list):
         assert type(a) is type(b) and len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             assert_tree_equal(x, y, f"{path}[{i}]")
     else:
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=path)
@@ -90,8 +116,9 @@ def test_metrics_draws_and_summary_equal(runs):
     b = [drop(r) for r in RunDir(pieces).read_metrics()]
     assert [r["step"] for r in b] == [1, 2, 3, 4, 5]  # no duplicated or missing line
     assert a == b
-    for (sa, da), (sb, db) in zip(RunDir(whole).load_draws(), RunDir(pieces).load_draws(),
-                                  strict=True):
+    for (sa, da), (sb, db) in zip(
+        RunDir(whole).load_draws(), RunDir(pieces).load_draws(), strict=True
+    ):
         assert sa == sb
         assert_tree_equal(da, db, f"draw {sa}")
     summary_whole.pop("wall_time_sampling"), summary_pieces.pop("wall_time_sampling")
@@ -118,11 +145,17 @@ def test_keys_are_split_once_per_iteration(runs):
 
 def test_restarting_a_finished_run_changes_nothing(runs, snapshot_dir):
     whole, *_ = runs
-    before = {k: v for k, v in snapshot_dir(whole).items()
-              if not k.startswith(("tensorboard", "command.sh", "summary.json"))}
+    before = {
+        k: v
+        for k, v in snapshot_dir(whole).items()
+        if not k.startswith(("tensorboard", "command.sh", "summary.json"))
+    }
     summary = runner.run_hmc(config(whole), progress=False)
-    after = {k: v for k, v in snapshot_dir(whole).items()
-             if not k.startswith(("tensorboard", "command.sh", "summary.json"))}
+    after = {
+        k: v
+        for k, v in snapshot_dir(whole).items()
+        if not k.startswith(("tensorboard", "command.sh", "summary.json"))
+    }
     assert after == before
     assert summary["complete"]
 
@@ -145,25 +178,46 @@ def _capture_init_positions(monkeypatch) -> list:
     return captured
 
 
-@pytest.mark.parametrize("num_chains", [2, 1])
-def test_init_checkpoint_starts_from_saved_parameters(runs, tmp_path, monkeypatch, num_chains):
+def test_init_checkpoint_starts_from_saved_parameters(runs, tmp_path, monkeypatch):
+    """A run with --init_checkpoint starts (chain by chain) from the saved positions."""
     whole, *_ = runs
     source = whole / "checkpoints/checkpoint_000005.pkl"
     saved = load_checkpoint(source)["position"]
     captured = _capture_init_positions(monkeypatch)
-    cfg = config(tmp_path / "from_ckpt", init_checkpoint=str(source), num_iterations=1,
-                 num_burn_in_iterations=0, num_chains=num_chains, seed=99)
-    runner.run_hmc(cfg, progress=False)
+    cfg = config(
+        tmp_path / "from_ckpt",
+        init_checkpoint=str(source),
+        num_iterations=1,
+        num_burn_in_iterations=0,
+        seed=99,
+    )
+    summary = runner.run_hmc(cfg, progress=False)
+    assert summary["complete"]
     assert len(captured) == 1
-    # all chains when the checkpoint holds as many, else its first chain
-    want = {k: v if num_chains == 2 else v[:1] for k, v in saved.items()}
-    assert_tree_equal(captured[0], want, "initial positions")
+    assert_tree_equal(captured[0], saved, "initial positions")
+
+
+def test_init_checkpoint_with_fewer_chains_uses_its_first_chain(runs, tmp_path):
+    whole, *_ = runs
+    source = whole / "checkpoints/checkpoint_000005.pkl"
+    saved = load_checkpoint(source)["position"]
+    cfg = config(tmp_path / "one", init_checkpoint=str(source), num_chains=1)
+    problem = build_problem(cfg)
+    for chains, want in ((1, {k: v[:1] for k, v in saved.items()}), (2, saved)):
+        got = runner.initial_positions(problem, jax.random.key(0), chains, str(source))
+        assert_tree_equal(jax.tree.map(np.asarray, got), want, f"{chains} chain(s)")
+    three = runner.initial_positions(problem, jax.random.key(0), 3, str(source))
+    assert_tree_equal(
+        jax.tree.map(np.asarray, three),
+        {k: np.repeat(v[:1], 3, 0) for k, v in saved.items()},
+        "3 chains",
+    )
 
 
 def test_init_checkpoint_of_another_model_is_refused(runs, tmp_path):
     whole, *_ = runs
-    cfg = config(tmp_path / "other", init_checkpoint=str(whole / "checkpoints/checkpoint_000005.pkl"),
-                 model_name="mlp_classification")
+    source = whole / "checkpoints/checkpoint_000005.pkl"
+    cfg = config(tmp_path / "other", init_checkpoint=str(source), model_name="mlp_classification")
     with pytest.raises(ValueError, match="--init_checkpoint=.*lacks parameters"):
         runner.run_hmc(cfg, progress=False)
 
@@ -183,6 +237,25 @@ def _args(path, **overrides):
 def _truncate(path):
     raw = path.read_bytes()
     path.write_bytes(raw[: len(raw) // 2])
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    """Killed while writing: the previous checkpoint survives whole, no temp file remains."""
+    import ppl_bnn.checkpoint as ckpt
+
+    path = tmp_path / "checkpoints" / "checkpoint_000001.pkl"
+    ckpt.save_checkpoint(path, {"step": 1, "x": np.arange(3.0)})
+
+    def killed(fd):
+        raise Killed
+
+    monkeypatch.setattr(ckpt.os, "fsync", killed)
+    with pytest.raises(Killed):
+        ckpt.save_checkpoint(path, {"step": 2, "x": np.zeros(1000)})
+    monkeypatch.undo()
+    state = load_checkpoint(path)
+    assert state["step"] == 1 and state["x"].tolist() == [0.0, 1.0, 2.0]
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
 
 
 def test_truncated_checkpoint_is_reported_as_corrupt(runs, tmp_path):

@@ -33,7 +33,8 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--output", default=None, help="folder for the report (default: RUN_DIR)")
     p.add_argument("--coordinator_address", default=None,
                    help="jax.distributed coordinator host:port (multi-process runs)")
-    p.add_argument("--num_processes", type=int, default=None, help="processes of a multi-process run")
+    p.add_argument("--num_processes", type=int, default=None,
+                   help="number of processes of a multi-process run")
     p.add_argument("--process_id", type=int, default=None, help="index of this process")
     p.set_defaults(run=run)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -100,14 +101,27 @@ def build_epoch(
     return jax.jit(_over_members(one_member, num_members))
 
 
+_COMPILED: dict[int, tuple[Any, Callable, Callable]] = {}
+
+
+def _compiled(problem: Problem) -> tuple[Callable, Callable]:
+    """Jitted predictions and log densities, one pair per problem: runs that share a
+    ``Problem`` (``compare``, tests) compile them once."""
+    hit = _COMPILED.get(id(problem))
+    if hit is None or hit[0]() is not problem:
+        ld = problem.logdensity
+        predict = jax.jit(jax.vmap(ld.predict, in_axes=(0, None)))
+        log_prob = jax.jit(jax.vmap(ld, in_axes=(0, None)))
+        hit = _COMPILED[id(problem)] = (weakref.ref(problem), predict, log_prob)
+    return hit[1], hit[2]
+
+
 class Evaluator:
     """Predictions of a stack of positions on the test and training sets (host arrays)."""
 
     def __init__(self, problem: Problem):
         self.problem = problem
-        ld = problem.logdensity
-        self._predict = jax.jit(jax.vmap(ld.predict, in_axes=(0, None)))
-        self._log_prob = jax.jit(jax.vmap(ld, in_axes=(0, None)))
+        self._predict, self._log_prob = _compiled(problem)
 
     def test(self, positions) -> np.ndarray:
         n = self.problem.dataset.x_test.shape[0]

@@ -44,6 +44,8 @@ def check_minibatch_config(cfg: SGDConfig) -> None:
         raise ValueError(f"--init_step_size must be positive, got {cfg.init_step_size}")
     if cfg.batch_size < 1:
         raise ValueError(f"--batch_size must be positive, got {cfg.batch_size}")
+    if not 0.0 <= cfg.momentum_decay < 1.0:
+        raise ValueError(f"--momentum_decay must lie in [0, 1), got {cfg.momentum_decay}")
 
 
 def initial_members(problem: Problem, seed: int, num: int, init_checkpoint: str | None):
@@ -116,6 +118,7 @@ def run_sgd(
         start, elapsed = 0, 0.0
     else:
         start, saved = resumed
+        start = int(start)  # a checkpoint stores numbers as numpy arrays
         keys = jax.random.wrap_key_data(jnp.asarray(saved["key"]))
         state = optimize.SGDState(saved["position"], saved["opt_state"])
         elapsed = float(saved["elapsed"])

@@ -140,6 +140,7 @@ def run_sgmcmc(
         start, elapsed = 0, 0.0
     else:
         start, saved = resumed
+        start = int(start)  # a checkpoint stores numbers as numpy arrays
         keys = jax.random.wrap_key_data(jnp.asarray(saved["key"]))
         state = saved["sampler_state"]._replace(position=saved["position"])
         ens, elapsed = saved["ensemble"], float(saved["elapsed"])

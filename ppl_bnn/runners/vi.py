@@ -135,6 +135,7 @@ def run_vi(
         start, elapsed = 0, 0.0
     else:
         start, saved = resumed
+        start = int(start)  # a checkpoint stores numbers as numpy arrays
         key = jax.random.wrap_key_data(jnp.asarray(saved["key"]))
         svi_state = _from_disk(saved["svi_state"])
         elapsed = float(saved["elapsed"])
