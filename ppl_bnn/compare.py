@@ -59,7 +59,9 @@ def _f(default, help: str, **kw):
 class CompareConfig:
     """Flags of ``ppl-bnn compare``: shared model/data settings and a size per method."""
 
-    dir: str = _f("", "folder for the runs (one subfolder per method) and the report", required=True)
+    dir: str = _f(
+        "", "folder for the runs (one subfolder per method) and the report", required=True
+    )
     dataset_name: str = _f("digits", "dataset (see `ppl-bnn models`)")
     model_name: str = _f("mlp_regression_small", "architecture (default: one hidden layer of 50)")
     weight_decay: float = _f(1.0, "prior precision: prior variance = 1 / weight_decay")
@@ -68,8 +70,12 @@ class CompareConfig:
     subset_train_to: int | None = _f(None, "keep only the first N training examples")
     data_dir: str | None = _f(None, "folder with datasets (UCI)")
     use_float64: bool = _f(False, "compute in float64")
-    methods: str = _f(",".join(ALL_METHODS), "comma-separated methods to run, from: " + ", ".join(ALL_METHODS))
-    reference: str | None = _f(None, "an existing HMC run directory to compare against instead of running HMC")
+    methods: str = _f(
+        ",".join(ALL_METHODS), "comma-separated methods to run, from: " + ", ".join(ALL_METHODS)
+    )
+    reference: str | None = _f(
+        None, "an existing HMC run directory to compare against instead of running HMC"
+    )
     batch_size: int = _f(80, "minibatch size of every minibatch method")
     hmc_num_chains: int = _f(3, "HMC chains")
     hmc_num_iterations: int = _f(60, "HMC iterations per chain (burn-in included)")
@@ -86,7 +92,9 @@ class CompareConfig:
     sgld_step_size: float = _f(1e-4, "SGLD step size (constant after a cosine burn-in)")
     sghmc_step_size: float = _f(1e-5, "SGHMC step size")
     sghmc_momentum: float = _f(0.9, "SGHMC momentum decay")
-    clr_step_size: float = _f(1e-3, "cyclical preconditioned SGHMC: initial step size of each cycle")
+    clr_step_size: float = _f(
+        1e-3, "cyclical preconditioned SGHMC: initial step size of each cycle"
+    )
     clr_momentum: float = _f(0.95, "cyclical preconditioned SGHMC: momentum decay")
     vi_num_epochs: int = _f(50, "MFVI epochs")
     vi_step_size: float = _f(1e-3, "MFVI initial Adam step size (cosine schedule)")
@@ -104,31 +112,80 @@ def _method_configs(cfg: CompareConfig, reference: str | None) -> dict[str, Any]
     """The configuration of every method, sharing the model, data, prior and temperature."""
     c = lambda name: _common(cfg, name)  # noqa: E731
     mb = {"batch_size": cfg.batch_size, "reference": reference}
-    sgmcmc = {**mb, "num_epochs": cfg.sgmcmc_num_epochs, "num_burnin_epochs": cfg.sgmcmc_num_burnin_epochs,
-              "ensemble_freq": cfg.sgmcmc_ensemble_freq, "num_chains": cfg.sgmcmc_num_chains,
-              "eval_freq": cfg.sgmcmc_num_epochs, "save_freq": cfg.sgmcmc_num_epochs}
-    sgd = {**mb, "num_epochs": cfg.sgd_num_epochs, "init_step_size": cfg.sgd_step_size,
-           "eval_freq": cfg.sgd_num_epochs, "save_freq": cfg.sgd_num_epochs}
+    sgmcmc = {
+        **mb,
+        "num_epochs": cfg.sgmcmc_num_epochs,
+        "num_burnin_epochs": cfg.sgmcmc_num_burnin_epochs,
+        "ensemble_freq": cfg.sgmcmc_ensemble_freq,
+        "num_chains": cfg.sgmcmc_num_chains,
+        "eval_freq": cfg.sgmcmc_num_epochs,
+        "save_freq": cfg.sgmcmc_num_epochs,
+    }
+    sgd = {
+        **mb,
+        "num_epochs": cfg.sgd_num_epochs,
+        "init_step_size": cfg.sgd_step_size,
+        "eval_freq": cfg.sgd_num_epochs,
+        "save_freq": cfg.sgd_num_epochs,
+    }
     return {
-        "hmc": ("hmc", HMCConfig(**c("hmc"), step_size=cfg.hmc_step_size,
-                                 trajectory_len=cfg.hmc_trajectory_len,
-                                 num_iterations=cfg.hmc_num_iterations,
-                                 num_burn_in_iterations=cfg.hmc_num_burn_in_iterations,
-                                 num_chains=cfg.hmc_num_chains, max_num_leapfrog_steps=100_000)),
+        "hmc": (
+            "hmc",
+            HMCConfig(
+                **c("hmc"),
+                step_size=cfg.hmc_step_size,
+                trajectory_len=cfg.hmc_trajectory_len,
+                num_iterations=cfg.hmc_num_iterations,
+                num_burn_in_iterations=cfg.hmc_num_burn_in_iterations,
+                num_chains=cfg.hmc_num_chains,
+                max_num_leapfrog_steps=100_000,
+            ),
+        ),
         "sgd": ("sgd", SGDConfig(**c("sgd"), **sgd)),
-        "ensemble": ("ensemble", EnsembleConfig(**c("ensemble"), **sgd, ensemble_size=cfg.ensemble_size)),
-        "sgld": ("sgmcmc", SGMCMCConfig(**c("sgld"), **sgmcmc, init_step_size=cfg.sgld_step_size,
-                                        momentum_decay=0.0)),
-        "sghmc": ("sgmcmc", SGMCMCConfig(**c("sghmc"), **sgmcmc, init_step_size=cfg.sghmc_step_size,
-                                         momentum_decay=cfg.sghmc_momentum)),
-        "sghmc-clr-prec": ("sgmcmc", SGMCMCConfig(
-            **c("sghmc-clr-prec"), **sgmcmc, init_step_size=cfg.clr_step_size,
-            momentum_decay=cfg.clr_momentum, step_size_schedule="cyclical",
-            step_size_cycle_length_epochs=cfg.sgmcmc_ensemble_freq, preconditioner="RMSprop")),
-        "mfvi": ("vi", VIConfig(**c("mfvi"), **mb, num_epochs=cfg.vi_num_epochs,
-                                init_step_size=cfg.vi_step_size, vi_sigma_init=cfg.vi_sigma_init,
-                                vi_ensemble_size=cfg.vi_ensemble_size, eval_freq=cfg.vi_num_epochs,
-                                save_freq=cfg.vi_num_epochs)),
+        "ensemble": (
+            "ensemble",
+            EnsembleConfig(**c("ensemble"), **sgd, ensemble_size=cfg.ensemble_size),
+        ),
+        "sgld": (
+            "sgmcmc",
+            SGMCMCConfig(
+                **c("sgld"), **sgmcmc, init_step_size=cfg.sgld_step_size, momentum_decay=0.0
+            ),
+        ),
+        "sghmc": (
+            "sgmcmc",
+            SGMCMCConfig(
+                **c("sghmc"),
+                **sgmcmc,
+                init_step_size=cfg.sghmc_step_size,
+                momentum_decay=cfg.sghmc_momentum,
+            ),
+        ),
+        "sghmc-clr-prec": (
+            "sgmcmc",
+            SGMCMCConfig(
+                **c("sghmc-clr-prec"),
+                **sgmcmc,
+                init_step_size=cfg.clr_step_size,
+                momentum_decay=cfg.clr_momentum,
+                step_size_schedule="cyclical",
+                step_size_cycle_length_epochs=cfg.sgmcmc_ensemble_freq,
+                preconditioner="RMSprop",
+            ),
+        ),
+        "mfvi": (
+            "vi",
+            VIConfig(
+                **c("mfvi"),
+                **mb,
+                num_epochs=cfg.vi_num_epochs,
+                init_step_size=cfg.vi_step_size,
+                vi_sigma_init=cfg.vi_sigma_init,
+                vi_ensemble_size=cfg.vi_ensemble_size,
+                eval_freq=cfg.vi_num_epochs,
+                save_freq=cfg.vi_num_epochs,
+            ),
+        ),
     }
 
 
@@ -153,12 +210,19 @@ def _hmc_diagnostics(run_dir: Path) -> dict[str, Any]:
     except ValueError as e:
         return {"unavailable": str(e)}
     entry = report.entries.get("test_prob") or report.entries.get("test_mean")
-    return {"num_chains": report.num_chains, "num_draws": report.num_draws,
-            "max_rhat": entry["max_rhat"], "median_rhat": entry["median_rhat"],
-            "frac_rhat_gt_1.1": entry["frac_rhat_gt_1.1"], "min_ess": entry["min_ess"]}
+    return {
+        "num_chains": report.num_chains,
+        "num_draws": report.num_draws,
+        "max_rhat": entry["max_rhat"],
+        "median_rhat": entry["median_rhat"],
+        "frac_rhat_gt_1.1": entry["frac_rhat_gt_1.1"],
+        "min_ess": entry["min_ess"],
+    }
 
 
-def run_compare(cfg: CompareConfig, *, argv: list[str] | None = None, write=print) -> dict[str, Any]:
+def run_compare(
+    cfg: CompareConfig, *, argv: list[str] | None = None, write=print
+) -> dict[str, Any]:
     """Run every method (resuming finished ones), compare them, write the report."""
     from ppl_bnn.problem import build_problem
     from ppl_bnn.runners import RUNNERS
@@ -177,7 +241,9 @@ def run_compare(cfg: CompareConfig, *, argv: list[str] | None = None, write=prin
         if name == "mfvi" and "sgd" in names:
             from ppl_bnn.checkpoint import latest_checkpoint
 
-            mcfg = dataclasses.replace(mcfg, mean_init_checkpoint=str(latest_checkpoint(root / "sgd" / "checkpoints")))
+            mcfg = dataclasses.replace(
+                mcfg, mean_init_checkpoint=str(latest_checkpoint(root / "sgd" / "checkpoints"))
+            )
         write(f"== {name} ==")
         t0 = time.perf_counter()
         summary = RUNNERS[runner][1](mcfg, problem=problem, argv=argv, progress=False)
@@ -200,11 +266,18 @@ def run_compare(cfg: CompareConfig, *, argv: list[str] | None = None, write=prin
     hmc_dir = Path(reference) if reference else None
     rhat = _hmc_diagnostics(hmc_dir) if hmc_dir is not None and hmc_dir.is_dir() else None
     out = {
-        "dataset": ds.name, "task": ds.task, "model": cfg.model_name,
+        "dataset": ds.name,
+        "task": ds.task,
+        "model": cfg.model_name,
         "num_parameters": problem.logdensity.num_parameters(),
-        "num_train": int(ds.x_train.shape[0]), "num_test": int(ds.x_test.shape[0]),
-        "reference": reference, "hmc_function_space": rhat,
-        "methods": {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in results.items()},
+        "num_train": int(ds.x_train.shape[0]),
+        "num_test": int(ds.x_test.shape[0]),
+        "reference": reference,
+        "hmc_function_space": rhat,
+        "methods": {
+            k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")}
+            for k, v in results.items()
+        },
         "config": dataclasses.asdict(cfg),
     }
     (root / "compare.json").write_text(json.dumps(out, indent=2, default=float))
@@ -231,8 +304,7 @@ def format_table(result: dict[str, Any]) -> str:
     methods = result["methods"]
     with_ref = any("agreement" in m or "w2" in m for m in methods.values())
     cols = _columns(result["task"], with_ref)
-    lines = ["| method | " + " | ".join(h for _, h in cols) + " |",
-             "|---|" + "---:|" * len(cols)]
+    lines = ["| method | " + " | ".join(h for _, h in cols) + " |", "|---|" + "---:|" * len(cols)]
     for name, row in methods.items():
         cells = []
         for key, _ in cols:
@@ -245,7 +317,8 @@ def format_table(result: dict[str, Any]) -> str:
     elif rhat:
         lines.append("")
         lines.append(
-            f"HMC function-space R-hat over {rhat['num_chains']} chains x {rhat['num_draws']} draws: "
+            f"HMC function-space R-hat over {rhat['num_chains']} chains x "
+            f"{rhat['num_draws']} draws: "
             f"max {rhat['max_rhat']:.3f}, median {rhat['median_rhat']:.3f}, "
             f"{100 * rhat['frac_rhat_gt_1.1']:.1f}% of test points x classes above 1.1; "
             f"lowest ESS {rhat['min_ess']:.1f}"
@@ -280,17 +353,31 @@ def write_report(root: Path, out: dict, results: dict, ds, table: str) -> Path:
         fig, ax = plt.subplots(figsize=(6, 3.5))
         bins = np.linspace(0, np.log(ds.num_classes), 30)
         for name in names:
-            ax.hist(_entropy(results[name]["_pred"]), bins=bins, histtype="step", lw=1.5, label=name)
-        ax.set(xlabel="predictive entropy (nats)", ylabel="test points", yscale="log",
-               title="predictive entropy on the test set")
+            ax.hist(
+                _entropy(results[name]["_pred"]), bins=bins, histtype="step", lw=1.5, label=name
+            )
+        ax.set(
+            xlabel="predictive entropy (nats)",
+            ylabel="test points",
+            yscale="log",
+            title="predictive entropy on the test set",
+        )
         ax.legend(fontsize=8)
         figs.append(("entropy.png", "Predictive entropy", fig))
         keys = [("agreement", "agreement with HMC"), ("total_variation", "total variation to HMC")]
     else:
         fig, ax = plt.subplots(figsize=(6, 3.5))
         for name in names:
-            ax.hist(results[name]["_pred"][:, 1] * ds.y_scale, bins=30, histtype="step", lw=1.5, label=name)
-        ax.set(xlabel="predictive std (original units)", ylabel="test points", title="predictive std")
+            ax.hist(
+                results[name]["_pred"][:, 1] * ds.y_scale,
+                bins=30,
+                histtype="step",
+                lw=1.5,
+                label=name,
+            )
+        ax.set(
+            xlabel="predictive std (original units)", ylabel="test points", title="predictive std"
+        )
         ax.legend(fontsize=8)
         figs.append(("predictive_std.png", "Predictive standard deviation", fig))
         keys = [("w2", "W2 to HMC"), ("w1", "W1 to HMC")]

@@ -97,7 +97,8 @@ def load_reference(path: str | os.PathLike, dataset: Dataset) -> Reference:
         )
     if dataset.task == "classification" and ref.predictions.shape[1] != dataset.num_classes:
         raise ValueError(
-            f"--reference={path} has {ref.predictions.shape[1]} classes, the dataset {dataset.num_classes}"
+            f"--reference={path} has {ref.predictions.shape[1]} classes, "
+            f"the dataset {dataset.num_classes}"
         )
     return ref
 
@@ -146,6 +147,8 @@ def compare_to_reference(
     if reference.samples is not None:
         theirs = reference.samples * dataset.y_scale
     else:
-        ref_members = reference.members if reference.members is not None else reference.predictions[None]
+        ref_members = (
+            reference.members if reference.members is not None else reference.predictions[None]
+        )
         theirs = mixture_samples(ref_members, num_samples, rng) * dataset.y_scale
     return {"w2": metrics.wasserstein2(ours, theirs), "w1": _w1(ours, theirs)}

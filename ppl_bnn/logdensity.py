@@ -30,7 +30,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 from numpyro import handlers
 from numpyro.distributions.transforms import biject_to
-from numpyro.infer.initialization import init_to_value
+from numpyro.infer.initialization import init_to_uniform, init_to_value
 
 from ppl_bnn.sharding import DATA_AXIS, Batch
 from ppl_bnn.types import ArrayTree, PRNGKey
@@ -50,6 +50,12 @@ def predictive_stats(fn: dist.Distribution) -> jax.Array:
     mean = jnp.broadcast_to(fn.mean, fn.batch_shape)
     std = jnp.broadcast_to(jnp.sqrt(fn.variance), fn.batch_shape)
     return jnp.stack([mean, std], axis=-1)
+
+
+def _structural(model: Callable) -> Callable:
+    """The model with every latent site set by ``init_to_uniform``: tracing it never
+    samples a distribution, so improper priors (``ImproperUniform``) trace too."""
+    return handlers.substitute(handlers.seed(model, 0), substitute_fn=init_to_uniform)
 
 
 def _site_scale(site) -> float | jax.Array:
@@ -91,7 +97,7 @@ class LogDensity:
         captured = {}
 
         def structure(x, y):
-            captured.update(handlers.trace(handlers.seed(model, 0)).get_trace(x, y))
+            captured.update(handlers.trace(_structural(model)).get_trace(x, y))
 
         jax.eval_shape(structure, *self._example)
         trace = captured
@@ -108,7 +114,7 @@ class LogDensity:
         # numpyro.param sites (for a Flax module: its parameter shapes) are held fixed.
         param_names = [n for n, s in trace.items() if s["type"] == "param"]
         if any(jax.tree.leaves(trace[n]["value"]) for n in param_names):
-            concrete = handlers.trace(handlers.seed(model, 0)).get_trace(*self._example)
+            concrete = handlers.trace(_structural(model)).get_trace(*self._example)
             self._params = {n: concrete[n]["value"] for n in param_names}
         else:
             self._params = {n: trace[n]["value"] for n in param_names}
@@ -182,7 +188,7 @@ class LogDensity:
                 site = trace[n]
                 lp = site["fn"].log_prob(site["value"])
                 lp = jnp.reshape(lp, (mask.shape[0], -1)).sum(-1)
-                total = total + jnp.sum(lp * mask) * _site_scale(site)
+                total = total + jnp.sum(jnp.where(mask > 0, lp, 0.0)) * _site_scale(site)
             return total
 
         m = self.microbatch_size
@@ -267,7 +273,7 @@ class LogDensity:
                         jnp.reshape(s["fn"].log_prob(s["value"]), (mask.shape[0], -1)).sum(-1)
                         * _site_scale(s)
                     )
-                    acc = acc + jnp.sum((lp(tn[n]) - lp(to[n])) * mask)
+                    acc = acc + jnp.sum(jnp.where(mask > 0, lp(tn[n]) - lp(to[n]), 0.0))
                 return acc
 
             m = self.microbatch_size

@@ -90,9 +90,11 @@ def padded_size(n: int, mesh: Mesh, multiple: int = 1) -> int:
     return max(step, math.ceil(n / step) * step)
 
 
-def _pad(a: np.ndarray, size: int) -> np.ndarray:
-    pad = [(0, size - a.shape[0])] + [(0, 0)] * (a.ndim - 1)
-    return np.pad(a, pad)
+def _pad(a: np.ndarray, size: int, template: np.ndarray) -> np.ndarray:
+    """Pad with copies of a real row: a padded row must be a valid observation (a zero
+    can lie outside the likelihood's support, where even a masked log density is NaN)."""
+    fill = np.broadcast_to(template[:1], (size - a.shape[0], *a.shape[1:])).astype(a.dtype)
+    return np.concatenate([a, fill]) if fill.shape[0] else a
 
 
 def process_rows(mesh: Mesh, size: int) -> tuple[int, int]:
@@ -139,10 +141,12 @@ def shard_rows(
     if np.issubdtype(y.dtype, np.floating):
         y = y.astype(dtype)
     mask = (np.arange(lo, hi) < num_examples).astype(dtype)
+    # padding copies a real row: this process's first, or the batch's first if it has none
+    tx, ty = (x, y) if x.shape[0] else (np.asarray(a) for a in read_rows(0, 1))
     sharding = NamedSharding(mesh, P(DATA_AXIS))
 
-    def put(local: np.ndarray) -> jax.Array:
-        local = _pad(local, hi - lo)
+    def put(local: np.ndarray, template: np.ndarray) -> jax.Array:
+        local = _pad(local, hi - lo, template)
 
         def block(index):
             start, stop, _ = index[0].indices(size)
@@ -150,7 +154,7 @@ def shard_rows(
 
         return jax.make_array_from_callback((size, *local.shape[1:]), sharding, block)
 
-    return Batch(put(x), put(y), put(mask), num_examples)
+    return Batch(put(x, tx), put(y, ty), put(mask, mask), num_examples)
 
 
 def shard_batch(

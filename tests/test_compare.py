@@ -26,8 +26,16 @@ Q = np.array([[0.5, 0.4, 0.1], [0.6, 0.2, 0.2], [0.0, 0.2, 0.8]])
 def _dataset(task="classification", n=3, y_scale=1.0):
     x = np.zeros((n, 2), np.float32)
     y = np.zeros(n, np.int32 if task == "classification" else np.float32)
-    return Dataset("toy", x, y, x, y, task, num_classes=3 if task == "classification" else None,
-                   y_scale=y_scale)
+    return Dataset(
+        "toy",
+        x,
+        y,
+        x,
+        y,
+        task,
+        num_classes=3 if task == "classification" else None,
+        y_scale=y_scale,
+    )
 
 
 def test_agreement_and_total_variation_by_hand():
@@ -76,7 +84,10 @@ def test_classification_comparison_uses_the_member_average():
     members = np.stack([P, Q])
     out = compare_to_reference(members, Reference(Q), ds)
     avg = (P + Q) / 2
-    assert out == {"agreement": metrics.agreement(avg, Q), "total_variation": metrics.total_variation(avg, Q)}
+    assert out == {
+        "agreement": metrics.agreement(avg, Q),
+        "total_variation": metrics.total_variation(avg, Q),
+    }
 
 
 def test_load_reference_from_files_and_run_dirs(tmp_path):
@@ -88,9 +99,24 @@ def test_load_reference_from_files_and_run_dirs(tmp_path):
     np.testing.assert_array_equal(ref.predictions, Q)
     rd = RunDir(tmp_path / "run", tensorboard=False)
     rd.path.mkdir()
-    rd.save_draw(1, predictions=np.stack([P, P]).astype(np.float32), params=np.zeros((2, 0)), burn_in=np.asarray(True))
-    rd.save_draw(2, predictions=np.stack([P, Q]).astype(np.float32), params=np.zeros((2, 0)), burn_in=np.asarray(False))
-    rd.save_draw(3, predictions=np.stack([Q, Q]).astype(np.float32), params=np.zeros((2, 0)), burn_in=np.asarray(False))
+    rd.save_draw(
+        1,
+        predictions=np.stack([P, P]).astype(np.float32),
+        params=np.zeros((2, 0)),
+        burn_in=np.asarray(True),
+    )
+    rd.save_draw(
+        2,
+        predictions=np.stack([P, Q]).astype(np.float32),
+        params=np.zeros((2, 0)),
+        burn_in=np.asarray(False),
+    )
+    rd.save_draw(
+        3,
+        predictions=np.stack([Q, Q]).astype(np.float32),
+        params=np.zeros((2, 0)),
+        burn_in=np.asarray(False),
+    )
     ref = load_reference(tmp_path / "run", ds)
     assert ref.members.shape == (4, 3, 3)  # burn-in draw left out, chains x draws kept
     np.testing.assert_allclose(ref.predictions, (P + 3 * Q) / 4, rtol=1e-6)
@@ -108,12 +134,22 @@ def test_compare_end_to_end(tmp_path, cli):
     """Every method on one model at a tiny size: one table, a report with plots, numbers
     that agree with the runs' own summaries."""
     rc, out, err = cli(
-        "compare", f"--dir={tmp_path}", "--subset_train_to=160", "--batch_size=40",
+        "compare",
+        f"--dir={tmp_path}",
+        "--subset_train_to=160",
+        "--batch_size=40",
         "--model_name=logistic_regression",
-        "--hmc_num_chains=2", "--hmc_num_iterations=5", "--hmc_num_burn_in_iterations=1",
-        "--hmc_trajectory_len=0.05", "--sgd_num_epochs=2", "--ensemble_size=2",
-        "--sgmcmc_num_epochs=4", "--sgmcmc_num_burnin_epochs=1", "--sgmcmc_ensemble_freq=1",
-        "--vi_num_epochs=2", "--vi_ensemble_size=3",
+        "--hmc_num_chains=2",
+        "--hmc_num_iterations=5",
+        "--hmc_num_burn_in_iterations=1",
+        "--hmc_trajectory_len=0.05",
+        "--sgd_num_epochs=2",
+        "--ensemble_size=2",
+        "--sgmcmc_num_epochs=4",
+        "--sgmcmc_num_burnin_epochs=1",
+        "--sgmcmc_ensemble_freq=1",
+        "--vi_num_epochs=2",
+        "--vi_ensemble_size=3",
     )
     assert rc == 0, err
     result = json.loads((tmp_path / "compare.json").read_text())
@@ -136,10 +172,18 @@ def test_compare_end_to_end(tmp_path, cli):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
     assert "| mfvi |" in out
     # a rerun resumes every finished method instead of recomputing it
-    rc, _, err = cli("compare", f"--dir={tmp_path}", "--subset_train_to=160", "--batch_size=40",
-                     "--model_name=logistic_regression", "--methods=sgd,mfvi",
-                     f"--reference={tmp_path / 'hmc'}", "--sgd_num_epochs=2", "--vi_num_epochs=2",
-                     "--vi_ensemble_size=3")
+    rc, _, err = cli(
+        "compare",
+        f"--dir={tmp_path}",
+        "--subset_train_to=160",
+        "--batch_size=40",
+        "--model_name=logistic_regression",
+        "--methods=sgd,mfvi",
+        f"--reference={tmp_path / 'hmc'}",
+        "--sgd_num_epochs=2",
+        "--vi_num_epochs=2",
+        "--vi_ensemble_size=3",
+    )
     assert rc == 0, err
     again = json.loads((tmp_path / "compare.json").read_text())["methods"]
     assert again["sgd"]["total_variation"] == methods["sgd"]["total_variation"]

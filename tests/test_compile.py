@@ -154,15 +154,6 @@ def test_run_hmc_compiles_nothing_after_the_first_iteration(tmp_path, monkeypatc
     assert kernel._cache_size() == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: ppl_bnn/runners/hmc.py recompiles the HMC kernel once when "
-    "--adapt_mass_matrix sets the estimated inverse mass matrix at the end of burn-in: "
-    "it is computed from the sharded positions (committed, NamedSharding over the mesh) "
-    "while the initial jnp.ones((C, dim)) is uncommitted (SingleDeviceSharding), so the "
-    "jit cache key changes. Fix: replicate(mesh, ...) the inverse mass matrix (and the "
-    "other per-chain arrays) before every kernel call.",
-)
 def test_run_hmc_mass_matrix_adaptation_does_not_recompile(tmp_path, monkeypatch):
     """The estimate is set once, at the end of burn-in; the kernel must not recompile.
 

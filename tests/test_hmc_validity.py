@@ -479,13 +479,6 @@ def test_init_with_values_of_a_plain_numpyro_model():
     assert float(ld.constrain(position)["scale"]) == pytest.approx(2.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library limitation: ppl_bnn/logdensity.py LogDensity.__init__ traces the model "
-    "under handlers.seed, which *samples* every latent site; ImproperUniform (a flat prior) "
-    "cannot be sampled and raises NotImplementedError. NumPyro's initialize_model traces "
-    "under an init strategy (substitute) instead.",
-)
 def test_model_with_an_improper_prior():
     def model(x, y=None):
         numpyro.sample("theta", dist.ImproperUniform(dist.constraints.real, (), (2,)))

@@ -173,12 +173,6 @@ def positive_model(x, y=None):
         numpyro.sample("y", dist.LogNormal(loc + x[:, 0], 0.5), obs=y)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: ppl_bnn/logdensity.py _local_log_likelihood multiplies log_prob by "
-    "the mask (lp * mask), so a padded row whose log_prob is -inf (padding value 0 outside "
-    "the support of y) turns the total into NaN; it should mask with jnp.where",
-)
 def test_padding_with_observations_on_a_bounded_support():
     x = np.linspace(-1, 1, 7)[:, None]
     y = np.exp(np.linspace(-1, 1, 7))

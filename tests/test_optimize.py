@@ -17,8 +17,15 @@ from ppl_bnn.config import EnsembleConfig, SGDConfig
 from ppl_bnn.inference import minibatch, optimize
 from ppl_bnn.inference.schedules import cosine
 
-TINY = {"dataset_name": "digits", "model_name": "mlp_regression_small", "subset_train_to": 160,
-        "weight_decay": 1.0, "batch_size": 40, "init_step_size": 3e-4, "seed": 5}
+TINY = {
+    "dataset_name": "digits",
+    "model_name": "mlp_regression_small",
+    "subset_train_to": 160,
+    "weight_decay": 1.0,
+    "batch_size": 40,
+    "init_step_size": 3e-4,
+    "seed": 5,
+}
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +37,9 @@ def problem():
 
 def test_update_is_momentum_trace_then_schedule_ascent():
     opt = optimize.optimizer(lambda t: 0.1 / (1.0 + t), momentum_decay=0.5)
-    step = optimize.build_kernel(lambda p, mb: -jnp.sum((p["w"] - mb) ** 2), opt)
+    step = optimize.build_kernel(
+        lambda p, mb: -jnp.sum((p["w"] - mb) ** 2), opt, report_logdensity=True
+    )
     state = optimize.init({"w": jnp.array([0.0, 1.0])}, opt)
     state, info = step(state, jnp.array([1.0, 1.0]))
     g1 = np.array([2.0, 0.0])  # gradient of -(w - 1)^2 at w = (0, 1): ascent direction
@@ -79,7 +88,9 @@ def test_minibatch_estimate_is_unbiased(problem):
     estimate = jax.jit(minibatch.logdensity_estimator(ld, 160))
     index = minibatch.epoch_indices(jax.random.key(1), 160, 40)
     assert index.shape == (4, 40) and sorted(np.asarray(index).ravel()) == list(range(160))
-    values = [estimate(position, minibatch.gather(problem.train.x, problem.train.y, i)) for i in index]
+    values = [
+        estimate(position, minibatch.gather(problem.train.x, problem.train.y, i)) for i in index
+    ]
     full = ld(position, problem.train)
     assert float(np.mean(values)) == pytest.approx(float(full), rel=1e-5)
 
@@ -92,8 +103,10 @@ def test_epoch_indices_drop_the_remainder_and_refuse_large_batches():
 
 
 def _strip(run_dir):
-    return [{k: v for k, v in json.loads(ln).items() if k != "time"}
-            for ln in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [
+        {k: v for k, v in json.loads(ln).items() if k != "time"}
+        for ln in (run_dir / "metrics.jsonl").read_text().splitlines()
+    ]
 
 
 def test_sgd_resume_equals_uninterrupted(tmp_path, problem):
@@ -113,8 +126,9 @@ def test_sgd_resume_equals_uninterrupted(tmp_path, problem):
         for x, y in zip(jax.tree.leaves(a[key]), jax.tree.leaves(b[key]), strict=True):
             np.testing.assert_array_equal(x, y)
     assert _strip(tmp_path / "a") == _strip(tmp_path / "b")
-    np.testing.assert_array_equal(np.load(tmp_path / "a" / "predictions.npy"),
-                                  np.load(tmp_path / "b" / "predictions.npy"))
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "a" / "predictions.npy"), np.load(tmp_path / "b" / "predictions.npy")
+    )
 
 
 def test_deep_ensemble_members_differ_and_their_average_is_reported(tmp_path, problem):
@@ -123,8 +137,11 @@ def test_deep_ensemble_members_differ_and_their_average_is_reported(tmp_path, pr
     from ppl_bnn.runners import run_ensemble, run_sgd
 
     kw = {**TINY, "num_epochs": 3, "eval_freq": 3, "save_freq": 3}
-    summary = run_ensemble(EnsembleConfig(dir=str(tmp_path / "ens"), ensemble_size=3, **kw),
-                           problem=problem, progress=False)
+    summary = run_ensemble(
+        EnsembleConfig(dir=str(tmp_path / "ens"), ensemble_size=3, **kw),
+        problem=problem,
+        progress=False,
+    )
     assert summary["method"] == "ensemble" and summary["ensemble_size"] == 3
     members = run_predictions(tmp_path / "ens")  # the draw: (members, n_test, classes)
     assert members.shape == (3, 360, 10)
@@ -132,13 +149,18 @@ def test_deep_ensemble_members_differ_and_their_average_is_reported(tmp_path, pr
         for j in range(i):
             assert np.abs(members[i] - members[j]).max() > 1e-3
     average = members.mean(0)
-    np.testing.assert_allclose(np.load(tmp_path / "ens" / "predictions.npy"), average, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "ens" / "predictions.npy"), average, rtol=1e-5, atol=1e-6
+    )
     want = evaluate(average, problem.dataset, "test")
     for k, v in want.items():
         assert summary["final"][f"test/ens_{k}"] == pytest.approx(v, rel=1e-5, abs=1e-7)
     # member i is the SGD run seeded with seed + i (up to the vectorised arithmetic)
-    single = run_sgd(SGDConfig(dir=str(tmp_path / "one"), **{**kw, "seed": TINY["seed"] + 2}),
-                     problem=problem, progress=False)
+    single = run_sgd(
+        SGDConfig(dir=str(tmp_path / "one"), **{**kw, "seed": TINY["seed"] + 2}),
+        problem=problem,
+        progress=False,
+    )
     assert single["ensemble_size"] == 1
     np.testing.assert_allclose(run_predictions(tmp_path / "one")[0], members[2], atol=2e-4)
 
@@ -146,8 +168,12 @@ def test_deep_ensemble_members_differ_and_their_average_is_reported(tmp_path, pr
 def test_bad_settings_fail_before_writing(tmp_path, problem):
     from ppl_bnn.runners import run_sgd
 
-    for bad in ({"num_epochs": 0}, {"batch_size": 1000}, {"init_step_size": -1.0},
-                {"momentum_decay": 1.0}):
+    for bad in (
+        {"num_epochs": 0},
+        {"batch_size": 1000},
+        {"init_step_size": -1.0},
+        {"momentum_decay": 1.0},
+    ):
         with pytest.raises(ValueError):
             run_sgd(SGDConfig(dir=str(tmp_path / "x"), **{**TINY, **bad}), problem=problem)
         assert not (tmp_path / "x").exists()

@@ -270,13 +270,6 @@ def test_truncated_checkpoint_is_reported_as_corrupt(runs, tmp_path):
         load_checkpoint(copy)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: ppl_bnn/runners/hmc.py run_hmc calls rd.start() (which appends the "
-    "command line to command.sh) before rd.latest() loads the latest checkpoint, so a "
-    "corrupt checkpoint is reported only after the run dir was modified; its docstring "
-    "says 'Everything is checked before anything is written'.",
-)
 def test_corrupt_latest_checkpoint_one_line_error_and_nothing_written(
     runs, tmp_path, cli, snapshot_dir
 ):
@@ -308,12 +301,6 @@ def test_corrupt_latest_checkpoint_one_line_error(runs, tmp_path, cli):
     assert (run / "metrics.jsonl").read_bytes() == metrics_before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: ppl_bnn/runners/hmc.py run_hmc writes config.json and command.sh "
-    "(rd.start) before initial_positions() reads --init_checkpoint, so a corrupt "
-    "--init_checkpoint leaves those files in the (existing, empty) run dir.",
-)
 def test_corrupt_init_checkpoint_one_line_error_and_nothing_written(
     runs, tmp_path, cli, snapshot_dir
 ):

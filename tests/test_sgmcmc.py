@@ -37,7 +37,12 @@ import scipy.linalg
 from blackjax.sgmcmc.gradients import grad_estimator
 
 from ppl_bnn.inference import sgmcmc
-from ppl_bnn.inference.schedules import constant_with_cosine_burnin, cosine, cyclical, sgmcmc_schedule
+from ppl_bnn.inference.schedules import (
+    constant_with_cosine_burnin,
+    cosine,
+    cyclical,
+    sgmcmc_schedule,
+)
 from ppl_bnn.runners.sgmcmc import is_ensembling_epoch, method_name
 
 Z = 4.5
@@ -183,7 +188,8 @@ def test_preconditioned_bias_shrinks_with_step_size_when_adaptation_is_slow():
     warm = jnp.asarray(LAM + NOISE, jnp.float32)  # E[g^2] at stationarity
     small, large = 1.3e-3, 4e-2
     mean_err, mean_se, var_err, var_se = _errors(
-        *_chain_averages(algorithm, small, seed=4, square_avg=warm))
+        *_chain_averages(algorithm, small, seed=4, square_avg=warm)
+    )
     _, _, var_err_l, var_se_l = _errors(*_chain_averages(algorithm, large, seed=5, square_avg=warm))
     # effective step per coordinate is h / M with M ~ sqrt(Lambda + S)
     budget = small / np.sqrt(LAM + NOISE) * (LAM + NOISE)
@@ -246,9 +252,13 @@ def test_preconditioned_correction_matches_finite_differences(x64):
     grad = lambda p, mb: {"a": hess @ p["a"] + mb}  # noqa: E731
     position, v_old = {"a": jnp.array([0.7, -1.2])}, jnp.array([2.0, 0.5])
     algorithm = sgmcmc.preconditioned(grad, 0.0, correction=True)
-    on = algorithm.step(jax.random.key(0), algorithm.init(position)._replace(square_avg={"a": v_old}), 0.3, 1e-2)
+    on = algorithm.step(
+        jax.random.key(0), algorithm.init(position)._replace(square_avg={"a": v_old}), 0.3, 1e-2
+    )
     off_alg = sgmcmc.preconditioned(grad, 0.0, correction=False)
-    off = off_alg.step(jax.random.key(0), off_alg.init(position)._replace(square_avg={"a": v_old}), 0.3, 1e-2)
+    off = off_alg.step(
+        jax.random.key(0), off_alg.init(position)._replace(square_avg={"a": v_old}), 0.3, 1e-2
+    )
 
     def inv_mass(theta):
         g = hess @ theta + 0.3
@@ -256,14 +266,24 @@ def test_preconditioned_correction_matches_finite_differences(x64):
 
     gamma = jnp.diag(jax.jacfwd(inv_mass)(position["a"]))
     # the same noise enters both; the noise scale does not depend on the correction
-    np.testing.assert_allclose(on.position["a"] - off.position["a"], 1e-2 * gamma, rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(
+        on.position["a"] - off.position["a"], 1e-2 * gamma, rtol=1e-4, atol=1e-9
+    )
 
 
 def test_build_algorithm_dispatch():
     g = _quadratic_grad
-    assert isinstance(sgmcmc.build_algorithm(g, momentum_decay=0.0).init({"a": 1.0}), sgmcmc.SGLDState)
-    assert isinstance(sgmcmc.build_algorithm(g, momentum_decay=0.9, preconditioner="None").init({"a": 1.0}), sgmcmc.SGHMCState)
-    assert isinstance(sgmcmc.build_algorithm(g, momentum_decay=0.9, preconditioner="RMSprop").init({"a": 1.0}), sgmcmc.PreconditionedState)
+    assert isinstance(
+        sgmcmc.build_algorithm(g, momentum_decay=0.0).init({"a": 1.0}), sgmcmc.SGLDState
+    )
+    assert isinstance(
+        sgmcmc.build_algorithm(g, momentum_decay=0.9, preconditioner="None").init({"a": 1.0}),
+        sgmcmc.SGHMCState,
+    )
+    assert isinstance(
+        sgmcmc.build_algorithm(g, momentum_decay=0.9, preconditioner="RMSprop").init({"a": 1.0}),
+        sgmcmc.PreconditionedState,
+    )
     with pytest.raises(ValueError, match="preconditioner"):
         sgmcmc.build_algorithm(g, momentum_decay=0.0, preconditioner="Adam")
     with pytest.raises(ValueError, match="momentum_decay"):
@@ -280,12 +300,30 @@ def test_schedules_by_hand():
     assert [float(b(t)) for t in (0, 2, 4, 100)] == pytest.approx([1.0, 0.6, 0.2, 0.2])
     y = cyclical(1.0, burnin_steps=3, cycle_length=4)
     # burn-in: init; then t' = max(t - 3 - 1, 0): steps 3, 4 -> t'=0; 5 -> 1; 6 -> 2; 8 -> 0
-    want = [1, 1, 1, 1, 1, 0.5 * (1 + np.cos(np.pi / 4)), 0.5, 0.5 * (1 + np.cos(3 * np.pi / 4)), 1.0]
+    want = [
+        1,
+        1,
+        1,
+        1,
+        1,
+        0.5 * (1 + np.cos(np.pi / 4)),
+        0.5,
+        0.5 * (1 + np.cos(3 * np.pi / 4)),
+        1.0,
+    ]
     assert [float(y(t)) for t in range(9)] == pytest.approx(want)
-    assert float(sgmcmc_schedule("constant", init_step_size=2.0, final_step_size=None,
-                                 burnin_steps=0, cycle_length=1)(7)) == 2.0
+    assert (
+        float(
+            sgmcmc_schedule(
+                "constant", init_step_size=2.0, final_step_size=None, burnin_steps=0, cycle_length=1
+            )(7)
+        )
+        == 2.0
+    )
     with pytest.raises(ValueError, match="schedule"):
-        sgmcmc_schedule("linear", init_step_size=1.0, final_step_size=None, burnin_steps=0, cycle_length=1)
+        sgmcmc_schedule(
+            "linear", init_step_size=1.0, final_step_size=None, burnin_steps=0, cycle_length=1
+        )
 
 
 def test_ensembling_rule_matches_the_original():
@@ -299,8 +337,10 @@ def test_method_names():
     from ppl_bnn.config import SGMCMCConfig
 
     assert method_name(SGMCMCConfig(dir="x", momentum_decay=0.0)) == "sgld"
-    assert method_name(SGMCMCConfig(dir="x", step_size_schedule="cyclical",
-                                    preconditioner="RMSprop")) == "sghmc-clr-prec"
+    assert (
+        method_name(SGMCMCConfig(dir="x", step_size_schedule="cyclical", preconditioner="RMSprop"))
+        == "sghmc-clr-prec"
+    )
 
 
 # ---------------------------------------------------------------------------- the driver
@@ -314,8 +354,10 @@ def _same_runs(a, b):
     for key in ("key", "position", "sampler_state", "ensemble"):
         for x, y in zip(jax.tree.leaves(sa[key]), jax.tree.leaves(sb[key]), strict=True):
             np.testing.assert_array_equal(x, y)
-    strip = lambda d: [{k: v for k, v in json.loads(ln).items() if k != "time"}  # noqa: E731
-                       for ln in (d / "metrics.jsonl").read_text().splitlines()]
+    strip = lambda d: [
+        {k: v for k, v in json.loads(ln).items() if k != "time"}  # noqa: E731
+        for ln in (d / "metrics.jsonl").read_text().splitlines()
+    ]
     assert strip(a) == strip(b)
     da, db = sorted((a / "draws").glob("*.npz")), sorted((b / "draws").glob("*.npz"))
     assert [p.name for p in da] == [p.name for p in db] and da
@@ -324,21 +366,41 @@ def _same_runs(a, b):
             np.testing.assert_array_equal(x["predictions"], y["predictions"])
 
 
-@pytest.mark.parametrize("variant", [
-    {"momentum_decay": 0.9, "step_size_schedule": "cyclical", "preconditioner": "RMSprop",
-     "step_size_cycle_length_epochs": 2, "preconditioner_correction": True, "init_step_size": 1e-4,
-     "num_chains": 2},
-    pytest.param({"momentum_decay": 0.0}, marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {
+            "momentum_decay": 0.9,
+            "step_size_schedule": "cyclical",
+            "preconditioner": "RMSprop",
+            "step_size_cycle_length_epochs": 2,
+            "preconditioner_correction": True,
+            "init_step_size": 1e-4,
+            "num_chains": 2,
+        },
+        pytest.param({"momentum_decay": 0.0}, marks=pytest.mark.slow),
+    ],
+)
 def test_run_sgmcmc_resume_equals_uninterrupted(tmp_path, variant):
     from ppl_bnn.config import SGMCMCConfig
     from ppl_bnn.problem import build_problem
     from ppl_bnn.runners import run_sgmcmc
 
-    kw = {"dataset_name": "digits", "model_name": "mlp_regression_small", "subset_train_to": 160,
-          "weight_decay": 1.0, "batch_size": 40, "num_epochs": 6, "num_burnin_epochs": 1,
-          "ensemble_freq": 2, "eval_freq": 3, "save_freq": 100, "init_step_size": 1e-5, "seed": 3,
-          **variant}
+    kw = {
+        "dataset_name": "digits",
+        "model_name": "mlp_regression_small",
+        "subset_train_to": 160,
+        "weight_decay": 1.0,
+        "batch_size": 40,
+        "num_epochs": 6,
+        "num_burnin_epochs": 1,
+        "ensemble_freq": 2,
+        "eval_freq": 3,
+        "save_freq": 100,
+        "init_step_size": 1e-5,
+        "seed": 3,
+        **variant,
+    }
     problem = build_problem(SGMCMCConfig(dir=str(tmp_path / "a"), **kw))
     whole = run_sgmcmc(SGMCMCConfig(dir=str(tmp_path / "a"), **kw), problem=problem, progress=False)
     cfg = SGMCMCConfig(dir=str(tmp_path / "b"), **kw)
@@ -359,22 +421,31 @@ def test_epoch_compiles_once(tmp_path):
     from ppl_bnn.config import SGMCMCConfig
     from ppl_bnn.inference.minibatch import grad_estimator as ppl_grad_estimator
     from ppl_bnn.problem import build_problem
-    from ppl_bnn.runners.minibatch import build_epoch, member_keys, split_member_keys
+    from ppl_bnn.runners.minibatch import build_epoch, member_keys
 
     cfg = SGMCMCConfig(dir=str(tmp_path), model_name="logistic_regression", subset_train_to=160)
     problem = build_problem(cfg)
-    algorithm = sgmcmc.build_algorithm(ppl_grad_estimator(problem.logdensity, 160), momentum_decay=0.5)
+    algorithm = sgmcmc.build_algorithm(
+        ppl_grad_estimator(problem.logdensity, 160), momentum_decay=0.5
+    )
     schedule = cyclical(1e-4, burnin_steps=4, cycle_length=3)
-    epoch = build_epoch(lambda k, s, mb, h: (algorithm.step(k, s, mb, h), ()), problem, 40, 2,
-                        schedule=schedule)
+    epoch = build_epoch(
+        lambda k, s, mb, h: (algorithm.step(k, s, mb, h), ()), problem, 40, 2, schedule=schedule
+    )
     keys = member_keys(0, 2)
-    state = jax.vmap(algorithm.init)(jax.tree.map(lambda a: jnp.stack([a, a]), problem.logdensity.init(keys[0])))
+    state = jax.vmap(algorithm.init)(
+        jax.tree.map(lambda a: jnp.stack([a, a]), problem.logdensity.init(keys[0]))
+    )
     before = state.position
     for e in range(4):
-        keys, epoch_keys = split_member_keys(keys)
-        state, _ = epoch(epoch_keys, state, jnp.asarray(e))
+        keys, state, _ = epoch(keys, state, np.int32(e))
     assert epoch._cache_size() == 1
     # the two chains started equal and drew different noise
-    a, b = (jax.tree.map(lambda x: x[i], state.position) for i in (0, 1))
-    assert any(not np.allclose(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
-    assert any(not np.allclose(x, y) for x, y in zip(jax.tree.leaves(before), jax.tree.leaves(state.position), strict=True))
+    a, b = (jax.tree.map(lambda x, i=i: x[i], state.position) for i in (0, 1))
+    assert any(
+        not np.allclose(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    )
+    assert any(
+        not np.allclose(x, y)
+        for x, y in zip(jax.tree.leaves(before), jax.tree.leaves(state.position), strict=True)
+    )

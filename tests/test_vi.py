@@ -21,7 +21,9 @@ N, D, ALPHA, SIGMA = 200, 3, 1.0, 1.0
 _RNG = np.random.default_rng(1)
 # correlated features: the posterior precision has large off-diagonal entries, so the
 # mean-field variances 1/Lambda_ii differ from the true marginal variances (Sigma_ii)
-X = (_RNG.normal(size=(N, D)) @ np.array([[1, 0, 0], [0.8, 0.6, 0], [0.3, 0.5, 0.8]]).T).astype(np.float32)
+X = (_RNG.normal(size=(N, D)) @ np.array([[1, 0, 0], [0.8, 0.6, 0], [0.3, 0.5, 0.8]]).T).astype(
+    np.float32
+)
 Y = (X @ np.array([1.0, -2.0, 0.5]) + SIGMA * _RNG.normal(size=N)).astype(np.float32)
 
 
@@ -52,7 +54,9 @@ def _fit(temperature, batch_size, steps, seed):
 
     state, _ = run(state, jax.random.key(seed + 1))
     params = svi.get_params(state)
-    return np.asarray(params["w_auto_loc"], np.float64), np.asarray(params["w_auto_scale"], np.float64)
+    return np.asarray(params["w_auto_loc"], np.float64), np.asarray(
+        params["w_auto_scale"], np.float64
+    )
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.5])
@@ -90,7 +94,9 @@ def test_minibatch_elbo_reaches_the_same_optimum():
 
 def test_scale_observed_touches_only_observed_sites():
     model = vi.minibatch_model(_model(0.5), num_examples=N, batch_size=50)
-    trace = handlers.trace(handlers.seed(model, 0)).get_trace(jnp.asarray(X[:50]), jnp.asarray(Y[:50]))
+    trace = handlers.trace(handlers.seed(model, 0)).get_trace(
+        jnp.asarray(X[:50]), jnp.asarray(Y[:50])
+    )
     assert trace["w"]["scale"] == pytest.approx(2.0)  # 1/T only
     assert trace["y"]["scale"] == pytest.approx(2.0 * N / 50)  # 1/T and N/B
     with pytest.raises(ValueError):
@@ -105,9 +111,17 @@ def test_builders_refuse_unknown_names():
 
 
 # ---------------------------------------------------------------------------- the driver
-TINY = {"dataset_name": "digits", "model_name": "mlp_regression_small", "subset_train_to": 160,
-        "weight_decay": 1.0, "batch_size": 40, "init_step_size": 1e-3, "seed": 2,
-        "vi_sigma_init": 0.01, "vi_ensemble_size": 4}
+TINY = {
+    "dataset_name": "digits",
+    "model_name": "mlp_regression_small",
+    "subset_train_to": 160,
+    "weight_decay": 1.0,
+    "batch_size": 40,
+    "init_step_size": 1e-3,
+    "seed": 2,
+    "vi_sigma_init": 0.01,
+    "vi_ensemble_size": 4,
+}
 
 
 @pytest.fixture(scope="module")
@@ -118,8 +132,10 @@ def problem():
 
 
 def _strip(run_dir):
-    return [{k: v for k, v in json.loads(ln).items() if k != "time"}
-            for ln in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [
+        {k: v for k, v in json.loads(ln).items() if k != "time"}
+        for ln in (run_dir / "metrics.jsonl").read_text().splitlines()
+    ]
 
 
 def test_vi_resume_equals_uninterrupted(tmp_path, problem):
@@ -149,7 +165,9 @@ def test_mean_init_checkpoint_centres_the_guide(tmp_path, problem):
 
     ld = problem.logdensity
     position = ld.init(jax.random.key(42))
-    path = save_checkpoint(tmp_path / "sgd.pkl", {"step": 1, "position": jax.tree.map(lambda a: a[None], position)})
+    path = save_checkpoint(
+        tmp_path / "sgd.pkl", {"step": 1, "position": jax.tree.map(lambda a: a[None], position)}
+    )
     cfg = VIConfig(dir=str(tmp_path / "vi"), mean_init_checkpoint=str(path), **TINY)
     got = _initial_mean(problem, cfg, jax.random.key(0))
     for k in ld.latent_sites:
@@ -160,13 +178,31 @@ def test_vi_from_an_sgd_solution_with_a_low_rank_guide(tmp_path, problem):
     from ppl_bnn.checkpoint import latest_checkpoint
     from ppl_bnn.runners import run_sgd, run_vi
 
-    run_sgd(SGDConfig(dir=str(tmp_path / "sgd"), **{k: v for k, v in TINY.items() if not k.startswith("vi_")},
-                      num_epochs=2, eval_freq=2), problem=problem, progress=False)
+    run_sgd(
+        SGDConfig(
+            dir=str(tmp_path / "sgd"),
+            **{k: v for k, v in TINY.items() if not k.startswith("vi_")},
+            num_epochs=2,
+            eval_freq=2,
+        ),
+        problem=problem,
+        progress=False,
+    )
     ckpt = latest_checkpoint(tmp_path / "sgd" / "checkpoints")
-    summary = run_vi(VIConfig(dir=str(tmp_path / "vi"), **TINY, num_epochs=1, eval_freq=1,
-                              vi_guide="AutoLowRankMultivariateNormal", vi_guide_rank=2,
-                              mean_init_checkpoint=str(ckpt), reference=str(tmp_path / "sgd")),
-                     problem=problem, progress=False)
+    summary = run_vi(
+        VIConfig(
+            dir=str(tmp_path / "vi"),
+            **TINY,
+            num_epochs=1,
+            eval_freq=1,
+            vi_guide="AutoLowRankMultivariateNormal",
+            vi_guide_rank=2,
+            mean_init_checkpoint=str(ckpt),
+            reference=str(tmp_path / "sgd"),
+        ),
+        problem=problem,
+        progress=False,
+    )
     assert summary["method"] == "vi-AutoLowRankMultivariateNormal"
     assert 0.0 <= summary["reference"]["total_variation"] <= 1.0
     assert summary["final"]["test/accuracy"] > 0.5  # started from the SGD solution

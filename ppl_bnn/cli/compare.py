@@ -15,8 +15,7 @@ from ppl_bnn.cli.flags import add_config_arguments, config_from_args
 def add_parser(sub, name: str) -> None:
     from ppl_bnn.compare import CompareConfig
 
-    p = sub.add_parser(name, help="compare every inference method against HMC",
-                       description=__doc__)
+    p = sub.add_parser(name, help="compare every inference method against HMC", description=__doc__)
     add_config_arguments(p, CompareConfig)
     p.set_defaults(run=run)
 

@@ -13,8 +13,10 @@ from ppl_bnn.cli.flags import add_config_arguments, config_from_args
 from ppl_bnn.config import EnsembleConfig, SGDConfig
 
 _CONFIGS = {"sgd": SGDConfig, "ensemble": EnsembleConfig}
-_HELP = {"sgd": "MAP by SGD with momentum (run_sgd.py)",
-         "ensemble": "deep ensemble of SGD runs from several seeds"}
+_HELP = {
+    "sgd": "MAP by SGD with momentum (run_sgd.py)",
+    "ensemble": "deep ensemble of SGD runs from several seeds",
+}
 
 
 def add_parser(sub, name: str) -> None:
@@ -30,6 +32,13 @@ def run(args, argv) -> int:
     cfg = config_from_args(args.config_cls, args)
     runner = run_ensemble if args.config_cls is EnsembleConfig else run_sgd
     summary = runner(cfg, argv=argv, progress=False if args.no_progress else None)
-    print(json.dumps({"summary": f"{cfg.dir}/summary.json", **summary["final"],
-                      **summary.get("reference", {})}))
+    print(
+        json.dumps(
+            {
+                "summary": f"{cfg.dir}/summary.json",
+                **summary["final"],
+                **summary.get("reference", {}),
+            }
+        )
+    )
     return 0

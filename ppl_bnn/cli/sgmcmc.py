@@ -28,6 +28,14 @@ def run(args, argv) -> int:
 
     cfg = config_from_args(args.config_cls, args)
     summary = run_sgmcmc(cfg, argv=argv, progress=False if args.no_progress else None)
-    print(json.dumps({"summary": f"{cfg.dir}/summary.json", "method": summary["method"],
-                      **summary["final"], **summary.get("reference", {})}))
+    print(
+        json.dumps(
+            {
+                "summary": f"{cfg.dir}/summary.json",
+                "method": summary["method"],
+                **summary["final"],
+                **summary.get("reference", {}),
+            }
+        )
+    )
     return 0

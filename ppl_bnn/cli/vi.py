@@ -14,8 +14,9 @@ from ppl_bnn.config import VIConfig
 
 
 def add_parser(sub, name: str) -> None:
-    p = sub.add_parser(name, help="mean-field variational inference (run_vi.py)",
-                       description=__doc__)
+    p = sub.add_parser(
+        name, help="mean-field variational inference (run_vi.py)", description=__doc__
+    )
     add_config_arguments(p, VIConfig)
     p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
     p.set_defaults(run=run)
@@ -26,6 +27,13 @@ def run(args, argv) -> int:
 
     cfg = config_from_args(VIConfig, args)
     summary = run_vi(cfg, argv=argv, progress=False if args.no_progress else None)
-    print(json.dumps({"summary": f"{cfg.dir}/summary.json", **summary["final"],
-                      **summary.get("reference", {})}))
+    print(
+        json.dumps(
+            {
+                "summary": f"{cfg.dir}/summary.json",
+                **summary["final"],
+                **summary.get("reference", {}),
+            }
+        )
+    )
     return 0

@@ -58,7 +58,7 @@ def num_leapfrog_steps(trajectory_len: float, step_size: float, max_num_leapfrog
             f"--step_size ({step_size}) and --trajectory_len ({trajectory_len}) must be positive"
         )
     ratio = trajectory_len / step_size
-    steps = math.ceil(ratio * (1 - 1e-7))  # 1.5 / 3e-5 is 50000.00000000001 in floating point
+    steps = math.ceil(ratio * (1 - 1e-12))  # 1.5 / 3e-5 is 50000.00000000001 in floating point
     if steps > max_num_leapfrog_steps:
         raise ValueError(
             f"trajectory_len / step_size = {steps} leapfrog steps exceeds "

@@ -50,9 +50,7 @@ def num_batches(num_examples: int, batch_size: int) -> int:
     if batch_size < 1:
         raise ValueError(f"--batch_size must be positive, got {batch_size}")
     if batch_size > num_examples:
-        raise ValueError(
-            f"--batch_size={batch_size} exceeds the {num_examples} training examples"
-        )
+        raise ValueError(f"--batch_size={batch_size} exceeds the {num_examples} training examples")
     return num_examples // batch_size
 
 

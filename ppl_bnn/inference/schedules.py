@@ -57,7 +57,11 @@ def cyclical(init_step_size: float, burnin_steps: int, cycle_length: int) -> opt
 
     def schedule(step):
         t = jnp.maximum(step - burnin_steps - 1, 0)
-        cyc = 0.5 * init_step_size * (1.0 + jnp.cos(math.pi * jnp.mod(t, cycle_length) / cycle_length))
+        cyc = (
+            0.5
+            * init_step_size
+            * (1.0 + jnp.cos(math.pi * jnp.mod(t, cycle_length) / cycle_length))
+        )
         return jnp.where(step < burnin_steps, init_step_size, cyc)
 
     return schedule

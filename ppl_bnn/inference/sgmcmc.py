@@ -137,7 +137,10 @@ def _rademacher(rng_key: PRNGKey, tree: ArrayTree) -> ArrayTree:
     leaves, treedef = jax.tree.flatten(tree)
     keys = jax.random.split(rng_key, len(leaves))
     return treedef.unflatten(
-        [jax.random.rademacher(k, jnp.shape(x), jnp.result_type(x)) for k, x in zip(keys, leaves, strict=True)]
+        [
+            jax.random.rademacher(k, jnp.shape(x), jnp.result_type(x))
+            for k, x in zip(keys, leaves, strict=True)
+        ]
     )
 
 
@@ -173,7 +176,9 @@ def preconditioned(
             fresh = jax.tree.map(lambda v: v == 0, square_avg)
             v = jax.tree.map(
                 lambda v, g, f: jnp.where(f, g**2, alpha * v + (1 - alpha) * g**2),
-                square_avg, g, fresh,
+                square_avg,
+                g,
+                fresh,
             )
         else:  # the original: the average starts at zero
             fresh = jax.tree.map(lambda v: jnp.ones_like(v, bool), square_avg)
@@ -182,8 +187,12 @@ def preconditioned(
         mass = jax.tree.map(lambda s: epsilon + s, sqrt_v)
         # dM_i / d g_i, the factor that turns Hessian entries into mass derivatives
         dmass_dg = jax.tree.map(
-            lambda g, s, f: jnp.where((s > 0) & ~f, (1 - alpha) * g / jnp.where(s > 0, s, 1.0), 0.0),
-            g, sqrt_v, fresh,
+            lambda g, s, f: jnp.where(
+                (s > 0) & ~f, (1 - alpha) * g / jnp.where(s > 0, s, 1.0), 0.0
+            ),
+            g,
+            sqrt_v,
+            fresh,
         )
         return v, mass, dmass_dg
 
@@ -204,7 +213,10 @@ def preconditioned(
         xi = generate_gaussian_noise(noise_key, state.position)
         position = jax.tree.map(
             lambda x, d, n, M: x + step_size * d + jnp.sqrt(2 * step_size / M) * n,
-            state.position, drift, xi, mass,
+            state.position,
+            drift,
+            xi,
+            mass,
         )
         return PreconditionedState(position, state.momentum, v)
 
@@ -224,7 +236,10 @@ def preconditioned(
         h = jnp.sqrt(step_size)
         m = jax.tree.map(
             lambda m, f, n, M: beta * m + h * f + jnp.sqrt(2 * (1 - beta) * M) * n,
-            state.momentum, force, xi, mass,
+            state.momentum,
+            force,
+            xi,
+            mass,
         )
         position = jax.tree.map(lambda x, m, M: x + h * m / M, state.position, m, mass)
         return PreconditionedState(position, m, v)

@@ -97,7 +97,10 @@ def build_guide(
         raise ValueError(f"unknown --vi_guide={name!r}; choose one of {', '.join(GUIDES)}")
     if init_scale <= 0:
         raise ValueError(f"--vi_sigma_init must be positive, got {init_scale}")
-    kwargs = {"init_loc_fn": init_to_value(values=dict(init_values or {})), "init_scale": init_scale}
+    kwargs = {
+        "init_loc_fn": init_to_value(values=dict(init_values or {})),
+        "init_scale": init_scale,
+    }
     if name == "AutoLowRankMultivariateNormal" and rank is not None:
         kwargs["rank"] = rank
     return GUIDES[name](model, **kwargs)
@@ -112,7 +115,9 @@ def optimizer(name: str, schedule: optax.Schedule, momentum_decay: float = 0.9):
     raise ValueError(f"unknown --optimizer={name!r}; choose SGD or Adam")
 
 
-def build_svi(model: Callable, guide, opt: optax.GradientTransformation, *, num_particles: int = 1) -> SVI:
+def build_svi(
+    model: Callable, guide, opt: optax.GradientTransformation, *, num_particles: int = 1
+) -> SVI:
     """NumPyro ``SVI`` minimising the negative ELBO of ``model`` with ``opt``."""
     return SVI(model, guide, optax_to_numpyro(opt), Trace_ELBO(num_particles=num_particles))
 

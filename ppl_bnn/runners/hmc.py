@@ -102,8 +102,6 @@ def run_hmc(
     problem = problem or build_problem(cfg)
     ld, ds, mesh = problem.logdensity, problem.dataset, problem.mesh
     rd = RunDir(cfg.dir)
-    rd.start(dataclasses.asdict(cfg), argv)
-
     C = cfg.num_chains
     init, kernel = build_init(ld), build_kernel(ld)
     predict = jax.jit(jax.vmap(ld.predict, in_axes=(0, None)))
@@ -118,6 +116,7 @@ def run_hmc(
         key = jax.random.key(cfg.seed)
         key, init_key = jax.random.split(key)
         positions = initial_positions(problem, init_key, C, cfg.init_checkpoint)
+        rd.start(dataclasses.asdict(cfg), argv)  # inputs all read: now the run dir is written
         state = init(replicate(mesh, positions), problem.train)
         dim = ravel_pytree(jax.tree.map(lambda a: a[0], positions))[0].shape[0]
         step_size = np.full((C,), cfg.step_size)  # host float64: L is computed from it
@@ -127,6 +126,7 @@ def run_hmc(
         start, elapsed = 0, 0.0
     else:
         start, saved = resumed
+        rd.start(dataclasses.asdict(cfg), argv)
         key = jax.random.wrap_key_data(jnp.asarray(saved["key"]))
         state = HMCState(saved["position"], saved["logdensity"], saved["logdensity_grad"])
         step_size, inv_mass = saved["step_size"], jnp.asarray(saved["inverse_mass_matrix"])
@@ -154,7 +154,7 @@ def run_hmc(
         key, chain_keys = split_keys(key, C)
         t0 = time.perf_counter()
         state, info = kernel(chain_keys, replicate(mesh, state), problem.train,
-                             jnp.asarray(step_size, dtype), inv_mass, jnp.asarray(steps), jnp.asarray(do_mh))
+                             jnp.asarray(step_size, dtype), replicate(mesh, inv_mass), jnp.asarray(steps), jnp.asarray(do_mh))
         state = jax.block_until_ready(state)
         it_time = time.perf_counter() - t0
         elapsed += it_time

@@ -30,6 +30,7 @@ from ppl_bnn.types import PRNGKey
 
 __all__ = [
     "Evaluator",
+    "TrainingClock",
     "build_epoch",
     "finish_run",
     "is_due",
@@ -69,11 +70,16 @@ def build_epoch(
     *,
     schedule: Callable | None = None,
     augment: bool = False,
+    step_keys: bool = True,
 ) -> Callable:
-    """``epoch(keys, states, epoch) -> (states, infos)``, jitted, for every member at once.
+    """``epoch(keys, states, epoch) -> (keys, states, infos)``, jitted, for every member.
+
+    ``keys`` are the members' run keys: each is split once, inside the call, into the next
+    run key and this epoch's key (one dispatch per epoch, nothing on the host).
 
     ``step(rng_key, state, minibatch, step_size) -> (state, info)``; ``step_size`` is
-    ``schedule(global step)`` (``None`` without a schedule). Each epoch draws a fresh
+    ``schedule(global step)`` (``None`` without a schedule), ``rng_key`` is ``None`` when
+    ``step_keys=False`` (a deterministic step: no key is split). Each epoch draws a fresh
     permutation of the training set; ``augment`` crops and flips each minibatch's images.
     """
     x, y, n = problem.train.x, problem.train.y, problem.train.num_examples
@@ -86,19 +92,29 @@ def build_epoch(
 
         def body(state, inputs):
             i, idx, k = inputs
-            aug_key, step_key = jax.random.split(k)
             mb = gather(x, y, idx)
+            step_key = None
             if augment:
                 from ppl_bnn.augment import augment_images
 
+                aug_key, k = jax.random.split(k)
                 mb = mb._replace(x=augment_images(aug_key, mb.x))
+            if step_keys:
+                step_key = k
             step_size = None if schedule is None else schedule(first + i)
             return step(step_key, state, mb, step_size)
 
-        inputs = (jnp.arange(nb), index, jax.random.split(steps_key, nb))
-        return jax.lax.scan(body, state, inputs)
+        keys = jax.random.split(steps_key, nb) if (augment or step_keys) else jnp.zeros(nb)
+        return jax.lax.scan(body, state, (jnp.arange(nb), index, keys))
 
-    return jax.jit(_over_members(one_member, num_members))
+    members = _over_members(one_member, num_members)
+
+    def epoch_fn(keys, states, epoch):
+        keys, epoch_keys = split_member_keys(keys)
+        states, infos = members(epoch_keys, states, epoch)
+        return keys, states, infos
+
+    return jax.jit(epoch_fn)
 
 
 _COMPILED: dict[int, tuple[Any, Callable, Callable]] = {}
@@ -158,6 +174,34 @@ def is_due(epoch: int, freq: int, num_epochs: int) -> bool:
     return (epoch + 1) % max(freq, 1) == 0 or epoch + 1 == num_epochs
 
 
+class TrainingClock:
+    """Training time, without a device sync after every epoch.
+
+    Epochs are dispatched asynchronously; the clock stops (and waits for the device) only
+    where the host needs the state: evaluations, checkpoints, the end. Evaluation and
+    checkpointing are not counted (``restart`` after them).
+    """
+
+    def __init__(self, elapsed: float = 0.0):
+        self.elapsed = elapsed
+        self._start = time.perf_counter()
+        self._epochs = 0
+
+    def tick(self) -> None:
+        self._epochs += 1
+
+    def stop(self, state) -> float:
+        """Wait for ``state``; add the segment; return its mean seconds per epoch."""
+        jax.block_until_ready(state)
+        segment = time.perf_counter() - self._start
+        self.elapsed += segment
+        per_epoch, self._epochs = segment / max(self._epochs, 1), 0
+        return per_epoch
+
+    def restart(self) -> None:
+        self._start = time.perf_counter()
+
+
 class Timer:
     """Wall time of the whole call, for the summary."""
 
@@ -205,7 +249,9 @@ def finish_run(
         summary["predictions"] = str(rd.path / "predictions.npy")
     if cfg.reference and members is not None:
         ref = load_reference(cfg.reference, ds)
-        summary["reference"] = {"path": str(cfg.reference),
-                                **compare_to_reference(members, ref, ds, seed=cfg.seed)}
+        summary["reference"] = {
+            "path": str(cfg.reference),
+            **compare_to_reference(members, ref, ds, seed=cfg.seed),
+        }
     rd.write_summary(summary)
     return summary

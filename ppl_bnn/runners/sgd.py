@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import time
 from typing import Any
 
 import jax
@@ -22,6 +21,7 @@ from ppl_bnn.rundir import ConsoleTable, RunDir
 from ppl_bnn.runners.minibatch import (
     Evaluator,
     Timer,
+    TrainingClock,
     average,
     build_epoch,
     finish_run,
@@ -107,8 +107,14 @@ def run_sgd(
 
     opt = optimize.optimizer(cosine(cfg.init_step_size, cfg.num_epochs * nb), cfg.momentum_decay)
     kernel = optimize.build_kernel(logdensity_estimator(ld, problem.train.num_examples), opt)
-    epoch_fn = build_epoch(_sgd_step(kernel), problem, cfg.batch_size, M,
-                           augment=cfg.data_augmentation)
+    epoch_fn = build_epoch(
+        _sgd_step(kernel),
+        problem,
+        cfg.batch_size,
+        M,
+        augment=cfg.data_augmentation,
+        step_keys=False,
+    )
     evaluator = Evaluator(problem)
 
     resumed = rd.latest()
@@ -126,57 +132,79 @@ def run_sgd(
     state = replicate(problem.mesh, state)
     tracker = ParamTracker(jax.tree.map(lambda a: a[0], state.position), cfg.num_param_draws)
 
-    table = ConsoleTable(["epoch", "step_size", "log_prob", *headline_columns(ds.task), "time"],
-                         cfg.tabulate_freq, write=tqdm.write if rd.primary else lambda *_: None)
+    table = ConsoleTable(
+        ["epoch", "step_size", "log_prob", *headline_columns(ds.task), "time"],
+        cfg.tabulate_freq,
+        write=tqdm.write if rd.primary else lambda *_: None,
+    )
     show = (sys.stderr.isatty() if progress is None else progress) and rd.primary
     bar = tqdm(total=cfg.num_epochs, initial=start, disable=not show, desc=method)
     end = cfg.num_epochs if stop_after is None else min(cfg.num_epochs, start + stop_after)
     schedule = cosine(cfg.init_step_size, cfg.num_epochs * nb)
     test_preds = None
+    clock = TrainingClock(elapsed)
     for epoch in range(start, end):
-        keys, epoch_keys = split_member_keys(keys)
-        t0 = time.perf_counter()
-        state, info = epoch_fn(epoch_keys, state, jnp.asarray(epoch))
-        state = jax.block_until_ready(state)
-        epoch_time = time.perf_counter() - t0
-        elapsed += epoch_time
+        keys, state, _ = epoch_fn(keys, state, np.int32(epoch))
+        clock.tick()
         last = epoch + 1 == end  # the last epoch of this call: always checkpointed
-        if is_due(epoch, cfg.eval_freq, cfg.num_epochs):
+        evaluate = is_due(epoch, cfg.eval_freq, cfg.num_epochs)
+        save = is_due(epoch, cfg.save_freq, cfg.num_epochs) or last
+        if evaluate or save:
+            epoch_time = clock.stop(state)
+        if evaluate:
             test_preds = evaluator.test(state.position)
             train_preds = evaluator.train(state.position)
             record = {
                 "epoch": epoch + 1,
                 "step_size": float(schedule((epoch + 1) * nb - 1)),
                 "log_prob": float(np.mean(evaluator.log_prob(state.position))),
-                "minibatch_log_prob": float(np.mean(info.logdensity)),
                 "time": epoch_time,
                 **evaluator.metrics(train_preds, test_preds, average(test_preds, ds.task)),
             }
             rd.log(epoch + 1, record)
             table.row(record)
-        if is_due(epoch, cfg.save_freq, cfg.num_epochs) or last:
-            rd.save(epoch + 1, {
-                "step": epoch + 1,
-                "key": np.asarray(jax.random.key_data(keys)),
-                "position": state.position,
-                "opt_state": state.opt_state,
-                "elapsed": elapsed,
-                "param_names": tracker.names,
-            })
+        if save:
+            rd.save(
+                epoch + 1,
+                {
+                    "step": epoch + 1,
+                    "key": np.asarray(jax.random.key_data(keys)),
+                    "position": state.position,
+                    "opt_state": state.opt_state,
+                    "elapsed": clock.elapsed,
+                    "param_names": tracker.names,
+                },
+            )
+        if evaluate or save:
+            clock.restart()
         bar.update(1)
     bar.close()
+    elapsed = clock.elapsed
 
     done = max(start, end)
     if test_preds is None:  # nothing ran in this call (already complete): predict once
         test_preds = evaluator.test(state.position)
     if done >= cfg.num_epochs:
-        rd.save_draw(cfg.num_epochs, predictions=test_preds.astype(np.float32),
-                     params=tracker.take(state.position), burn_in=np.asarray(False))
+        rd.save_draw(
+            cfg.num_epochs,
+            predictions=test_preds.astype(np.float32),
+            params=tracker.take(state.position),
+            burn_in=np.asarray(False),
+        )
     summary = finish_run(
-        rd, cfg, problem, method=method, members=test_preds,
-        prediction=average(test_preds, ds.task), epochs_done=done,
-        extra={"ensemble_size": M, "num_ensembled": M, "wall_time_training": elapsed,
-               "wall_time_call": timer.elapsed()},
+        rd,
+        cfg,
+        problem,
+        method=method,
+        members=test_preds,
+        prediction=average(test_preds, ds.task),
+        epochs_done=done,
+        extra={
+            "ensemble_size": M,
+            "num_ensembled": M,
+            "wall_time_training": elapsed,
+            "wall_time_call": timer.elapsed(),
+        },
     )
     rd.close()
     return summary

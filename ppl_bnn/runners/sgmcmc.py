@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import time
 from typing import Any
 
 import jax
@@ -32,10 +31,10 @@ from ppl_bnn.rundir import ConsoleTable, RunDir
 from ppl_bnn.runners.minibatch import (
     Evaluator,
     Timer,
+    TrainingClock,
     build_epoch,
     finish_run,
     is_due,
-    split_member_keys,
 )
 from ppl_bnn.runners.sgd import check_minibatch_config, initial_members
 from ppl_bnn.sharding import replicate
@@ -64,7 +63,7 @@ def _check(cfg: SGMCMCConfig) -> None:
         raise ValueError(f"--num_chains must be at least 1, got {cfg.num_chains}")
     if cfg.ensemble_freq < 1:
         raise ValueError(f"--ensemble_freq must be at least 1, got {cfg.ensemble_freq}")
-    if not 0 <= cfg.num_burnin_epochs:
+    if not cfg.num_burnin_epochs >= 0:
         raise ValueError(f"--num_burnin_epochs must be non-negative, got {cfg.num_burnin_epochs}")
     if str(cfg.preconditioner).lower() not in ("none", "rmsprop"):
         raise ValueError(f"unknown --preconditioner={cfg.preconditioner!r}; choose None or RMSprop")
@@ -128,8 +127,14 @@ def run_sgmcmc(
         preconditioner=None if str(cfg.preconditioner).lower() == "none" else cfg.preconditioner,
         correction=cfg.preconditioner_correction,
     )
-    epoch_fn = build_epoch(_step(algorithm), problem, cfg.batch_size, C, schedule=schedule,
-                           augment=cfg.data_augmentation)
+    epoch_fn = build_epoch(
+        _step(algorithm),
+        problem,
+        cfg.batch_size,
+        C,
+        schedule=schedule,
+        augment=cfg.data_augmentation,
+    )
     evaluator = Evaluator(problem)
 
     resumed = rd.latest()
@@ -150,26 +155,35 @@ def run_sgmcmc(
 
     table = ConsoleTable(
         ["epoch", "step_size", "log_prob", "ensembled", *headline_columns(ds.task), "time"],
-        cfg.tabulate_freq, write=tqdm.write if rd.primary else lambda *_: None,
+        cfg.tabulate_freq,
+        write=tqdm.write if rd.primary else lambda *_: None,
     )
     show = (sys.stderr.isatty() if progress is None else progress) and rd.primary
     bar = tqdm(total=cfg.num_epochs, initial=start, disable=not show, desc=method)
     end = cfg.num_epochs if stop_after is None else min(cfg.num_epochs, start + stop_after)
+    clock = TrainingClock(elapsed)
     for epoch in range(start, end):
-        keys, epoch_keys = split_member_keys(keys)
-        t0 = time.perf_counter()
-        state, _ = epoch_fn(epoch_keys, state, jnp.asarray(epoch))
-        state = jax.block_until_ready(state)
-        epoch_time = time.perf_counter() - t0
-        elapsed += epoch_time
+        keys, state, _ = epoch_fn(keys, state, np.int32(epoch))
+        clock.tick()
         sample = is_ensembling_epoch(epoch, cfg.num_burnin_epochs, cfg.ensemble_freq)
         evaluate = is_due(epoch, cfg.eval_freq, cfg.num_epochs)
+        save = (
+            is_due(epoch, cfg.save_freq, cfg.num_epochs)
+            or epoch + 1 == end
+            or (sample and cfg.save_all_ensembled)
+        )
+        if sample or evaluate or save:
+            epoch_time = clock.stop(state)
         if sample or evaluate:
             test_preds = evaluator.test(state.position)
         if sample:
             ens = ensemble_update(ens, test_preds, ds.task)
-            rd.save_draw(epoch + 1, predictions=test_preds.astype(np.float32),
-                         params=tracker.take(state.position), burn_in=np.asarray(False))
+            rd.save_draw(
+                epoch + 1,
+                predictions=test_preds.astype(np.float32),
+                params=tracker.take(state.position),
+                burn_in=np.asarray(False),
+            )
         if evaluate:
             record = {
                 "epoch": epoch + 1,
@@ -178,33 +192,50 @@ def run_sgmcmc(
                 "ensembled": bool(sample),
                 "num_ensembled": int(ens.count),
                 "time": epoch_time,
-                **evaluator.metrics(evaluator.train(state.position), test_preds,
-                                    ensemble_prediction(ens, ds.task) if ens.count else None),
+                **evaluator.metrics(
+                    evaluator.train(state.position),
+                    test_preds,
+                    ensemble_prediction(ens, ds.task) if ens.count else None,
+                ),
             }
             rd.log(epoch + 1, record)
             table.row(record)
-        if (is_due(epoch, cfg.save_freq, cfg.num_epochs) or epoch + 1 == end
-                or (sample and cfg.save_all_ensembled)):
-            rd.save(epoch + 1, {
-                "step": epoch + 1,
-                "key": np.asarray(jax.random.key_data(keys)),
-                "position": state.position,
-                "sampler_state": state._replace(position=None),
-                "ensemble": ens,
-                "elapsed": elapsed,
-                "param_names": tracker.names,
-                **({"test_predictions": test_preds} if sample else {}),
-            })
+        if save:
+            rd.save(
+                epoch + 1,
+                {
+                    "step": epoch + 1,
+                    "key": np.asarray(jax.random.key_data(keys)),
+                    "position": state.position,
+                    "sampler_state": state._replace(position=None),
+                    "ensemble": ens,
+                    "elapsed": clock.elapsed,
+                    "param_names": tracker.names,
+                    **({"test_predictions": test_preds} if sample else {}),
+                },
+            )
+        if sample or evaluate or save:
+            clock.restart()
         bar.update(1)
     bar.close()
+    elapsed = clock.elapsed
 
     done = max(start, end)
     members = run_predictions(rd.path) if ens.count and rd.primary else None
     summary = finish_run(
-        rd, cfg, problem, method=method, members=members,
-        prediction=ensemble_prediction(ens, ds.task) if ens.count else None, epochs_done=done,
-        extra={"num_chains": C, "num_ensembled": int(ens.count), "wall_time_training": elapsed,
-               "wall_time_call": timer.elapsed()},
+        rd,
+        cfg,
+        problem,
+        method=method,
+        members=members,
+        prediction=ensemble_prediction(ens, ds.task) if ens.count else None,
+        epochs_done=done,
+        extra={
+            "num_chains": C,
+            "num_ensembled": int(ens.count),
+            "wall_time_training": elapsed,
+            "wall_time_call": timer.elapsed(),
+        },
     )
     rd.close()
     return summary

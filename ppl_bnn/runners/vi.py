@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import time
 from typing import Any
 
 import jax
@@ -29,6 +28,7 @@ from ppl_bnn.rundir import ConsoleTable, RunDir
 from ppl_bnn.runners.minibatch import (
     Evaluator,
     Timer,
+    TrainingClock,
     average,
     build_epoch,
     finish_run,
@@ -48,7 +48,9 @@ def _check(cfg: VIConfig) -> None:
     if cfg.optimizer not in ("SGD", "Adam"):
         raise ValueError(f"unknown --optimizer={cfg.optimizer!r}; choose SGD or Adam")
     if cfg.vi_guide not in vi.GUIDES:
-        raise ValueError(f"unknown --vi_guide={cfg.vi_guide!r}; choose one of {', '.join(vi.GUIDES)}")
+        raise ValueError(
+            f"unknown --vi_guide={cfg.vi_guide!r}; choose one of {', '.join(vi.GUIDES)}"
+        )
 
 
 def _initial_mean(problem: Problem, cfg: VIConfig, key) -> dict:
@@ -110,15 +112,21 @@ def run_vi(
     model = vi.minibatch_model(problem.model, num_examples=n, batch_size=cfg.batch_size)
     key = jax.random.key(cfg.seed)
     key, init_key, svi_key = jax.random.split(key, 3)
-    guide = vi.build_guide(model, cfg.vi_guide, init_values=_initial_mean(problem, cfg, init_key),
-                           init_scale=cfg.vi_sigma_init, rank=cfg.vi_guide_rank)
+    guide = vi.build_guide(
+        model,
+        cfg.vi_guide,
+        init_values=_initial_mean(problem, cfg, init_key),
+        init_scale=cfg.vi_sigma_init,
+        rank=cfg.vi_guide_rank,
+    )
     svi = vi.build_svi(model, guide, vi.optimizer(cfg.optimizer, schedule, cfg.momentum_decay))
     x0, y0 = (np.asarray(a[: cfg.batch_size]) for a in (ds.x_train, ds.y_train))
     # init also sets up the guide (needed on resume too). Compiled, it takes ~1 s; run
     # eagerly, NumPyro's initialisation compiles each small op on its own (~20 s on CPU)
     svi_state = jax.jit(svi.init)(svi_key, x0, y0)
-    epoch_fn = build_epoch(_svi_step(svi), problem, cfg.batch_size, 1,
-                           augment=cfg.data_augmentation)
+    epoch_fn = build_epoch(
+        _svi_step(svi), problem, cfg.batch_size, 1, augment=cfg.data_augmentation
+    )
     evaluator = Evaluator(problem)
     to_positions = jax.vmap(ld.unconstrain)
 
@@ -144,21 +152,27 @@ def run_vi(
     mean, _ = evaluation_positions(svi_state, eval_base)
     tracker = ParamTracker(jax.tree.map(lambda a: a[0], mean), cfg.num_param_draws)
 
-    table = ConsoleTable(["epoch", "step_size", "elbo", *headline_columns(ds.task), "time"],
-                         cfg.tabulate_freq, write=tqdm.write if rd.primary else lambda *_: None)
+    table = ConsoleTable(
+        ["epoch", "step_size", "elbo", *headline_columns(ds.task), "time"],
+        cfg.tabulate_freq,
+        write=tqdm.write if rd.primary else lambda *_: None,
+    )
     show = (sys.stderr.isatty() if progress is None else progress) and rd.primary
     bar = tqdm(total=cfg.num_epochs, initial=start, disable=not show, desc="vi")
     end = cfg.num_epochs if stop_after is None else min(cfg.num_epochs, start + stop_after)
     sample_preds = None
+    clock, keys = TrainingClock(elapsed), key[None]
     for epoch in range(start, end):
-        key, epoch_key = jax.random.split(key)
-        t0 = time.perf_counter()
-        states, losses = epoch_fn(epoch_key[None], states, jnp.asarray(epoch))
-        states = jax.block_until_ready(states)
-        epoch_time = time.perf_counter() - t0
-        elapsed += epoch_time
+        keys, states, losses = epoch_fn(keys, states, np.int32(epoch))
+        clock.tick()
+        evaluate = is_due(epoch, cfg.eval_freq, cfg.num_epochs)
+        save = is_due(epoch, cfg.save_freq, cfg.num_epochs) or epoch + 1 == end
+        if not (evaluate or save):
+            bar.update(1)
+            continue
+        epoch_time = clock.stop(states)
         svi_state = jax.tree.map(lambda a: a[0], states)
-        if is_due(epoch, cfg.eval_freq, cfg.num_epochs):
+        if evaluate:
             mean, samples = evaluation_positions(svi_state, jax.random.fold_in(eval_base, epoch))
             sample_preds = evaluator.test(samples)
             record = {
@@ -168,36 +182,56 @@ def run_vi(
                 "log_prob": float(evaluator.log_prob(mean)[0]),
                 "time": epoch_time,
                 **_posterior_scale(samples),
-                **evaluator.metrics(evaluator.train(mean), evaluator.test(mean),
-                                    average(sample_preds, ds.task)),
+                **evaluator.metrics(
+                    evaluator.train(mean), evaluator.test(mean), average(sample_preds, ds.task)
+                ),
             }
             rd.log(epoch + 1, record)
             table.row(record)
-        if is_due(epoch, cfg.save_freq, cfg.num_epochs) or epoch + 1 == end:
+        if save:
             mean, _ = evaluation_positions(svi_state, eval_base)
-            rd.save(epoch + 1, {
-                "step": epoch + 1,
-                "key": np.asarray(jax.random.key_data(key)),
-                "svi_state": _to_disk(svi_state),
-                "position": mean,  # the variational mean, usable as --init_checkpoint
-                "elapsed": elapsed,
-                "param_names": tracker.names,
-            })
+            rd.save(
+                epoch + 1,
+                {
+                    "step": epoch + 1,
+                    "key": np.asarray(jax.random.key_data(keys[0])),
+                    "svi_state": _to_disk(svi_state),
+                    "position": mean,  # the variational mean, usable as --init_checkpoint
+                    "elapsed": clock.elapsed,
+                    "param_names": tracker.names,
+                },
+            )
+        clock.restart()
         bar.update(1)
     bar.close()
+    elapsed = clock.elapsed
 
     done = max(start, end)
     if sample_preds is None:
         _, samples = evaluation_positions(svi_state, jax.random.fold_in(eval_base, done - 1))
         sample_preds = evaluator.test(samples)
     if done >= cfg.num_epochs:
-        rd.save_draw(cfg.num_epochs, predictions=sample_preds.astype(np.float32),
-                     params=tracker.take(samples), burn_in=np.asarray(False))
+        rd.save_draw(
+            cfg.num_epochs,
+            predictions=sample_preds.astype(np.float32),
+            params=tracker.take(samples),
+            burn_in=np.asarray(False),
+        )
     summary = finish_run(
-        rd, cfg, problem, method="mfvi" if cfg.vi_guide == "AutoNormal" else f"vi-{cfg.vi_guide}",
-        members=sample_preds, prediction=average(sample_preds, ds.task), epochs_done=done,
-        extra={"vi_ensemble_size": S, "num_ensembled": S, "vi_guide": cfg.vi_guide,
-               "wall_time_training": elapsed, "wall_time_call": timer.elapsed()},
+        rd,
+        cfg,
+        problem,
+        method="mfvi" if cfg.vi_guide == "AutoNormal" else f"vi-{cfg.vi_guide}",
+        members=sample_preds,
+        prediction=average(sample_preds, ds.task),
+        epochs_done=done,
+        extra={
+            "vi_ensemble_size": S,
+            "num_ensembled": S,
+            "vi_guide": cfg.vi_guide,
+            "wall_time_training": elapsed,
+            "wall_time_call": timer.elapsed(),
+        },
     )
     rd.close()
     return summary
@@ -206,5 +240,7 @@ def run_vi(
 def _posterior_scale(samples) -> dict[str, float]:
     """Mean and median over parameters of the sample standard deviation (the original
     logged a histogram of the variational stds)."""
-    stds = np.concatenate([np.asarray(jnp.std(v, axis=0)).ravel() for v in jax.tree.leaves(samples)])
+    stds = np.concatenate(
+        [np.asarray(jnp.std(v, axis=0)).ravel() for v in jax.tree.leaves(samples)]
+    )
     return {"vi/mean_std": float(stds.mean()), "vi/median_std": float(np.median(stds))}
