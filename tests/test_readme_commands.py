@@ -158,7 +158,8 @@ SMALL = {
 }
 # fast enough for the default run (the others are marked slow)
 DEFAULT_RUN = {"hmc_mnist_subset160", "hmc_imdb_temp1"}
-MOCK_EXAMPLES = 160  # every split of every mocked dataset
+MOCK_EXAMPLES = 160  # every split of every mocked dataset: 2 minibatches of 80
+MOCK_EXAMPLES_HMC = 16  # full batch: a small one keeps the float64 IMDB runs fast
 
 
 def _argv(name: str, dataset: str | None = None) -> list[str]:
@@ -230,7 +231,8 @@ def _fill_placeholders(name, argv, cli, tmp_path, small, dataset):
 
 def _mock_size(argv: list[str]) -> int:
     subset = _flag(argv, "subset_train_to")
-    return max(MOCK_EXAMPLES, int(subset) if subset else 0)
+    base = MOCK_EXAMPLES_HMC if argv[0] == "hmc" else MOCK_EXAMPLES
+    return max(base, int(subset) if subset else 0)
 
 
 def _check_hmc(run_dir: Path, argv: list[str]) -> None:

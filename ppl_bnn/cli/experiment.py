@@ -2,7 +2,7 @@
 
 Each experiment is a ``ppl-bnn <method>`` command with fixed flags (``--dry_run`` prints
 it). ``--smoke`` shrinks it to a few iterations or epochs on a handful of examples, to check
-a set-up in seconds; ``--mock_data`` serves TFDS datasets as random data of the right shapes
+a set-up quickly; ``--mock_data`` serves TFDS datasets as random data of the right shapes
 (``tfds.testing.mock_data``), so that a smoke run needs no download either.
 """
 
