@@ -57,6 +57,7 @@ def main():
     args = ap.parse_args()
     import jax
     import numpy as np
+
     from ppl_bnn.models import MLP
 
     params = MLP(hidden=(100, 100), num_outputs=10).init(jax.random.key(0), np.zeros((1, 64)))[

@@ -46,23 +46,33 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
 
 
-def measure(num_examples: int, microbatch_size: int | None, model_name: str, repeats: int,
-            image_shape=(32, 32, 3), num_classes: int = 10, run: bool = True) -> dict:
+def measure(
+    num_examples: int,
+    microbatch_size: int | None,
+    model_name: str,
+    repeats: int,
+    image_shape=(32, 32, 3),
+    num_classes: int = 10,
+    run: bool = True,
+) -> dict:
     """One configuration, in this process (run it in a fresh one)."""
     import jax
     import numpy as np
-    from ppl_bnn.models import get_model
 
     from ppl_bnn import likelihoods, priors
     from ppl_bnn.bnn import bnn_model
     from ppl_bnn.logdensity import LogDensity
+    from ppl_bnn.models import get_model
     from ppl_bnn.sharding import make_mesh, replicate, shard_batch
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(num_examples, *image_shape)).astype(np.float32)
     y = rng.integers(0, num_classes, num_examples).astype(np.int32)
-    model = bnn_model(get_model(model_name, num_classes), priors.gaussian(5.0),
-                      likelihoods.make_likelihood("categorical"))
+    model = bnn_model(
+        get_model(model_name, num_classes),
+        priors.gaussian(5.0),
+        likelihoods.make_likelihood("categorical"),
+    )
     mesh = make_mesh()
     ld = LogDensity(model, mesh, (x[:2], y[:2]), microbatch_size=microbatch_size)
     batch = shard_batch(mesh, x, y, multiple=microbatch_size or 1)
@@ -103,36 +113,65 @@ def main() -> None:
     parser.add_argument("--microbatch_size", type=int, default=128)
     parser.add_argument("--model_name", default="resnet20_frn_swish")
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--run_chunked_max", type=int, default=None,
-                        help="only analyse (do not run) chunked configurations above this size")
+    parser.add_argument(
+        "--run_chunked_max",
+        type=int,
+        default=None,
+        help="only analyse (do not run) chunked configurations above this size",
+    )
     parser.add_argument("--timeout", type=float, default=1200, help="seconds per configuration")
     parser.add_argument("--child", type=str, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:  # one measurement, in this fresh process
         n, m, run = (int(v) for v in args.child.split(","))
-        print(json.dumps(measure(n, m or None, args.model_name, args.repeats, run=bool(run))),
-              flush=True)
+        print(
+            json.dumps(measure(n, m or None, args.model_name, args.repeats, run=bool(run))),
+            flush=True,
+        )
         return
     env = {**os.environ}
     env.setdefault("JAX_PLATFORMS", "cpu")
     for n in args.sizes:
         for m in (0, args.microbatch_size):
             run = not (m and args.run_chunked_max is not None and n > args.run_chunked_max)
-            cmd = [sys.executable, __file__, f"--child={n},{m},{int(run)}",
-                   f"--model_name={args.model_name}",
-                   f"--repeats={args.repeats}"]
+            cmd = [
+                sys.executable,
+                __file__,
+                f"--child={n},{m},{int(run)}",
+                f"--model_name={args.model_name}",
+                f"--repeats={args.repeats}",
+            ]
             try:
-                proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
-                                      timeout=args.timeout)
+                proc = subprocess.run(
+                    cmd, capture_output=True, text=True, env=env, timeout=args.timeout
+                )
             except subprocess.TimeoutExpired:
-                print(json.dumps({"benchmark": "fullbatch_memory", "num_examples": n,
-                                  "microbatch_size": m or None, "error": "timeout"}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "benchmark": "fullbatch_memory",
+                            "num_examples": n,
+                            "microbatch_size": m or None,
+                            "error": "timeout",
+                        }
+                    ),
+                    flush=True,
+                )
                 continue
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
             if proc.returncode != 0 or not lines:
                 err = (proc.stderr.strip().splitlines() or ["?"])[-1]
-                print(json.dumps({"benchmark": "fullbatch_memory", "num_examples": n,
-                                  "microbatch_size": m or None, "error": err}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "benchmark": "fullbatch_memory",
+                            "num_examples": n,
+                            "microbatch_size": m or None,
+                            "error": err,
+                        }
+                    ),
+                    flush=True,
+                )
                 continue
             print(lines[-1], flush=True)
 

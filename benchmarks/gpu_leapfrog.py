@@ -40,7 +40,8 @@ def _import_repo() -> None:
         return
     root = Path(__file__).resolve().parents[1]
     spec = importlib.util.spec_from_file_location(
-        "ppl_bnn", root / "ppl_bnn" / "__init__.py",
+        "ppl_bnn",
+        root / "ppl_bnn" / "__init__.py",
         submodule_search_locations=[str(root / "ppl_bnn"), str(root)],
     )
     module = importlib.util.module_from_spec(spec)
@@ -69,8 +70,12 @@ def _peak_memory_gb(devices) -> float | None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num_examples", type=int, default=50000)
-    parser.add_argument("--microbatch_size", type=int, default=5000,
-                        help="examples per chunk per device (0: no chunking)")
+    parser.add_argument(
+        "--microbatch_size",
+        type=int,
+        default=5000,
+        help="examples per chunk per device (0: no chunking)",
+    )
     parser.add_argument("--num_leapfrog", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--model_name", default="resnet20_frn_swish")
@@ -88,20 +93,23 @@ def main(argv: list[str] | None = None) -> None:
     _import_repo()
     import jax.numpy as jnp
     import numpy as np
-    from ppl_bnn.models import get_model
 
     from ppl_bnn import likelihoods, priors
     from ppl_bnn.bnn import bnn_model
     from ppl_bnn.inference.hmc import build_init, build_kernel
     from ppl_bnn.logdensity import LogDensity
+    from ppl_bnn.models import get_model
     from ppl_bnn.sharding import make_mesh, replicate, shard_batch
 
     n, micro = args.num_examples, args.microbatch_size or None
     rng = np.random.default_rng(0)
     x = rng.normal(size=(n, 32, 32, 3)).astype(np.float32)
     y = rng.integers(0, 10, n).astype(np.int32)
-    model = bnn_model(get_model(args.model_name, 10), priors.gaussian(args.weight_decay),
-                      likelihoods.make_likelihood("categorical"))
+    model = bnn_model(
+        get_model(args.model_name, 10),
+        priors.gaussian(args.weight_decay),
+        likelihoods.make_likelihood("categorical"),
+    )
     mesh = make_mesh()
     devices = list(mesh.devices.flat)
     per_device = -(-n // len(devices))
@@ -112,17 +120,30 @@ def main(argv: list[str] | None = None) -> None:
     del x, y
     dtype = jnp.zeros(()).dtype
     positions = jax.tree.map(lambda a: a[None], ld.init(jax.random.key(0)))
-    _emit(event="setup", device=devices[0].device_kind, platform=devices[0].platform,
-          num_devices=len(devices), jax=jax.__version__, model=args.model_name,
-          num_parameters=ld.num_parameters(), num_examples=n,
-          padded_examples=int(batch.x.shape[0]), microbatch_size=micro, dtype=str(dtype))
+    _emit(
+        event="setup",
+        device=devices[0].device_kind,
+        platform=devices[0].platform,
+        num_devices=len(devices),
+        jax=jax.__version__,
+        model=args.model_name,
+        num_parameters=ld.num_parameters(),
+        num_examples=n,
+        padded_examples=int(batch.x.shape[0]),
+        microbatch_size=micro,
+        dtype=str(dtype),
+    )
 
     grad = jax.jit(jax.value_and_grad(ld))
     position = replicate(mesh, jax.tree.map(lambda a: a[0], positions))
     _, compile_s = _timed(grad, position, batch)
     times = [_timed(grad, position, batch)[1] for _ in range(args.repeats)]
-    _emit(event="grad", first_call_s=round(compile_s, 3), grad_s=round(min(times), 4),
-          peak_memory_gb=_peak_memory_gb(devices))
+    _emit(
+        event="grad",
+        first_call_s=round(compile_s, 3),
+        grad_s=round(min(times), 4),
+        peak_memory_gb=_peak_memory_gb(devices),
+    )
 
     state, init_s = _timed(build_init(ld), replicate(mesh, positions), batch)
     kernel = build_kernel(ld)
@@ -131,8 +152,9 @@ def main(argv: list[str] | None = None) -> None:
     fixed = (jnp.full((1,), args.step_size, dtype), jnp.ones((1, dim), dtype))
 
     def iteration(steps):
-        new_state, info = kernel(keys, state, batch, *fixed, jnp.asarray([steps]),
-                                 jnp.asarray(True))
+        new_state, info = kernel(
+            keys, state, batch, *fixed, jnp.asarray([steps]), jnp.asarray(True)
+        )
         return new_state.logdensity, info.acceptance_rate
 
     _, first_s = _timed(iteration, 1)
@@ -141,16 +163,28 @@ def main(argv: list[str] | None = None) -> None:
         runs = [_timed(iteration, steps) for _ in range(args.repeats)]
         (logdensity, accept), best = runs[-1][0], min(t for _, t in runs)
         result[steps] = best
-        _emit(event="iteration", num_leapfrog=steps, iteration_s=round(best, 4),
-              logdensity=float(logdensity[0]), accept_prob=float(accept[0]))
+        _emit(
+            event="iteration",
+            num_leapfrog=steps,
+            iteration_s=round(best, 4),
+            logdensity=float(logdensity[0]),
+            accept_prob=float(accept[0]),
+        )
     L = args.num_leapfrog
     step_s = (result[L] - result[1]) / (L - 1)
-    _emit(event="summary", num_examples=n, microbatch_size=micro, num_devices=len(devices),
-          leapfrog_step_s=round(step_s, 4), iteration_over_L_s=round(result[L] / L, 4),
-          grad_s=round(min(times), 4), init_first_call_s=round(init_s, 3),
-          kernel_first_call_s=round(first_s, 3),
-          paper_iteration_h=round(70249 * step_s / 3600, 2),
-          peak_memory_gb=_peak_memory_gb(devices))
+    _emit(
+        event="summary",
+        num_examples=n,
+        microbatch_size=micro,
+        num_devices=len(devices),
+        leapfrog_step_s=round(step_s, 4),
+        iteration_over_L_s=round(result[L] / L, 4),
+        grad_s=round(min(times), 4),
+        init_first_call_s=round(init_s, 3),
+        kernel_first_call_s=round(first_s, 3),
+        paper_iteration_h=round(70249 * step_s / 3600, 2),
+        peak_memory_gb=_peak_memory_gb(devices),
+    )
 
 
 if __name__ == "__main__":

@@ -110,7 +110,7 @@ def through_ppl_bnn(problem, method):
         schedule = lambda t: LR_SGLD + 0.0 * t  # noqa: E731
     epoch = build_epoch(step, problem, B, 1, schedule=schedule, step_keys=method != "sgd")
     states = jax.tree.map(lambda a: a[None], state)
-    return (lambda key, s: epoch(key[None], s, jnp.asarray(0))[0]), states
+    return (lambda key, s: epoch(key[None], s, np.int32(0))[1]), states
 
 
 def time_kernels(problem, method, repeats):

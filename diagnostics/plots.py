@@ -19,9 +19,7 @@ def _figure(rows: int, cols: int, size=(3.2, 2.2)):
     return fig, axes
 
 
-def plot_trace(
-    draws: np.ndarray, names: list[str], path: str | Path, max_panels: int = 8
-) -> Path:
+def plot_trace(draws: np.ndarray, names: list[str], path: str | Path, max_panels: int = 8) -> Path:
     """Trace of each chain for up to ``max_panels`` quantities of ``draws (chain, draw, k)``."""
     k = min(draws.shape[-1], max_panels)
     fig, axes = _figure(k, 1, size=(7, 1.6))

@@ -16,7 +16,13 @@ from ppl_bnn.models.mlp import MLP
 from ppl_bnn.models.resnet import FilterResponseNorm, ResNetFRN
 
 __all__ = [
-    "CNNLSTM", "FilterResponseNorm", "LeNet", "MLP", "MODELS", "ResNetFRN", "get_model",
+    "CNNLSTM",
+    "FilterResponseNorm",
+    "LeNet",
+    "MLP",
+    "MODELS",
+    "ResNetFRN",
+    "get_model",
     "register",
 ]
 

@@ -55,8 +55,9 @@ class CNNLSTM(nn.Module):
 
     @nn.compact
     def __call__(self, tokens):
-        x = nn.Embed(self.vocab_size, self.embed_dim,
-                     embedding_init=nn.initializers.truncated_normal(1.0))(tokens)
+        x = nn.Embed(
+            self.vocab_size, self.embed_dim, embedding_init=nn.initializers.truncated_normal(1.0)
+        )(tokens)
         x = nn.Conv(self.filters, (self.kernel,), padding="VALID", kernel_init=haiku_default)(x)
         x = nn.max_pool(nn.relu(x), (self.pool,), strides=(self.pool,), padding="VALID")
         if x.shape[1] == 0:

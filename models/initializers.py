@@ -21,6 +21,4 @@ he_normal = nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
 # variance_scaling divides the stddev by 0.8796 (the std of a unit normal truncated at +-2),
 # so scaling the variance by 0.8796^2 gives exactly Haiku's distribution.
 _TRUNCATED_STD = 0.87962566103423978
-haiku_default = nn.initializers.variance_scaling(
-    _TRUNCATED_STD**2, "fan_in", "truncated_normal"
-)
+haiku_default = nn.initializers.variance_scaling(_TRUNCATED_STD**2, "fan_in", "truncated_normal")

@@ -71,8 +71,7 @@ class _Block(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        y = _ConvFRN(self.features, stride=self.stride, activation=self.activation,
-                     name="conv1")(x)
+        y = _ConvFRN(self.features, stride=self.stride, activation=self.activation, name="conv1")(x)
         y = _ConvFRN(self.features, name="conv2")(y)
         if self.stride != 1:
             # projection shortcut: 1x1 conv + FRN, no activation
@@ -103,8 +102,12 @@ class ResNetFRN(nn.Module):
         for stage in range(3):
             for block in range(n):
                 stride = 2 if stage > 0 and block == 0 else 1
-                x = _Block(self.width * 2**stage, stride, self.activation,
-                           name=f"stage{stage + 1}_block{block + 1}")(x)
+                x = _Block(
+                    self.width * 2**stage,
+                    stride,
+                    self.activation,
+                    name=f"stage{stage + 1}_block{block + 1}",
+                )(x)
         x = nn.avg_pool(x, (8, 8), strides=(8, 8), padding="VALID")
         x = jnp.reshape(x, (x.shape[0], -1))
         return nn.Dense(self.num_outputs, kernel_init=he_normal, name="head")(x)

@@ -92,8 +92,10 @@ def with_augmented_copies(
     copies = [x]
     for c in range(num_copies):
         key = jax.random.fold_in(base, c)
-        parts = [np.asarray(augment(jax.random.fold_in(key, i), jnp.asarray(x[i:i + chunk])))
-                 for i in range(0, n, chunk)]
+        parts = [
+            np.asarray(augment(jax.random.fold_in(key, i), jnp.asarray(x[i : i + chunk])))
+            for i in range(0, n, chunk)
+        ]
         copies.append(np.concatenate(parts).astype(x.dtype))
     return replace(
         dataset,

@@ -78,17 +78,17 @@ class CompareConfig:
     )
     batch_size: int = _f(80, "minibatch size of every minibatch method")
     hmc_num_chains: int = _f(3, "HMC chains")
-    hmc_num_iterations: int = _f(60, "HMC iterations per chain (burn-in included)")
-    hmc_num_burn_in_iterations: int = _f(10, "HMC burn-in iterations")
+    hmc_num_iterations: int = _f(400, "HMC iterations per chain (burn-in included)")
+    hmc_num_burn_in_iterations: int = _f(100, "HMC burn-in iterations")
     hmc_step_size: float = _f(0.01, "HMC step size")
-    hmc_trajectory_len: float = _f(0.5, "HMC trajectory length")
-    sgd_num_epochs: int = _f(50, "epochs of SGD and of each ensemble member")
+    hmc_trajectory_len: float = _f(1.5, "HMC trajectory length")
+    sgd_num_epochs: int = _f(100, "epochs of SGD and of each ensemble member")
     sgd_step_size: float = _f(1e-4, "initial SGD step size (cosine schedule)")
     ensemble_size: int = _f(5, "deep ensemble members")
-    sgmcmc_num_epochs: int = _f(150, "SG-MCMC epochs (burn-in included)")
-    sgmcmc_num_burnin_epochs: int = _f(50, "SG-MCMC burn-in epochs")
-    sgmcmc_ensemble_freq: int = _f(5, "SG-MCMC: take a sample every this many epochs")
-    sgmcmc_num_chains: int = _f(1, "SG-MCMC chains")
+    sgmcmc_num_epochs: int = _f(500, "SG-MCMC epochs (burn-in included)")
+    sgmcmc_num_burnin_epochs: int = _f(100, "SG-MCMC burn-in epochs")
+    sgmcmc_ensemble_freq: int = _f(10, "SG-MCMC: take a sample every this many epochs")
+    sgmcmc_num_chains: int = _f(2, "SG-MCMC chains")
     sgld_step_size: float = _f(1e-4, "SGLD step size (constant after a cosine burn-in)")
     sghmc_step_size: float = _f(1e-5, "SGHMC step size")
     sghmc_momentum: float = _f(0.9, "SGHMC momentum decay")
@@ -96,7 +96,7 @@ class CompareConfig:
         1e-3, "cyclical preconditioned SGHMC: initial step size of each cycle"
     )
     clr_momentum: float = _f(0.95, "cyclical preconditioned SGHMC: momentum decay")
-    vi_num_epochs: int = _f(50, "MFVI epochs")
+    vi_num_epochs: int = _f(100, "MFVI epochs")
     vi_step_size: float = _f(1e-3, "MFVI initial Adam step size (cosine schedule)")
     vi_sigma_init: float = _f(1e-2, "MFVI initial standard deviation")
     vi_ensemble_size: int = _f(20, "MFVI predictive samples")
@@ -320,7 +320,9 @@ def format_table(result: dict[str, Any]) -> str:
             f"HMC function-space R-hat over {rhat['num_chains']} chains x "
             f"{rhat['num_draws']} draws: "
             f"max {rhat['max_rhat']:.3f}, median {rhat['median_rhat']:.3f}, "
-            f"{100 * rhat['frac_rhat_gt_1.1']:.1f}% of test points x classes above 1.1; "
+            f"{100 * rhat['frac_rhat_gt_1.1']:.1f}% of "
+            f"{'test points x classes' if result['task'] == 'classification' else 'test points'}"
+            " above 1.1; "
             f"lowest ESS {rhat['min_ess']:.1f}"
         )
     return "\n".join(lines)
@@ -385,7 +387,10 @@ def write_report(root: Path, out: dict, results: dict, ds, table: str) -> Path:
     if rows:
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
         for ax, (key, label) in zip(axes, keys, strict=True):
-            ax.bar([n for n, _ in rows], [r[key] for _, r in rows], color="C0")
+            values = [r[key] for _, r in rows]
+            ax.bar([n for n, _ in rows], values, color="C0")
+            if key == "agreement":  # all close to 1: show the differences
+                ax.set_ylim(max(0.0, min(values) - 0.05), 1.0)
             ax.set_title(label)
             ax.tick_params(axis="x", rotation=45)
         fig.tight_layout()

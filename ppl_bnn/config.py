@@ -32,7 +32,10 @@ class CommonConfig:
 
     dir: str = _f("", "run directory for checkpoints, metrics and draws (required)", required=True)
     seed: int = _f(0, "random seed")
-    dataset_name: str = _f("digits", "dataset: digits, synthetic_regression, a UCI name, <uci>_<seed>, file.npz, cifar10, cifar100, mnist, imdb or cifar10_corrupted/<corruption>_<severity>")
+    dataset_name: str = _f(
+        "digits",
+        "dataset: digits, synthetic_regression, a UCI name, <uci>_<seed>, file.npz, cifar10, cifar100, mnist, imdb or cifar10_corrupted/<corruption>_<severity>",
+    )
     model_name: str = _f("mlp_classification", "architecture name (see `ppl-bnn models`)")
     weight_decay: float = _f(15.0, "prior precision: prior variance = 1 / weight_decay")
     temperature: float = _f(1.0, "posterior temperature T: the posterior is raised to 1/T")
@@ -40,21 +43,36 @@ class CommonConfig:
     tabulate_freq: int = _f(40, "repeat the console table header every this many rows")
     subset_train_to: int | None = _f(None, "keep only the first N training examples")
     use_float64: bool = _f(False, "compute in float64 (default float32)")
-    data_dir: str | None = _f(None, "folder with datasets (UCI: <name>/data.txt, index_*.txt; TFDS: its data_dir, default $TFDS_DATA_DIR or ~/tensorflow_datasets)")
+    data_dir: str | None = _f(
+        None,
+        "folder with datasets (UCI: <name>/data.txt, index_*.txt; TFDS: its data_dir, default $TFDS_DATA_DIR or ~/tensorflow_datasets)",
+    )
     uci_split: int | None = _f(None, "published UCI split 0..19 (with a plain UCI dataset name)")
     prior_family: str = _f("gaussian", "gaussian, mixture_gaussian, logistic, laplace or student_t")
     student_t_df: float = _f(1.0, "degrees of freedom of the student_t prior")
     mixture_weight: float = _f(0.5, "weight of the narrow component of the mixture_gaussian prior")
     mixture_scale_ratio: float = _f(4.0, "std ratio broad/narrow of the mixture_gaussian prior")
     fan_in_scaling: bool = _f(False, "divide each kernel's prior variance by its fan-in")
-    bias_weight_decay: float | None = _f(None, "separate prior precision for biases (default: weight_decay)")
+    bias_weight_decay: float | None = _f(
+        None, "separate prior precision for biases (default: weight_decay)"
+    )
     likelihood: str = _f("auto", "categorical, heteroscedastic, homoscedastic (auto: by task)")
-    noise_std: float | None = _f(None, "fixed noise std of the homoscedastic likelihood (default: learned)")
+    noise_std: float | None = _f(
+        None, "fixed noise std of the homoscedastic likelihood (default: learned)"
+    )
     num_devices: int | None = _f(None, "devices of the data mesh (default: all)")
-    microbatch_size: int | None = _f(None, "accumulate the full-batch likelihood over chunks of this many examples per device")
-    data_augmentation: bool = _f(False, "minibatch methods: random crop (pad 4) and horizontal flip of images")
-    num_augmented_copies: int = _f(0, "full-batch methods: add this many fixed augmented copies of the training images")
-    coordinator_address: str | None = _f(None, "jax.distributed coordinator host:port (multi-process runs)")
+    microbatch_size: int | None = _f(
+        None, "accumulate the full-batch likelihood over chunks of this many examples per device"
+    )
+    data_augmentation: bool = _f(
+        False, "minibatch methods: random crop (pad 4) and horizontal flip of images"
+    )
+    num_augmented_copies: int = _f(
+        0, "full-batch methods: add this many fixed augmented copies of the training images"
+    )
+    coordinator_address: str | None = _f(
+        None, "jax.distributed coordinator host:port (multi-process runs)"
+    )
     num_processes: int | None = _f(None, "number of processes of a multi-process run")
     process_id: int | None = _f(None, "index of this process in a multi-process run")
 
@@ -64,16 +82,22 @@ class HMCConfig(CommonConfig):
     """Flags of ``ppl-bnn hmc`` (the original ``run_hmc.py``) and the new HMC options."""
 
     step_size: float = _f(1e-4, "HMC step size")
-    trajectory_len: float = _f(1e-3, "HMC trajectory length; leapfrog steps = ceil(trajectory_len / step_size)")
+    trajectory_len: float = _f(
+        1e-3, "HMC trajectory length; leapfrog steps = ceil(trajectory_len / step_size)"
+    )
     num_iterations: int = _f(1000, "total number of HMC iterations (burn-in included)")
     max_num_leapfrog_steps: int = _f(10000, "sanity bound on the number of leapfrog steps")
     num_burn_in_iterations: int = _f(0, "iterations without MH correction, not averaged")
     no_mh: bool = _f(False, "never apply the Metropolis-Hastings correction")
-    step_size_adaptation_speed: float = _f(0.0, "burn-in step-size adaptation: eps *= exp(speed * (accept - target)); 0 = off")
+    step_size_adaptation_speed: float = _f(
+        0.0, "burn-in step-size adaptation: eps *= exp(speed * (accept - target)); 0 = off"
+    )
     target_accept_rate: float = _f(0.8, "target acceptance rate of the step-size adaptation")
     adapt_mass_matrix: bool = _f(False, "estimate a diagonal mass matrix from the burn-in draws")
     num_chains: int = _f(1, "chains run side by side (vectorised), each seeded separately")
-    num_param_draws: int = _f(16, "parameter coordinates kept per iteration for parameter-space R-hat")
+    num_param_draws: int = _f(
+        16, "parameter coordinates kept per iteration for parameter-space R-hat"
+    )
 
 
 @dataclass
@@ -105,7 +129,10 @@ class SGDConfig(CommonConfig):
     eval_freq: int = _f(10, "evaluate every this many epochs (and after the last)")
     save_freq: int = _f(50, "checkpoint every this many epochs (and after the last)")
     momentum_decay: float = _f(0.9, "momentum decay (SGD; SG-MCMC: 0 is SGLD, > 0 SGHMC)")
-    reference: str | None = _f(None, "HMC run directory or predictions .npy: agreement/TV (or W2) against it in the summary")
+    reference: str | None = _f(
+        None,
+        "HMC run directory or predictions .npy: agreement/TV (or W2) against it in the summary",
+    )
     num_param_draws: int = _f(16, "parameter coordinates kept per draw for parameter-space R-hat")
 
 
@@ -121,14 +148,21 @@ class SGMCMCConfig(SGDConfig):
     """Flags of ``ppl-bnn sgmcmc`` (the original ``run_sgmcmc.py``) and the new options."""
 
     preconditioner: str = _f("None", "None or RMSprop")
-    step_size_schedule: str = _f("constant", "constant (cosine burn-in to final_step_size) or cyclical")
+    step_size_schedule: str = _f(
+        "constant", "constant (cosine burn-in to final_step_size) or cyclical"
+    )
     num_burnin_epochs: int = _f(300, "epochs before the final step size is reached (not ensembled)")
-    final_step_size: float | None = _f(None, "step size after the burn-in, constant schedule (default: init_step_size)")
+    final_step_size: float | None = _f(
+        None, "step size after the burn-in, constant schedule (default: init_step_size)"
+    )
     step_size_cycle_length_epochs: int = _f(50, "cycle length in epochs (cyclical schedule)")
     save_all_ensembled: bool = _f(False, "checkpoint every ensembled epoch")
     ensemble_freq: int = _f(10, "ensemble the iterate every this many epochs after the burn-in")
     num_chains: int = _f(1, "chains run side by side (vectorised); chain i uses seed + i")
-    preconditioner_correction: bool = _f(False, "RMSprop: add the drift that corrects for the position-dependent preconditioner (Li et al. 2016)")
+    preconditioner_correction: bool = _f(
+        False,
+        "RMSprop: add the drift that corrects for the position-dependent preconditioner (Li et al. 2016)",
+    )
 
 
 @dataclass
@@ -145,6 +179,13 @@ class VIConfig(SGDConfig):
     optimizer: str = _f("Adam", "SGD (with momentum_decay) or Adam; cosine step-size schedule")
     vi_sigma_init: float = _f(1e-3, "initial standard deviation of every weight")
     vi_ensemble_size: int = _f(20, "samples from the approximate posterior averaged at evaluation")
-    mean_init_checkpoint: str | None = _f(None, "SGD checkpoint whose parameters initialise the variational mean")
-    vi_guide: str = _f("AutoNormal", "NumPyro autoguide: AutoNormal (mean field), AutoDiagonalNormal or AutoLowRankMultivariateNormal")
-    vi_guide_rank: int | None = _f(None, "rank of AutoLowRankMultivariateNormal (default: NumPyro's)")
+    mean_init_checkpoint: str | None = _f(
+        None, "SGD checkpoint whose parameters initialise the variational mean"
+    )
+    vi_guide: str = _f(
+        "AutoNormal",
+        "NumPyro autoguide: AutoNormal (mean field), AutoDiagonalNormal or AutoLowRankMultivariateNormal",
+    )
+    vi_guide_rank: int | None = _f(
+        None, "rank of AutoLowRankMultivariateNormal (default: NumPyro's)"
+    )

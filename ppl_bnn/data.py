@@ -71,7 +71,9 @@ class Dataset:
         return replace(self, x_train=self.x_train[:n], y_train=self.y_train[:n])
 
 
-def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _standardise(
+    train: np.ndarray, test: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     mean, std = train.mean(0), train.std(0) + 1e-6
     return (train - mean) / std, (test - mean) / std, mean, std
 
@@ -80,8 +82,16 @@ def _regression(name, x_tr, y_tr, x_te, y_te) -> Dataset:
     x_tr, x_te, _, _ = _standardise(x_tr, x_te)
     y_tr, y_te, y_mean, y_std = _standardise(y_tr, y_te)
     f = lambda a: np.asarray(a, np.float32)
-    return Dataset(name, f(x_tr), f(y_tr), f(x_te), f(y_te), "regression",
-                   y_scale=float(y_std), y_mean=float(y_mean))
+    return Dataset(
+        name,
+        f(x_tr),
+        f(y_tr),
+        f(x_te),
+        f(y_te),
+        "regression",
+        y_scale=float(y_std),
+        y_mean=float(y_mean),
+    )
 
 
 def load_digits(seed: int = 0) -> Dataset:
@@ -100,8 +110,15 @@ def load_digits(seed: int = 0) -> Dataset:
     n_train = 1437
     mean, std = x[:n_train].mean(), x[:n_train].std()
     x = (x - mean) / std
-    return Dataset("digits", x[:n_train], y[:n_train], x[n_train:], y[n_train:],
-                   "classification", num_classes=10)
+    return Dataset(
+        "digits",
+        x[:n_train],
+        y[:n_train],
+        x[n_train:],
+        y[n_train:],
+        "classification",
+        num_classes=10,
+    )
 
 
 def load_synthetic_regression(seed: int = 0) -> Dataset:
@@ -118,7 +135,9 @@ def load_synthetic_regression(seed: int = 0) -> Dataset:
     x_test = np.linspace(-2.0, 2.0, 200)
     feats = lambda v: np.stack([v, v**2], axis=1)
     widths = [2, 100, 100, 100, 1]
-    weights = [(rng.normal(0, 0.1, (a, b)), rng.normal(0, 0.1, b)) for a, b in zip(widths, widths[1:])]
+    weights = [
+        (rng.normal(0, 0.1, (a, b)), rng.normal(0, 0.1, b)) for a, b in zip(widths, widths[1:])
+    ]
 
     def f(v):
         h = feats(v)
@@ -225,9 +244,15 @@ def _load_npz(path: str) -> Dataset:
     with np.load(path) as f:
         arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
     n_classes = int(max(arrays["y_train"].max(), arrays["y_test"].max()) + 1)
-    return Dataset(Path(path).stem, arrays["x_train"].astype(np.float32),
-                   arrays["y_train"].astype(np.int32), arrays["x_test"].astype(np.float32),
-                   arrays["y_test"].astype(np.int32), "classification", num_classes=n_classes)
+    return Dataset(
+        Path(path).stem,
+        arrays["x_train"].astype(np.float32),
+        arrays["y_train"].astype(np.int32),
+        arrays["x_test"].astype(np.float32),
+        arrays["y_test"].astype(np.int32),
+        "classification",
+        num_classes=n_classes,
+    )
 
 
 # TFDS datasets (cifar10, cifar100, mnist, imdb, cifar10_corrupted/<corruption>_<severity>)

@@ -53,10 +53,20 @@ def run_config(run_dir: str | Path, **overrides) -> CommonConfig:
         raise FileNotFoundError(f"{run_dir} is not a run directory: no config.json")
     saved = json.loads(path.read_text())
     names = {f.name for f in dataclasses.fields(CommonConfig)}
-    machine = {"num_devices": None, "coordinator_address": None, "num_processes": None,
-               "process_id": None}
-    return CommonConfig(**{**{k: v for k, v in saved.items() if k in names}, **machine,
-                           "dir": str(run_dir), **overrides})
+    machine = {
+        "num_devices": None,
+        "coordinator_address": None,
+        "num_processes": None,
+        "process_id": None,
+    }
+    return CommonConfig(
+        **{
+            **{k: v for k, v in saved.items() if k in names},
+            **machine,
+            "dir": str(run_dir),
+            **overrides,
+        }
+    )
 
 
 class RunPredictive:
@@ -110,8 +120,15 @@ class RunPredictive:
 
     def _checkpoint_steps(self) -> list[int]:
         folder = self.run_dir / "checkpoints"
-        found = [int(m.group(1)) for p in folder.glob("checkpoint_*.pkl")
-                 if (m := _CHECKPOINT.search(p.name))] if folder.is_dir() else []
+        found = (
+            [
+                int(m.group(1))
+                for p in folder.glob("checkpoint_*.pkl")
+                if (m := _CHECKPOINT.search(p.name))
+            ]
+            if folder.is_dir()
+            else []
+        )
         return sorted(found)
 
     def _position(self, step: int) -> dict[str, np.ndarray]:
@@ -128,8 +145,10 @@ class RunPredictive:
             if value.shape == shape:
                 value = value[None]
             elif value.shape[1:] != shape:
-                raise CheckpointError(f"checkpoint {path}: {name} has shape {value.shape}, "
-                                      f"expected (chains, *{shape})")
+                raise CheckpointError(
+                    f"checkpoint {path}: {name} has shape {value.shape}, "
+                    f"expected (chains, *{shape})"
+                )
             out[name] = value
         return out
 
@@ -143,8 +162,10 @@ class RunPredictive:
         mesh, example = self.problem.mesh, self.problem.dataset.x_test
         for x in inputs:
             if tuple(x.shape[1:]) != tuple(example.shape[1:]):
-                raise ValueError(f"inputs of shape {tuple(x.shape[1:])} do not fit this run's "
-                                 f"model (trained on inputs of shape {tuple(example.shape[1:])})")
+                raise ValueError(
+                    f"inputs of shape {tuple(x.shape[1:])} do not fit this run's "
+                    f"model (trained on inputs of shape {tuple(example.shape[1:])})"
+                )
         chunks = []  # (input index, rows, sharded x)
         for i, x in enumerate(inputs):
             size = self.batch_size or max(len(x), 1)
@@ -156,8 +177,9 @@ class RunPredictive:
         for draw in self.draws:
             position = replicate(mesh, draw)
             for k, (_, _, x) in enumerate(chunks):
-                sums[k] = self._first(position, x) if sums[k] is None else self._add(
-                    sums[k], position, x)
+                sums[k] = (
+                    self._first(position, x) if sums[k] is None else self._add(sums[k], position, x)
+                )
             jax.block_until_ready(sums)
         parts: list[list[np.ndarray]] = [[] for _ in inputs]
         for (i, rows, _), total in zip(chunks, sums, strict=True):
@@ -210,8 +232,9 @@ def evaluate_domain_shift(
     if any(int(s) < 1 for s in severities):
         raise ValueError(f"severities are 1..5, got {list(severities)}")
     loader = loader or _default_loader(data_dir)
-    post = predictive or RunPredictive(run_dir, include_burn_in=include_burn_in, thin=thin,
-                                       batch_size=batch_size)
+    post = predictive or RunPredictive(
+        run_dir, include_burn_in=include_burn_in, thin=thin, batch_size=batch_size
+    )
     ds = post.problem.dataset
     if ds.task != "classification":
         raise ValueError(f"domain shift needs a classification run; {run_dir} is {ds.task}")
@@ -224,10 +247,13 @@ def evaluate_domain_shift(
         probs = post.predict_many([np.asarray(x) for x, _ in sets])
         for s, (_, y), p in zip(severities, sets, probs, strict=True):
             m = metrics.classification_metrics(p, np.asarray(y))
-            results.append({"corruption": corruption, "severity": int(s), **m,
-                            "num_examples": len(y)})
-            say(f"{corruption} {s}: accuracy {m['accuracy']:.4f} nll {m['nll']:.4f} "
-                f"ece {m['ece']:.4f}")
+            results.append(
+                {"corruption": corruption, "severity": int(s), **m, "num_examples": len(y)}
+            )
+            say(
+                f"{corruption} {s}: accuracy {m['accuracy']:.4f} nll {m['nll']:.4f} "
+                f"ece {m['ece']:.4f}"
+            )
     report = {
         "run_dir": str(run_dir),
         "dataset": ds.name,
@@ -235,10 +261,12 @@ def evaluate_domain_shift(
         "num_draws": post.num_draws,
         "burn_in_iterations": post.num_burn_in,
         "clean": clean,
-        "per_severity": {str(s): _mean([r for r in results if r["severity"] == int(s)])
-                         for s in severities},
-        "per_corruption": {c: _mean([r for r in results if r["corruption"] == c])
-                           for c in corruptions},
+        "per_severity": {
+            str(s): _mean([r for r in results if r["severity"] == int(s)]) for s in severities
+        },
+        "per_corruption": {
+            c: _mean([r for r in results if r["corruption"] == c]) for c in corruptions
+        },
         "results": results,
     }
     from ppl_bnn.distributed import is_primary
@@ -258,14 +286,20 @@ def format_report(report: dict[str, Any]) -> str:
         width = max(12, *(len(name) for name, _ in rows))
         lines = [f"{title:<{width}} {'accuracy':>9} {'nll':>9} {'ece':>9}"]
         lines.append("-" * len(lines[0]))
-        lines += [f"{name:<{width}} {m['accuracy']:>9.4f} {m['nll']:>9.4f} {m['ece']:>9.4f}"
-                  for name, m in rows]
+        lines += [
+            f"{name:<{width}} {m['accuracy']:>9.4f} {m['nll']:>9.4f} {m['ece']:>9.4f}"
+            for name, m in rows
+        ]
         return lines
 
-    head = [f"run: {report['run_dir']}  draws: {report['num_draws']} "
-            f"({report['num_checkpoints']} checkpoints after {report['burn_in_iterations']} "
-            "burn-in iterations)", ""]
-    sev = [("clean", report["clean"])] + [(f"severity {s}", m)
-                                          for s, m in report["per_severity"].items()]
+    head = [
+        f"run: {report['run_dir']}  draws: {report['num_draws']} "
+        f"({report['num_checkpoints']} checkpoints after {report['burn_in_iterations']} "
+        "burn-in iterations)",
+        "",
+    ]
+    sev = [("clean", report["clean"])] + [
+        (f"severity {s}", m) for s, m in report["per_severity"].items()
+    ]
     cor = list(report["per_corruption"].items())
     return "\n".join(head + table("severity", sev) + [""] + table("corruption", cor)) + "\n"

@@ -93,8 +93,15 @@ class RunDir:
         cfg_file = self.path / "config.json"
         if cfg_file.exists():
             old = json.loads(cfg_file.read_text())
-            ignore = {"num_iterations", "num_epochs", "tabulate_freq", "dir",
-                      "coordinator_address", "num_processes", "process_id"}
+            ignore = {
+                "num_iterations",
+                "num_epochs",
+                "tabulate_freq",
+                "dir",
+                "coordinator_address",
+                "num_processes",
+                "process_id",
+            }
             diff = sorted(k for k in config if k not in ignore and old.get(k) != config[k])
             if diff and latest_checkpoint(self.checkpoints) is not None:
                 raise ValueError(

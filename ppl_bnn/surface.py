@@ -152,9 +152,10 @@ def evaluate_plane(
     """
     dtype = jnp.zeros(()).dtype
     directions = np.stack([plane.u_norm * plane.u, plane.v_norm * plane.v])
-    args = replicate(logdensity.mesh, (
-        np.asarray(plane.origin, dtype), np.asarray(directions, dtype), np.asarray(coords, dtype)
-    ))
+    args = replicate(
+        logdensity.mesh,
+        (np.asarray(plane.origin, dtype), np.asarray(directions, dtype), np.asarray(coords, dtype)),
+    )
     out = _evaluate(logdensity, unravel, max(1, int(batch_size)), *args, batch)
     return to_host(out)
 
@@ -220,13 +221,19 @@ def posterior_surface(
     grid = np.stack(np.meshgrid(alphas, betas, indexing="ij"), axis=-1)
     marks = np.array([[0.0, 0.0], [1.0, 0.0], plane.coordinates(flat[2])])
     coords = np.concatenate([grid.reshape(-1, 2), marks])
-    values = evaluate_plane(ld, problem.train, plane, coords, unravel,
-                            batch_size=cfg.grid_batch_size)
+    values = evaluate_plane(
+        ld, problem.train, plane, coords, unravel, batch_size=cfg.grid_batch_size
+    )
     on_grid = values[: grid[..., 0].size].reshape(*grid.shape[:2], 3)
     result = SurfaceResult(
-        log_probs=on_grid[..., 0], log_likelihoods=on_grid[..., 1], log_priors=on_grid[..., 2],
-        grid=grid, u_norm=plane.u_norm, v_norm=plane.v_norm,
-        checkpoint_coords=marks, checkpoint_values=values[-3:],
+        log_probs=on_grid[..., 0],
+        log_likelihoods=on_grid[..., 1],
+        log_priors=on_grid[..., 2],
+        grid=grid,
+        u_norm=plane.u_norm,
+        v_norm=plane.v_norm,
+        checkpoint_coords=marks,
+        checkpoint_values=values[-3:],
     )
     if not write:
         return result
@@ -245,10 +252,14 @@ def _write(result: SurfaceResult, folder: Path, argv: list[str] | None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     np.savez(
         folder / "surface_plot.npz",
-        log_probs=result.log_probs, log_priors=result.log_priors,
-        log_likelihoods=result.log_likelihoods, grid=result.grid,
-        u_norm=result.u_norm, v_norm=result.v_norm,
-        checkpoint_coords=result.checkpoint_coords, checkpoint_values=result.checkpoint_values,
+        log_probs=result.log_probs,
+        log_priors=result.log_priors,
+        log_likelihoods=result.log_likelihoods,
+        grid=result.grid,
+        u_norm=result.u_norm,
+        v_norm=result.v_norm,
+        checkpoint_coords=result.checkpoint_coords,
+        checkpoint_values=result.checkpoint_values,
     )
     for i, name in enumerate(QUANTITIES):
         values = (result.log_probs, result.log_likelihoods, result.log_priors)[i]
@@ -256,10 +267,13 @@ def _write(result: SurfaceResult, folder: Path, argv: list[str] | None) -> None:
     argv = sys.argv if argv is None else argv
     (folder / "command.sh").write_text(" ".join(shlex.quote(a) for a in argv) + "\n")
     summary = {
-        "u_norm": result.u_norm, "v_norm": result.v_norm,
+        "u_norm": result.u_norm,
+        "v_norm": result.v_norm,
         "checkpoint_coords": result.checkpoint_coords.tolist(),
-        **{f"checkpoint_{q}": result.checkpoint_values[:, i].tolist()
-           for i, q in enumerate(QUANTITIES)},
+        **{
+            f"checkpoint_{q}": result.checkpoint_values[:, i].tolist()
+            for i, q in enumerate(QUANTITIES)
+        },
     }
     (folder / "surface_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 

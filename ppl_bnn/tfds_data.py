@@ -73,12 +73,27 @@ _KERAS_FILTERS = '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'
 # TFDS's cifar10_corrupted configurations (Hendrycks & Dietterich 2019): the 15 benchmark
 # corruptions, then the 4 extra ones, each at severities 1..5 (10,000 test images each).
 CIFAR10_BENCHMARK_CORRUPTIONS = (
-    "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "frosted_glass_blur",
-    "motion_blur", "zoom_blur", "snow", "frost", "fog", "brightness", "contrast", "elastic",
-    "pixelate", "jpeg_compression",
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "defocus_blur",
+    "frosted_glass_blur",
+    "motion_blur",
+    "zoom_blur",
+    "snow",
+    "frost",
+    "fog",
+    "brightness",
+    "contrast",
+    "elastic",
+    "pixelate",
+    "jpeg_compression",
 )
 CIFAR10_CORRUPTIONS = CIFAR10_BENCHMARK_CORRUPTIONS + (
-    "gaussian_blur", "saturate", "spatter", "speckle_noise",
+    "gaussian_blur",
+    "saturate",
+    "spatter",
+    "speckle_noise",
 )
 CIFAR10_SEVERITIES = (1, 2, 3, 4, 5)
 
@@ -115,8 +130,9 @@ def tfds_names(name: str) -> list[str]:
     if name in TFDS_DATASETS:
         return [TFDS_DATASETS[name]]
     if name == "cifar10_corrupted":
-        return [f"cifar10_corrupted/{c}_{s}" for c in CIFAR10_CORRUPTIONS
-                for s in CIFAR10_SEVERITIES]
+        return [
+            f"cifar10_corrupted/{c}_{s}" for c in CIFAR10_CORRUPTIONS for s in CIFAR10_SEVERITIES
+        ]
     if m := re.fullmatch(r"cifar10_corrupted/(\w+)_(\d)", name):
         return [f"cifar10_corrupted/{_corrupted_config(m.group(1), int(m.group(2)))}"]
     known = ", ".join(
@@ -181,11 +197,12 @@ def _images(source, mean, std) -> tuple[np.ndarray, np.ndarray]:
 def _image_dataset(name: str, mean, std, data_dir, test=None) -> Dataset:
     train = _data_source(name, TFDS_DATASETS[name], "train", data_dir)
     x_tr, y_tr = _images(train, mean, std)
-    x_te, y_te = test if test is not None else _images(
-        _data_source(name, TFDS_DATASETS[name], "test", data_dir), mean, std
+    x_te, y_te = (
+        test
+        if test is not None
+        else _images(_data_source(name, TFDS_DATASETS[name], "test", data_dir), mean, std)
     )
-    return Dataset(name, x_tr, y_tr, x_te, y_te, "classification",
-                   num_classes=_num_classes(train))
+    return Dataset(name, x_tr, y_tr, x_te, y_te, "classification", num_classes=_num_classes(train))
 
 
 def load_cifar10(data_dir: str | os.PathLike | None = None, **_) -> Dataset:
@@ -213,8 +230,9 @@ def load_cifar10_corrupted(
     ``CIFAR10_CORRUPTIONS``, ``severity`` one of 1..5.
     """
     config = _corrupted_config(corruption, int(severity))
-    source = _data_source(f"cifar10_corrupted/{config}", f"cifar10_corrupted/{config}",
-                          "test", data_dir)
+    source = _data_source(
+        f"cifar10_corrupted/{config}", f"cifar10_corrupted/{config}", "test", data_dir
+    )
     return _images(source, CIFAR_MEAN, CIFAR_STD)
 
 
@@ -222,8 +240,15 @@ def _load_cifar10_shifted(corruption: str, severity: int, data_dir=None, **_) ->
     """CIFAR-10's training set with a CIFAR-10-C test set (``cifar10_corrupted/<c>_<s>``)."""
     test = load_cifar10_corrupted(corruption, severity, data_dir)
     ds = _image_dataset("cifar10", CIFAR_MEAN, CIFAR_STD, data_dir, test=test)
-    return Dataset(f"cifar10_corrupted/{corruption}_{severity}", ds.x_train, ds.y_train,
-                   ds.x_test, ds.y_test, ds.task, num_classes=ds.num_classes)
+    return Dataset(
+        f"cifar10_corrupted/{corruption}_{severity}",
+        ds.x_train,
+        ds.y_train,
+        ds.x_test,
+        ds.y_test,
+        ds.task,
+        num_classes=ds.num_classes,
+    )
 
 
 # ------------------------------------------------------------------------------- IMDB
@@ -265,7 +290,7 @@ def pad_sequences(sequences: Sequence[Sequence[int]], maxlen: int) -> np.ndarray
     for i, seq in enumerate(sequences):
         tail = list(seq)[-maxlen:] if maxlen else []
         if tail:
-            out[i, maxlen - len(tail):] = tail
+            out[i, maxlen - len(tail) :] = tail
     return out
 
 
@@ -291,8 +316,15 @@ def load_imdb(data_dir: str | os.PathLike | None = None, **_) -> Dataset:
     encode = lambda texts: pad_sequences([_encode(t, vocab) for t in texts], IMDB_MAXLEN)
     x_tr, y_tr = encode(tr["text"]), np.asarray(tr["label"], np.int32)
     x_te, y_te = encode(te["text"]), np.asarray(te["label"], np.int32)
-    return Dataset("imdb", x_tr[:IMDB_NUM_TRAIN], y_tr[:IMDB_NUM_TRAIN], x_te, y_te,
-                   "classification", num_classes=_num_classes(train))
+    return Dataset(
+        "imdb",
+        x_tr[:IMDB_NUM_TRAIN],
+        y_tr[:IMDB_NUM_TRAIN],
+        x_te,
+        y_te,
+        "classification",
+        num_classes=_num_classes(train),
+    )
 
 
 # -------------------------------------------------------------------------- preparing
@@ -354,10 +386,14 @@ def write_prepared(
         for example in examples:
             writer.write(info.features.serialize_example(_png_images(info.features, example)))
         writer.close()
-        split_infos.append(splits_lib.SplitInfo(
-            name=split, shard_lengths=[len(examples)], num_bytes=path.stat().st_size,
-            filename_template=None,
-        ))
+        split_infos.append(
+            splits_lib.SplitInfo(
+                name=split,
+                shard_lengths=[len(examples)],
+                num_bytes=path.stat().st_size,
+                filename_template=None,
+            )
+        )
     info.set_file_format(file_adapters.FileFormat.ARRAY_RECORD)
     info.set_splits(splits_lib.SplitDict(split_infos))
     info.write_to_directory(folder)

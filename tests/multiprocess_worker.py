@@ -32,8 +32,11 @@ def main(out_dir: str, process_id: int, num_processes: int, port: int, local_dev
     jax.config.update("jax_num_cpu_devices", local_devices)
     flags = {"dir": f"{out_dir}/run", **FLAGS}
     if num_processes:
-        flags.update(coordinator_address=f"localhost:{port}", num_processes=num_processes,
-                     process_id=process_id)
+        flags.update(
+            coordinator_address=f"localhost:{port}",
+            num_processes=num_processes,
+            process_id=process_id,
+        )
     # the CLI starts jax.distributed before anything imports blackjax
     from ppl_bnn.cli import main as cli
 

@@ -20,8 +20,11 @@ def images():
 def _crops(image, padding):
     padded = np.pad(image, ((padding, padding), (padding, padding), (0, 0)))
     h, w = image.shape[:2]
-    return {(i, j): padded[i:i + h, j:j + w]
-            for i in range(2 * padding + 1) for j in range(2 * padding + 1)}
+    return {
+        (i, j): padded[i : i + h, j : j + w]
+        for i in range(2 * padding + 1)
+        for j in range(2 * padding + 1)
+    }
 
 
 def test_shape_dtype_and_determinism(images):
@@ -34,8 +37,9 @@ def test_shape_dtype_and_determinism(images):
 
 
 def test_identity_without_padding_or_flip(images):
-    np.testing.assert_array_equal(augment_images(jax.random.key(0), images, padding=0,
-                                                 flip=False), images)
+    np.testing.assert_array_equal(
+        augment_images(jax.random.key(0), images, padding=0, flip=False), images
+    )
 
 
 def test_flip_is_a_left_right_mirror(images):
@@ -68,19 +72,30 @@ def test_augmented_copies(images):
     np.testing.assert_array_equal(with_augmented_copies(ds, 2, seed=0).x_train, aug.x_train)
     assert not np.array_equal(with_augmented_copies(ds, 2, seed=1).x_train, aug.x_train)
     assert with_augmented_copies(ds, 0) is ds
-    tokens = Dataset("text", labels[:, None].repeat(5, 1), labels, labels[:2, None],
-                     labels[:2], "classification", num_classes=10)
+    tokens = Dataset(
+        "text",
+        labels[:, None].repeat(5, 1),
+        labels,
+        labels[:2, None],
+        labels[:2],
+        "classification",
+        num_classes=10,
+    )
     with pytest.raises(ValueError, match="image inputs"):
         with_augmented_copies(tokens, 1)
 
 
 def test_build_problem_appends_copies(tmp_path):
-    cfg = HMCConfig(dir=str(tmp_path), dataset_name="digits", num_augmented_copies=2,
-                    subset_train_to=50)
+    cfg = HMCConfig(
+        dir=str(tmp_path), dataset_name="digits", num_augmented_copies=2, subset_train_to=50
+    )
     problem = build_problem(cfg)
     assert problem.dataset.x_train.shape == (150, 8, 8, 1)
     assert problem.train.num_examples == 150
-    np.testing.assert_array_equal(problem.dataset.x_train[:50],
-                                  load_dataset("digits", subset_train_to=50).x_train)
-    assert build_problem(HMCConfig(dir=str(tmp_path), dataset_name="digits")).train.num_examples \
-        == 1437  # off by default
+    np.testing.assert_array_equal(
+        problem.dataset.x_train[:50], load_dataset("digits", subset_train_to=50).x_train
+    )
+    assert (
+        build_problem(HMCConfig(dir=str(tmp_path), dataset_name="digits")).train.num_examples
+        == 1437
+    )  # off by default

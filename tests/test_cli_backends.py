@@ -183,3 +183,16 @@ def test_bad_flags_are_one_line_errors(tmp_path, cli):
     rc, _, err = cli("vi", f"--dir={tmp_path / 'v'}", "--optimizer=RMSprop", "--subset_train_to=80")
     assert rc == 2 and "optimizer" in err
     assert not (tmp_path / "v").exists()
+
+
+def test_missing_checkpoints_fail_before_writing(tmp_path, cli):
+    for flag in ("init_checkpoint", "mean_init_checkpoint"):
+        command = "vi" if flag == "mean_init_checkpoint" else "sgd"
+        rc, _, err = cli(
+            command,
+            f"--dir={tmp_path / flag}",
+            f"--{flag}={tmp_path / 'nope.pkl'}",
+            "--subset_train_to=80",
+        )
+        assert rc == 2 and "does not exist" in err
+        assert not (tmp_path / flag).exists()

@@ -21,10 +21,19 @@ SEVERITIES = (1, 3)
 def run_dir(tmp_path_factory):
     """4 iterations (1 of burn-in) of 2 chains; large steps so that some proposals are rejected."""
     path = tmp_path_factory.mktemp("ds") / "run"
-    cfg = HMCConfig(dir=str(path), dataset_name="digits", subset_train_to=200,
-                    model_name="logistic_regression", weight_decay=1.0, step_size=0.15,
-                    trajectory_len=0.75, num_iterations=4, num_burn_in_iterations=1,
-                    num_chains=2, num_param_draws=2)
+    cfg = HMCConfig(
+        dir=str(path),
+        dataset_name="digits",
+        subset_train_to=200,
+        model_name="logistic_regression",
+        weight_decay=1.0,
+        step_size=0.15,
+        trajectory_len=0.75,
+        num_iterations=4,
+        num_burn_in_iterations=1,
+        num_chains=2,
+        num_param_draws=2,
+    )
     run_hmc(cfg, argv=["test"], progress=False)
     return path
 
@@ -50,9 +59,24 @@ def test_average_counts_every_post_burn_in_draw(run_dir):
     # by hand: the mean over the 3 checkpoints x 2 chains of each draw's predictions
     ld, test = post.problem.logdensity, post.problem.test
     predict = jax.jit(ld.predict)
-    by_hand = np.mean([np.asarray(predict(
-        {k: v[c] for k, v in load_checkpoint(run_dir / "checkpoints" / f"checkpoint_{s:06d}.pkl")
-         ["position"].items()}, test.x))[: len(probs)] for s in (2, 3, 4) for c in (0, 1)], 0)
+    by_hand = np.mean(
+        [
+            np.asarray(
+                predict(
+                    {
+                        k: v[c]
+                        for k, v in load_checkpoint(
+                            run_dir / "checkpoints" / f"checkpoint_{s:06d}.pkl"
+                        )["position"].items()
+                    },
+                    test.x,
+                )
+            )[: len(probs)]
+            for s in (2, 3, 4)
+            for c in (0, 1)
+        ],
+        0,
+    )
     np.testing.assert_allclose(probs, by_hand, atol=2e-6)
     with_burn_in = RunPredictive(run_dir, include_burn_in=True, problem=post.problem)
     assert with_burn_in.num_draws == 8
@@ -68,14 +92,21 @@ def test_report_per_corruption_and_severity(run_dir, tmp_path):
         calls.append((corruption, severity))
         return corrupt(x, corruption, severity), y
 
-    report = evaluate_domain_shift(run_dir, loader=loader, corruptions=["noise", "contrast"],
-                                   severities=SEVERITIES, predictive=post, output=tmp_path)
+    report = evaluate_domain_shift(
+        run_dir,
+        loader=loader,
+        corruptions=["noise", "contrast"],
+        severities=SEVERITIES,
+        predictive=post,
+        output=tmp_path,
+    )
     assert calls == [("noise", 1), ("noise", 3), ("contrast", 1), ("contrast", 3)]
     assert report["num_draws"] == 6 and len(report["results"]) == 4
     full = RunPredictive(run_dir, problem=post.problem)  # unchunked, for comparison
     for r in report["results"]:
         expected = metrics.classification_metrics(
-            full.predict(corrupt(x, r["corruption"], r["severity"])), y)
+            full.predict(corrupt(x, r["corruption"], r["severity"])), y
+        )
         for k in ("accuracy", "nll", "ece"):
             np.testing.assert_allclose(r[k], expected[k], rtol=1e-5, err_msg=k)
     noisy = [r for r in report["results"] if r["corruption"] == "noise"]
@@ -83,7 +114,8 @@ def test_report_per_corruption_and_severity(run_dir, tmp_path):
     sev3 = [r["accuracy"] for r in report["results"] if r["severity"] == 3]
     assert report["per_severity"]["3"]["accuracy"] == pytest.approx(np.mean(sev3))
     assert report["per_corruption"]["noise"]["nll"] == pytest.approx(
-        np.mean([r["nll"] for r in noisy]))
+        np.mean([r["nll"] for r in noisy])
+    )
     assert json.loads((tmp_path / "domain_shift.json").read_text()) == report
     text = (tmp_path / "domain_shift.txt").read_text()
     assert "severity 3" in text and "contrast" in text and "clean" in text
@@ -98,8 +130,9 @@ def test_cli(run_dir, cli, monkeypatch, tmp_path):
         return corrupt(ds.x_test, corruption, severity), ds.y_test
 
     monkeypatch.setattr(tfds_data, "load_cifar10_corrupted", fake)
-    rc, out, err = cli("domain-shift", run_dir, "--corruptions=noise", "--severities=1,2",
-                       f"--output={tmp_path}")
+    rc, out, err = cli(
+        "domain-shift", run_dir, "--corruptions=noise", "--severities=1,2", f"--output={tmp_path}"
+    )
     assert rc == 0, err
     report = json.loads((tmp_path / "domain_shift.json").read_text())
     assert [r["severity"] for r in report["results"]] == [1, 2]

@@ -14,9 +14,11 @@ from ppl_bnn.inference.hmc import num_leapfrog_steps
 
 @pytest.mark.parametrize(
     "dataset, model, wd, samples, sgld_lr, sgd_wd, sgd_lr",
-    [("cifar10", "resnet20_frn_swish", 5, 240, 1e-6, 10, 3e-7),
-     ("cifar100", "resnet20_frn_swish", 5, 40, 3e-6, 10, 1e-6),
-     ("imdb", "cnn_lstm", 40, 400, 1e-5, 3, 3e-7)],
+    [
+        ("cifar10", "resnet20_frn_swish", 5, 240, 1e-6, 10, 3e-7),
+        ("cifar100", "resnet20_frn_swish", 5, 40, 3e-6, 10, 1e-6),
+        ("imdb", "cnn_lstm", 40, 400, 1e-5, 3, 3e-7),
+    ],
 )
 def test_table3(dataset, model, wd, samples, sgld_lr, sgd_wd, sgd_lr):
     hmc = get_experiment(f"hmc_{dataset}_table3").flags
@@ -37,7 +39,11 @@ def test_table3(dataset, model, wd, samples, sgld_lr, sgd_wd, sgd_lr):
     vi = get_experiment(f"mfvi_{dataset}_table3")
     f = vi.flags
     assert (f["weight_decay"], f["num_epochs"], f["optimizer"], f["init_step_size"]) == (
-        5, 300, "Adam", 1e-4)
+        5,
+        300,
+        "Adam",
+        1e-4,
+    )
     assert (f["vi_sigma_init"], f["vi_ensemble_size"], f["batch_size"]) == (0.01, 50, 80)
     assert "mean_init_checkpoint" in vi.requires
 
@@ -70,13 +76,25 @@ def test_smoke_shrinks_only_the_size(name):
     f, g = exp.flags, small.flags
     assert small.method == exp.method and small.replicas == 1
     assert g["subset_train_to"] <= 16
-    for key in ("weight_decay", "temperature", "model_name", "dataset_name", "step_size",
-                "init_step_size", "seed", "use_float64", "preconditioner", "momentum_decay"):
+    for key in (
+        "weight_decay",
+        "temperature",
+        "model_name",
+        "dataset_name",
+        "step_size",
+        "init_step_size",
+        "seed",
+        "use_float64",
+        "preconditioner",
+        "momentum_decay",
+    ):
         assert g.get(key) == f.get(key), key
     if exp.method == "hmc":
         assert g["num_iterations"] <= 2 and g.get("num_burn_in_iterations", 0) <= 1
-        assert num_leapfrog_steps(g["trajectory_len"], g["step_size"],
-                                  g["max_num_leapfrog_steps"]) <= 3
+        assert (
+            num_leapfrog_steps(g["trajectory_len"], g["step_size"], g["max_num_leapfrog_steps"])
+            <= 3
+        )
     if exp.method in ("sgd", "sgmcmc", "vi"):
         assert g["num_epochs"] <= 2 and g["batch_size"] <= 8
 
@@ -108,8 +126,15 @@ def test_errors_are_one_line(cli, monkeypatch):
 
 def test_smoke_run_on_mock_data(cli, tmp_path):
     run_dir = tmp_path / "run"
-    rc, _, err = cli("experiment", "hmc_mnist_subset160", "--smoke", "--mock_data",
-                     f"--dir={run_dir}", "--set", "seed=3")
+    rc, _, err = cli(
+        "experiment",
+        "hmc_mnist_subset160",
+        "--smoke",
+        "--mock_data",
+        f"--dir={run_dir}",
+        "--set",
+        "seed=3",
+    )
     assert rc == 0, err
     summary = json.loads((run_dir / "summary.json").read_text())
     config = json.loads((run_dir / "config.json").read_text())
@@ -125,7 +150,8 @@ def test_every_experiment_smoke_runs(name, cli, tmp_path):
     if exp.method not in COMMANDS:
         pytest.skip(f"`ppl-bnn {exp.method}` is not registered yet")
     if exp.requires:
-        pytest.skip(f"needs {', '.join(exp.requires)} from another run (covered by "
-                    "test_readme_commands)")
+        pytest.skip(
+            f"needs {', '.join(exp.requires)} from another run (covered by test_readme_commands)"
+        )
     rc, _, err = cli("experiment", name, "--smoke", "--mock_data", f"--dir={tmp_path / 'run'}")
     assert rc == 0, err

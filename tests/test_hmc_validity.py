@@ -492,9 +492,8 @@ def test_model_with_an_improper_prior():
 # ------------------------------------------- the MH log ratio, difference-first
 def _far_from_mode_bnn(n: int, temperature: float, likelihood=None):
     """An MLP BNN on n random examples, and two nearby positions far from the mode."""
-    from ppl_bnn.models import MLP
-
     from ppl_bnn import bnn, likelihoods, priors
+    from ppl_bnn.models import MLP
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(n, 16)).astype(np.float32)

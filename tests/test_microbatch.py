@@ -39,8 +39,12 @@ def test_chunked_equals_unchunked(name):
     rng = np.random.default_rng(0)
     x, y, classes = _data(name, 8, rng)
     y = y.astype(np.int32)
-    model = bnn_model(get_model(name, classes), priors.per_parameter(priors.gaussian(5.0)),
-                      make_likelihood("categorical"), temperature=0.5)
+    model = bnn_model(
+        get_model(name, classes),
+        priors.per_parameter(priors.gaussian(5.0)),
+        make_likelihood("categorical"),
+        temperature=0.5,
+    )
     position, _, value, grad = _value_and_grad(model, x, y, None)
     # 8 rows in chunks of 3: padded to 9, the padded row masked out, 3 scan steps
     _, batch, value_mb, grad_mb = _value_and_grad(model, x, y, 3, position)

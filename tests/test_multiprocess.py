@@ -34,8 +34,15 @@ def _start(out: Path, process_id: int, num_processes: int, port: int, devices: i
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
     env.pop("XLA_FLAGS", None)
     log = open(out / f"log_{process_id}.txt", "w")  # noqa: SIM115 - closed after wait
-    args = [sys.executable, str(WORKER), str(out), str(process_id), str(num_processes),
-            str(port), str(devices)]
+    args = [
+        sys.executable,
+        str(WORKER),
+        str(out),
+        str(process_id),
+        str(num_processes),
+        str(port),
+        str(devices),
+    ]
     return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env), log
 
 
@@ -77,8 +84,9 @@ def test_log_density_and_gradient_match(runs):
 
 @pytest.mark.parametrize("step", [1, 2])
 def test_hmc_iterations_match(runs, step):
-    multi, single = (load_checkpoint(d / "run" / "checkpoints" / f"checkpoint_{step:06d}.pkl")
-                     for d in runs)
+    multi, single = (
+        load_checkpoint(d / "run" / "checkpoints" / f"checkpoint_{step:06d}.pkl") for d in runs
+    )
     for k, v in single["position"].items():
         np.testing.assert_allclose(multi["position"][k], v, rtol=1e-5, atol=1e-6, err_msg=k)
     np.testing.assert_allclose(multi["logdensity"], single["logdensity"], rtol=1e-5)

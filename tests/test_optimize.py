@@ -182,3 +182,15 @@ def test_bad_settings_fail_before_writing(tmp_path, problem):
 def test_optimizer_rejects_bad_momentum():
     with pytest.raises(ValueError, match="momentum_decay"):
         optimize.optimizer(optax.constant_schedule(1.0), 1.5)
+
+
+def test_blackjax_grad_estimator_is_the_gradient_of_the_estimate(problem):
+    """SG-MCMC's BlackJAX estimator (per-example, vmapped) and SGD's (whole minibatch)
+    estimate the same thing."""
+    ld = problem.logdensity
+    position = ld.init(jax.random.key(3))
+    mb = minibatch.gather(problem.train.x, problem.train.y, jnp.arange(40))
+    a = minibatch.grad_estimator(ld, 160)(position, mb)
+    b = jax.grad(minibatch.logdensity_estimator(ld, 160))(position, mb)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(x, y, rtol=2e-4, atol=1e-4)

@@ -121,8 +121,13 @@ python3 make_posterior_surface_plot.py --weight_decay=40 --temperature=1. \
 --limit_bottom=-0.75 --limit_left=-0.75 --limit_right=1.75 --limit_top=1.75 \
 --grid_size=50""",
 }
-SCRIPTS = {"run_hmc.py": "hmc", "run_sgd.py": "sgd", "run_sgmcmc.py": "sgmcmc",
-           "run_vi.py": "vi", "make_posterior_surface_plot.py": "surface"}
+SCRIPTS = {
+    "run_hmc.py": "hmc",
+    "run_sgd.py": "sgd",
+    "run_sgmcmc.py": "sgmcmc",
+    "run_vi.py": "vi",
+    "make_posterior_surface_plot.py": "surface",
+}
 
 # The only change in the verbatim variant: the length of the run.
 LENGTH = {
@@ -134,8 +139,10 @@ LENGTH = {
 
 # The small variant: further changes, each with its reason.
 _FEW_LEAPFROG = "3 leapfrog steps instead of 24,000-78,000 (minutes per iteration on a CPU)"
-_CIFAR = ("--subset_train_to=160 (2 batches of 80) instead of 40960: an epoch of ResNet-20 "
-          "over 40960 images takes minutes on a CPU")
+_CIFAR = (
+    "--subset_train_to=160 (2 batches of 80) instead of 40960: an epoch of ResNet-20 "
+    "over 40960 images takes minutes on a CPU"
+)
 SMALL = {
     "hmc_imdb_temp1": ({"trajectory_len": 3e-5}, _FEW_LEAPFROG),
     "hmc_imdb_temp0.3": ({"trajectory_len": 9e-6}, _FEW_LEAPFROG),
@@ -148,11 +155,17 @@ SMALL = {
     "sgd_cifar10": ({"subset_train_to": 160}, _CIFAR),
     "sgd_cifar100": ({"subset_train_to": 160}, _CIFAR),
     "sgd_imdb": ({}, "nothing beyond the epochs: the mock training set has 160 reviews"),
-    **{k: ({"subset_train_to": 160, "num_burnin_epochs": 1},
-           _CIFAR + "; 1 burn-in epoch so that the second epoch samples")
-       for k in ("sgld_cifar10", "sghmc_cifar10", "sghmc_clr_cifar10", "sghmc_clr_prec_cifar10")},
-    "vi_cifar": ({"subset_train_to": 160, "vi_ensemble_size": 2},
-                 _CIFAR + "; 2 predictive samples instead of 20"),
+    **{
+        k: (
+            {"subset_train_to": 160, "num_burnin_epochs": 1},
+            _CIFAR + "; 1 burn-in epoch so that the second epoch samples",
+        )
+        for k in ("sgld_cifar10", "sghmc_cifar10", "sghmc_clr_cifar10", "sghmc_clr_prec_cifar10")
+    },
+    "vi_cifar": (
+        {"subset_train_to": 160, "vi_ensemble_size": 2},
+        _CIFAR + "; 2 predictive samples instead of 20",
+    ),
     "vi_imdb": ({"vi_ensemble_size": 2}, "2 predictive samples instead of 20"),
     "surface_imdb": ({"grid_size": 3}, "a 3x3 grid instead of 50x50 full-batch evaluations"),
 }
@@ -191,8 +204,10 @@ def _flag(argv: list[str], key: str) -> str | None:
 
 def _require(method: str) -> None:
     if method not in COMMANDS:
-        pytest.skip(f"`ppl-bnn {method}` is not registered yet (being built); "
-                    f"this README command runs once it lands")
+        pytest.skip(
+            f"`ppl-bnn {method}` is not registered yet (being built); "
+            f"this README command runs once it lands"
+        )
 
 
 def _run(cli, argv: list[str], tmp_path: Path, num_examples: int) -> Path:
@@ -241,7 +256,9 @@ def _check_hmc(run_dir: Path, argv: list[str]) -> None:
 
 
 CASES = [(name, None) for name in README if name != "vi_cifar"] + [
-    ("vi_cifar", "cifar10"), ("vi_cifar", "cifar100")]
+    ("vi_cifar", "cifar10"),
+    ("vi_cifar", "cifar100"),
+]
 
 
 def _ids(case):

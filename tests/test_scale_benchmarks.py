@@ -15,10 +15,19 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 def test_gpu_leapfrog_runs_at_tiny_size():
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "gpu_leapfrog.py"), "--num_examples=64",
-         "--microbatch_size=16", "--num_leapfrog=3", "--repeats=1",
-         "--model_name=mlp_classification"],
-        capture_output=True, text=True, timeout=300, env=env,
+        [
+            sys.executable,
+            str(BENCHMARKS / "gpu_leapfrog.py"),
+            "--num_examples=64",
+            "--microbatch_size=16",
+            "--num_leapfrog=3",
+            "--repeats=1",
+            "--model_name=mlp_classification",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     records = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -30,8 +39,9 @@ def test_gpu_leapfrog_runs_at_tiny_size():
 
 
 def test_fullbatch_memory_chunking_bounds_temporaries():
-    spec = importlib.util.spec_from_file_location("fullbatch_memory",
-                                                  BENCHMARKS / "fullbatch_memory.py")
+    spec = importlib.util.spec_from_file_location(
+        "fullbatch_memory", BENCHMARKS / "fullbatch_memory.py"
+    )
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     whole = bench.measure(4096, None, "mlp_classification", 1, image_shape=(4, 4, 3))

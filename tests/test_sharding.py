@@ -72,19 +72,23 @@ SCRIPT = textwrap.dedent(
 def results():
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     env.pop("XLA_FLAGS", None)
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
-                          timeout=300, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=300, env=env
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT"))
-    return json.loads(line[len("RESULT"):])
+    return json.loads(line[len("RESULT") :])
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("num_devices", [1, 2, 4])
 @pytest.mark.parametrize("microbatch", [None, 8])
 def test_sharded_equals_unsharded(results, dtype, num_devices, microbatch):
-    r = next(r for r in results if (r["dtype"], r["num_devices"], r["microbatch"])
-             == (dtype, num_devices, microbatch))
+    r = next(
+        r
+        for r in results
+        if (r["dtype"], r["num_devices"], r["microbatch"]) == (dtype, num_devices, microbatch)
+    )
     assert r["value_dtype"] == dtype
     assert r["shards"] == num_devices
     assert r["mask_sum"] == 37 and r["padded_rows"] % (num_devices * (microbatch or 1)) == 0

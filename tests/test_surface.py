@@ -14,8 +14,13 @@ from ppl_bnn.config import SurfaceConfig
 from ppl_bnn.problem import build_problem
 from ppl_bnn.surface import make_plane, posterior_surface
 
-FLAGS = {"dataset_name": "digits", "subset_train_to": 64, "model_name": "logistic_regression",
-         "weight_decay": 3.0, "temperature": 0.5}
+FLAGS = {
+    "dataset_name": "digits",
+    "subset_train_to": 64,
+    "model_name": "logistic_regression",
+    "weight_decay": 3.0,
+    "temperature": 0.5,
+}
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +50,20 @@ def _save(path, *positions):
 
 
 def _flags(tmp_path, c1, c2, c3, **extra):
-    flags = {**FLAGS, "dir": tmp_path / "out", "grid_size": 5, "limit_left": -0.5,
-             "limit_right": 1.5, "limit_bottom": -0.5, "limit_top": 1.5,
-             "checkpoint1": c1, "checkpoint2": c2, "checkpoint3": c3, "grid_batch_size": 4,
-             **extra}
+    flags = {
+        **FLAGS,
+        "dir": tmp_path / "out",
+        "grid_size": 5,
+        "limit_left": -0.5,
+        "limit_right": 1.5,
+        "limit_bottom": -0.5,
+        "limit_top": 1.5,
+        "checkpoint1": c1,
+        "checkpoint2": c2,
+        "checkpoint3": c3,
+        "grid_batch_size": 4,
+        **extra,
+    }
     return [f"--{k}={v}" for k, v in flags.items()]
 
 
@@ -83,8 +98,14 @@ def test_exact_coordinates_of_the_third_checkpoint(tmp_path, problem):
     ld = problem.logdensity
     t1, t2, t3 = (ld.init(jax.random.key(k)) for k in (4, 5, 6))
     paths = [_save(tmp_path / f"c{i}.pkl", t) for i, t in enumerate((t1, t2, t3))]
-    cfg = SurfaceConfig(dir=str(tmp_path), grid_size=2, checkpoint1=paths[0],
-                        checkpoint2=paths[1], checkpoint3=paths[2], **FLAGS)
+    cfg = SurfaceConfig(
+        dir=str(tmp_path),
+        grid_size=2,
+        checkpoint1=paths[0],
+        checkpoint2=paths[1],
+        checkpoint3=paths[2],
+        **FLAGS,
+    )
     result = posterior_surface(cfg, problem=problem, write=False)
     flat = [np.asarray(ravel_pytree(t)[0], np.float64) for t in (t1, t2, t3)]
     d2, d3 = flat[1] - flat[0], flat[2] - flat[0]
@@ -109,6 +130,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, cli, problem, thetas
     rc, out, err = cli("surface", *_flags(tmp_path, c1, c2, c3))
     assert rc == 2
     assert len(err.strip().splitlines()) == 1 and err.startswith("ppl-bnn surface: error:")
-    assert {"missing": "does not exist", "corrupt": "corrupt",
-            "collinear": "line"}[problem_kind] in err
+    assert {"missing": "does not exist", "corrupt": "corrupt", "collinear": "line"}[
+        problem_kind
+    ] in err
     assert not (tmp_path / "out").exists()

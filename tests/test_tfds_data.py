@@ -25,9 +25,11 @@ CIFAR_MEAN, CIFAR_STD = np.array([0.49, 0.48, 0.44]), np.array([0.2, 0.2, 0.2])
 
 
 def test_import_does_not_load_tfds():
-    code = ("import sys, ppl_bnn.data, ppl_bnn.tfds_data; "
-            "assert 'tensorflow_datasets' not in sys.modules; "
-            "assert 'cifar10' in ppl_bnn.data.DATASETS")
+    code = (
+        "import sys, ppl_bnn.data, ppl_bnn.tfds_data; "
+        "assert 'tensorflow_datasets' not in sys.modules; "
+        "assert 'cifar10' in ppl_bnn.data.DATASETS"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -46,8 +48,12 @@ def test_corruption_list_matches_tfds_builder():
 
 @pytest.mark.parametrize(
     "name, shape, classes",
-    [("cifar10", (32, 32, 3), 10), ("cifar100", (32, 32, 3), 100), ("mnist", (28, 28, 1), 10),
-     ("cifar10_corrupted/fog_3", (32, 32, 3), 10)],
+    [
+        ("cifar10", (32, 32, 3), 10),
+        ("cifar100", (32, 32, 3), 100),
+        ("mnist", (28, 28, 1), 10),
+        ("cifar10_corrupted/fog_3", (32, 32, 3), 10),
+    ],
 )
 def test_mock_images_normalised_like_the_original(name, shape, classes):
     with tfds.testing.mock_data(num_examples=6):
@@ -133,8 +139,10 @@ def test_prepared_array_record_images_read_without_tensorflow(tmp_path):
 
 
 def test_prepared_imdb_text(tmp_path):
-    train = [{"text": t, "label": i % 2} for i, t in
-             enumerate(["good good film", "bad film", "good plot<br />bad end"])]
+    train = [
+        {"text": t, "label": i % 2}
+        for i, t in enumerate(["good good film", "bad film", "good plot<br />bad end"])
+    ]
     test = [{"text": "unseen good words", "label": 1}]
     write_prepared("imdb_reviews/plain_text", {"train": train, "test": test}, tmp_path)
     ds = load_dataset("imdb", data_dir=tmp_path)
@@ -151,8 +159,12 @@ def test_prepared_imdb_text(tmp_path):
 def test_not_prepared_is_a_one_line_error_naming_the_command(tmp_path, cli):
     with pytest.raises(DatasetNotPrepared, match=f"ppl-bnn download mnist --data_dir={tmp_path}"):
         load_dataset("mnist", data_dir=tmp_path)
-    rc, _, err = cli("hmc", f"--dir={tmp_path / 'run'}", "--dataset_name=cifar10_corrupted/snow_4",
-                     f"--data_dir={tmp_path}")
+    rc, _, err = cli(
+        "hmc",
+        f"--dir={tmp_path / 'run'}",
+        "--dataset_name=cifar10_corrupted/snow_4",
+        f"--data_dir={tmp_path}",
+    )
     assert rc == 2 and len(err.strip().splitlines()) == 1
     assert "ppl-bnn download cifar10_corrupted/snow_4" in err
 
@@ -180,8 +192,9 @@ def test_download_command(monkeypatch, cli, tmp_path):
     assert rc == 0
     built = [c[1] for c in calls if c[0] == "builder"]
     assert built[0] == "imdb_reviews/plain_text" and len(built) == 1 + 95
-    assert built[1:] == [f"cifar10_corrupted/{c}_{s}" for c in CIFAR10_CORRUPTIONS
-                         for s in range(1, 6)]
+    assert built[1:] == [
+        f"cifar10_corrupted/{c}_{s}" for c in CIFAR10_CORRUPTIONS for s in range(1, 6)
+    ]
     assert {c[-1] for c in calls} == {"array_record"}
     assert all(c[2] == str(tmp_path) for c in calls if c[0] == "builder")
     # a bad name is refused before anything is downloaded

@@ -4,6 +4,7 @@ not), the minibatch scaling, the BNN driver (resume, mean init, other guides).""
 from __future__ import annotations
 
 import json
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -153,9 +154,18 @@ def test_vi_resume_equals_uninterrupted(tmp_path, problem):
         for x, y in zip(jax.tree.leaves(a[key]), jax.tree.leaves(b[key]), strict=True):
             np.testing.assert_array_equal(x, y)
     assert _strip(tmp_path / "a") == _strip(tmp_path / "b")
-    # the vi_ensemble_size samples are saved as one draw (the HMC draw format)
-    with np.load(tmp_path / "b" / "draws" / "draw_000004.npz") as d:
-        assert d["predictions"].shape == (4, 360, 10) and not bool(d["burn_in"])
+    # the vi_ensemble_size samples are saved as draws of one chain (the HMC draw format)
+    draws = sorted((tmp_path / "b" / "draws").glob("draw_*.npz"))
+    assert [p.name for p in draws] == [f"draw_{i:06d}.npz" for i in range(1, 5)]
+    for path in draws:
+        with np.load(path) as d:
+            assert d["predictions"].shape == (1, 360, 10) and not bool(d["burn_in"])
+    from ppl_bnn.diagnostics import diagnose_runs
+
+    with warnings.catch_warnings():  # R-hat of a single chain is NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        report = diagnose_runs([tmp_path / "b"])
+    assert (report.num_chains, report.num_draws) == (1, 4)
     assert whole["method"] == "mfvi" and whole["num_ensembled"] == 4
 
 
@@ -174,6 +184,7 @@ def test_mean_init_checkpoint_centres_the_guide(tmp_path, problem):
         np.testing.assert_array_equal(got[k], position[k])
 
 
+@pytest.mark.slow
 def test_vi_from_an_sgd_solution_with_a_low_rank_guide(tmp_path, problem):
     from ppl_bnn.checkpoint import latest_checkpoint
     from ppl_bnn.runners import run_sgd, run_vi

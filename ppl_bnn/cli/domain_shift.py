@@ -18,23 +18,37 @@ def _ints(text: str) -> list[int]:
 
 
 def add_parser(sub, name: str) -> None:
-    p = sub.add_parser(name, help="evaluate a run on CIFAR-10-C (accuracy, NLL, ECE)",
-                       description=__doc__)
+    p = sub.add_parser(
+        name, help="evaluate a run on CIFAR-10-C (accuracy, NLL, ECE)", description=__doc__
+    )
     p.add_argument("run_dir", help="run directory written by ppl-bnn hmc")
     p.add_argument("--data_dir", default=None, help="TFDS data folder (default: TFDS's)")
-    p.add_argument("--corruptions", default=None,
-                   help="comma-separated corruption names (default: all 19)")
-    p.add_argument("--severities", type=_ints, default=[1, 2, 3, 4, 5],
-                   help="comma-separated severities (default: 1,2,3,4,5)")
+    p.add_argument(
+        "--corruptions", default=None, help="comma-separated corruption names (default: all 19)"
+    )
+    p.add_argument(
+        "--severities",
+        type=_ints,
+        default=[1, 2, 3, 4, 5],
+        help="comma-separated severities (default: 1,2,3,4,5)",
+    )
     p.add_argument("--include_burn_in", action="store_true", help="also average burn-in draws")
     p.add_argument("--thin", type=int, default=1, help="use every THIN-th checkpoint (default: 1)")
-    p.add_argument("--batch_size", type=int, default=None,
-                   help="rows predicted per compiled call (default: a whole test set)")
+    p.add_argument(
+        "--batch_size",
+        type=int,
+        default=None,
+        help="rows predicted per compiled call (default: a whole test set)",
+    )
     p.add_argument("--output", default=None, help="folder for the report (default: RUN_DIR)")
-    p.add_argument("--coordinator_address", default=None,
-                   help="jax.distributed coordinator host:port (multi-process runs)")
-    p.add_argument("--num_processes", type=int, default=None,
-                   help="number of processes of a multi-process run")
+    p.add_argument(
+        "--coordinator_address",
+        default=None,
+        help="jax.distributed coordinator host:port (multi-process runs)",
+    )
+    p.add_argument(
+        "--num_processes", type=int, default=None, help="number of processes of a multi-process run"
+    )
     p.add_argument("--process_id", type=int, default=None, help="index of this process")
     p.set_defaults(run=run)
 
@@ -47,9 +61,14 @@ def run(args, argv) -> int:
     if args.corruptions:
         corruptions = [c.strip() for c in args.corruptions.split(",") if c.strip()]
     report = evaluate_domain_shift(
-        args.run_dir, corruptions=corruptions, severities=args.severities,
-        data_dir=args.data_dir, include_burn_in=args.include_burn_in, thin=args.thin,
-        batch_size=args.batch_size, output=args.output,
+        args.run_dir,
+        corruptions=corruptions,
+        severities=args.severities,
+        data_dir=args.data_dir,
+        include_burn_in=args.include_burn_in,
+        thin=args.thin,
+        batch_size=args.batch_size,
+        output=args.output,
         progress=lambda line: print(line, file=sys.stderr) if is_primary() else None,
     )
     if is_primary():

@@ -12,15 +12,21 @@ import sys
 
 
 def add_parser(sub, name: str) -> None:
-    p = sub.add_parser(name, help="download and prepare TFDS datasets (needs TensorFlow once)",
-                       description=__doc__)
-    p.add_argument(
-        "names", nargs="+", metavar="NAME",
-        help="cifar10, cifar100, mnist, imdb, cifar10_corrupted (all 19 corruptions x 5 "
-             "severities) or cifar10_corrupted/<corruption>_<severity>",
+    p = sub.add_parser(
+        name, help="download and prepare TFDS datasets (needs TensorFlow once)", description=__doc__
     )
-    p.add_argument("--data_dir", default=None,
-                   help="TFDS data folder (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
+    p.add_argument(
+        "names",
+        nargs="+",
+        metavar="NAME",
+        help="cifar10, cifar100, mnist, imdb, cifar10_corrupted (all 19 corruptions x 5 "
+        "severities) or cifar10_corrupted/<corruption>_<severity>",
+    )
+    p.add_argument(
+        "--data_dir",
+        default=None,
+        help="TFDS data folder (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)",
+    )
     p.set_defaults(run=run)
 
 

@@ -12,19 +12,31 @@ import sys
 
 
 def add_parser(sub, name: str) -> None:
-    p = sub.add_parser(name, help="run one of the paper's experiments by name",
-                       description=__doc__)
+    p = sub.add_parser(name, help="run one of the paper's experiments by name", description=__doc__)
     p.add_argument("name", nargs="?", help="experiment name (see --list)")
     p.add_argument("--list", action="store_true", help="list the experiments and exit")
-    p.add_argument("--smoke", action="store_true",
-                   help="shrink to 1-2 iterations/epochs on a few examples")
+    p.add_argument(
+        "--smoke", action="store_true", help="shrink to 1-2 iterations/epochs on a few examples"
+    )
     p.add_argument("--dir", default=None, help="run directory (default: runs/<name>)")
-    p.add_argument("--set", action="append", default=[], metavar="FLAG=VALUE",
-                   help="override or supply a flag of the experiment (repeatable)")
-    p.add_argument("--replica", type=int, default=None,
-                   help="run only this replica (0-based) of a multi-seed experiment")
-    p.add_argument("--mock_data", action="store_true",
-                   help="serve TFDS datasets as random data (tfds.testing.mock_data)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FLAG=VALUE",
+        help="override or supply a flag of the experiment (repeatable)",
+    )
+    p.add_argument(
+        "--replica",
+        type=int,
+        default=None,
+        help="run only this replica (0-based) of a multi-seed experiment",
+    )
+    p.add_argument(
+        "--mock_data",
+        action="store_true",
+        help="serve TFDS datasets as random data (tfds.testing.mock_data)",
+    )
     p.add_argument("--dry_run", action="store_true", help="print the command(s) only")
     p.set_defaults(run=run)
 
@@ -73,8 +85,10 @@ def run(args, argv) -> int:
             print("ppl-bnn " + " ".join(command))
         return 0
     if exp.method not in COMMANDS:
-        raise ValueError(f"experiment {exp.name} runs `ppl-bnn {exp.method}`, which this "
-                         "installation does not provide yet")
+        raise ValueError(
+            f"experiment {exp.name} runs `ppl-bnn {exp.method}`, which this "
+            "installation does not provide yet"
+        )
     subset = overrides.get("subset_train_to", exp.flags.get("subset_train_to"))
     subset = max(int(subset or 0), SMOKE_TRAIN_SIZE)
     for command in commands:
@@ -90,4 +104,3 @@ def _run_mocked(main, command: list[str], num_examples: int) -> int:
 
     with tfds.testing.mock_data(num_examples=num_examples):
         return main(command)
-

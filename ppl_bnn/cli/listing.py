@@ -14,7 +14,9 @@ def run(args, argv) -> int:
     from ppl_bnn.priors import PRIOR_FAMILIES
 
     print("models:   " + ", ".join(sorted(MODELS)))
-    names = sorted({n.split("/")[0] + "/<corruption>_<severity>" if "/" in n else n for n in DATASETS})
+    names = sorted(
+        {n.split("/")[0] + "/<corruption>_<severity>" if "/" in n else n for n in DATASETS}
+    )
     print("datasets: " + ", ".join(names) + ", <uci name>[_<seed>], file.npz")
     print("priors:   " + ", ".join(PRIOR_FAMILIES))
     return 0

@@ -16,8 +16,11 @@ from ppl_bnn.config import SurfaceConfig
 
 
 def add_parser(sub, name: str) -> None:
-    p = sub.add_parser(name, help="posterior density surface through three checkpoints "
-                       "(make_posterior_surface_plot.py)", description=__doc__)
+    p = sub.add_parser(
+        name,
+        help="posterior density surface through three checkpoints (make_posterior_surface_plot.py)",
+        description=__doc__,
+    )
     add_config_arguments(p, SurfaceConfig)
     p.set_defaults(run=run)
 
@@ -27,10 +30,14 @@ def run(args, argv) -> int:
 
     cfg = config_from_args(SurfaceConfig, args)
     result = posterior_surface(cfg, argv=argv)
-    print(json.dumps({
-        "surface": str(result.folder / "surface_plot.npz"),
-        "checkpoint_coords": result.checkpoint_coords.tolist(),
-        "checkpoint_log_probs": result.checkpoint_values[:, 0].tolist(),
-        "max_log_prob": float(result.log_probs.max()),
-    }))
+    print(
+        json.dumps(
+            {
+                "surface": str(result.folder / "surface_plot.npz"),
+                "checkpoint_coords": result.checkpoint_coords.tolist(),
+                "checkpoint_log_probs": result.checkpoint_values[:, 0].tolist(),
+                "max_log_prob": float(result.log_probs.max()),
+            }
+        )
+    )
     return 0

@@ -109,9 +109,11 @@ def run_hmc(
     dtype = jnp.zeros(()).dtype
 
     resumed = rd.latest()
-    check_same(0 if resumed is None else resumed[0],
-               f"the processes see different checkpoints in --dir={cfg.dir}: it must be on a "
-               "filesystem that every process shares")
+    check_same(
+        0 if resumed is None else resumed[0],
+        f"the processes see different checkpoints in --dir={cfg.dir}: it must be on a "
+        "filesystem that every process shares",
+    )
     if resumed is None:
         key = jax.random.key(cfg.seed)
         key, init_key = jax.random.split(key)
@@ -137,8 +139,15 @@ def run_hmc(
     tracker = ParamTracker(jax.tree.map(lambda a: a[0], state.position), cfg.num_param_draws)
 
     table = ConsoleTable(
-        ["iteration", "burn_in", "accept_prob", "accepted", "log_prob", *headline_columns(ds.task),
-         "time"],
+        [
+            "iteration",
+            "burn_in",
+            "accept_prob",
+            "accepted",
+            "log_prob",
+            *headline_columns(ds.task),
+            "time",
+        ],
         cfg.tabulate_freq,
         write=tqdm.write if rd.primary else lambda *_: None,
     )
@@ -149,20 +158,30 @@ def run_hmc(
     for it in range(start, end):
         in_burnin = it < cfg.num_burn_in_iterations
         do_mh = not (cfg.no_mh or in_burnin)
-        steps = [num_leapfrog_steps(cfg.trajectory_len, float(e), cfg.max_num_leapfrog_steps)
-                 for e in np.asarray(step_size)]
+        steps = [
+            num_leapfrog_steps(cfg.trajectory_len, float(e), cfg.max_num_leapfrog_steps)
+            for e in np.asarray(step_size)
+        ]
         key, chain_keys = split_keys(key, C)
         t0 = time.perf_counter()
-        state, info = kernel(chain_keys, replicate(mesh, state), problem.train,
-                             jnp.asarray(step_size, dtype), replicate(mesh, inv_mass), jnp.asarray(steps), jnp.asarray(do_mh))
+        state, info = kernel(
+            chain_keys,
+            replicate(mesh, state),
+            problem.train,
+            jnp.asarray(step_size, dtype),
+            replicate(mesh, inv_mass),
+            jnp.asarray(steps),
+            jnp.asarray(do_mh),
+        )
         state = jax.block_until_ready(state)
         it_time = time.perf_counter() - t0
         elapsed += it_time
 
         accept = np.asarray(info.acceptance_rate)
         if in_burnin and cfg.step_size_adaptation_speed > 0:
-            factor = np.exp(cfg.step_size_adaptation_speed
-                            * (np.nan_to_num(accept) - cfg.target_accept_rate))
+            factor = np.exp(
+                cfg.step_size_adaptation_speed * (np.nan_to_num(accept) - cfg.target_accept_rate)
+            )
             step_size = step_size * factor
         if in_burnin and cfg.adapt_mass_matrix:
             mass = mass.update(jax.vmap(lambda p: ravel_pytree(p)[0])(state.position))
@@ -170,7 +189,9 @@ def run_hmc(
                 inv_mass = mass.inverse_mass_matrix()
 
         test_preds = to_host(predict(state.position, problem.test.x), None)[:, : ds.x_test.shape[0]]
-        train_preds = to_host(predict(state.position, problem.train.x), None)[:, : ds.x_train.shape[0]]
+        train_preds = to_host(predict(state.position, problem.train.x), None)[
+            :, : ds.x_train.shape[0]
+        ]
         if not in_burnin:
             ens = ensemble_update(ens, test_preds, ds.task)
         now = time.perf_counter()
@@ -197,23 +218,30 @@ def run_hmc(
         }
         if C > 1:
             record["accept_prob_per_chain"] = accept.tolist()
-        rd.save_draw(it + 1, predictions=test_preds.astype(np.float32),
-                     params=tracker.take(state.position), burn_in=np.asarray(in_burnin),
-                     task=np.asarray(ds.task))
+        rd.save_draw(
+            it + 1,
+            predictions=test_preds.astype(np.float32),
+            params=tracker.take(state.position),
+            burn_in=np.asarray(in_burnin),
+            task=np.asarray(ds.task),
+        )
         rd.log(it + 1, record)
-        rd.save(it + 1, {
-            "step": it + 1,
-            "key": np.asarray(jax.random.key_data(key)),
-            "position": state.position,
-            "logdensity": state.logdensity,
-            "logdensity_grad": state.logdensity_grad,
-            "step_size": step_size,
-            "inverse_mass_matrix": inv_mass,
-            "mass_matrix_estimate": tuple(mass),
-            "ensemble": ens,
-            "elapsed": elapsed,
-            "param_names": tracker.names,
-        })
+        rd.save(
+            it + 1,
+            {
+                "step": it + 1,
+                "key": np.asarray(jax.random.key_data(key)),
+                "position": state.position,
+                "logdensity": state.logdensity,
+                "logdensity_grad": state.logdensity_grad,
+                "step_size": step_size,
+                "inverse_mass_matrix": inv_mass,
+                "mass_matrix_estimate": tuple(mass),
+                "ensemble": ens,
+                "elapsed": elapsed,
+                "param_names": tracker.names,
+            },
+        )
         table.row(record)
         bar.update(1)
 

@@ -125,6 +125,8 @@ def _compiled(problem: Problem) -> tuple[Callable, Callable]:
     ``Problem`` (``compare``, tests) compile them once."""
     hit = _COMPILED.get(id(problem))
     if hit is None or hit[0]() is not problem:
+        for key in [k for k, v in _COMPILED.items() if v[0]() is None]:
+            del _COMPILED[key]  # problems that are gone
         ld = problem.logdensity
         predict = jax.jit(jax.vmap(ld.predict, in_axes=(0, None)))
         log_prob = jax.jit(jax.vmap(ld, in_axes=(0, None)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -46,6 +47,10 @@ def check_minibatch_config(cfg: SGDConfig) -> None:
         raise ValueError(f"--batch_size must be positive, got {cfg.batch_size}")
     if not 0.0 <= cfg.momentum_decay < 1.0:
         raise ValueError(f"--momentum_decay must lie in [0, 1), got {cfg.momentum_decay}")
+    for flag in ("init_checkpoint", "mean_init_checkpoint"):
+        path = getattr(cfg, flag, None)
+        if path is not None and not Path(path).is_file():
+            raise FileNotFoundError(f"--{flag}={path} does not exist")
 
 
 def initial_members(problem: Problem, seed: int, num: int, init_checkpoint: str | None):

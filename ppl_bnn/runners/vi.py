@@ -211,12 +211,16 @@ def run_vi(
         _, samples = evaluation_positions(svi_state, jax.random.fold_in(eval_base, done - 1))
         sample_preds = evaluator.test(samples)
     if done >= cfg.num_epochs:
-        rd.save_draw(
-            cfg.num_epochs,
-            predictions=sample_preds.astype(np.float32),
-            params=tracker.take(samples),
-            burn_in=np.asarray(False),
-        )
+        # the samples are independent draws of one chain: draw i holds sample i (so that
+        # ``ppl-bnn diagnose`` reads them as one chain of vi_ensemble_size draws)
+        params = tracker.take(samples)
+        for i in range(S):
+            rd.save_draw(
+                i + 1,
+                predictions=sample_preds[i : i + 1].astype(np.float32),
+                params=params[i : i + 1],
+                burn_in=np.asarray(False),
+            )
     summary = finish_run(
         rd,
         cfg,
