@@ -136,7 +136,7 @@ def load_synthetic_regression(seed: int = 0) -> Dataset:
     feats = lambda v: np.stack([v, v**2], axis=1)
     widths = [2, 100, 100, 100, 1]
     weights = [
-        (rng.normal(0, 0.1, (a, b)), rng.normal(0, 0.1, b)) for a, b in zip(widths, widths[1:])
+        (rng.normal(0, 0.1, (a, b)), rng.normal(0, 0.1, b)) for a, b in zip(widths[:-1], widths[1:], strict=True)
     ]
 
     def f(v):

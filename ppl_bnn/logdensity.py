@@ -20,7 +20,6 @@ tempered posterior over the constrained values is exactly ``p(theta | D)^(1/T)``
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -196,22 +195,39 @@ class LogDensity:
             return chunk(x, y, mask)
         split = lambda a: a.reshape((a.shape[0] // m, m) + a.shape[1:])
         body = jax.checkpoint(lambda acc, c: (acc + chunk(*c), None))
-        # the accumulator varies across the data axis like the shard it sums
-        init = jax.lax.pcast(jnp.zeros((), mask.dtype), (DATA_AXIS,), to="varying")
-        total, _ = jax.lax.scan(body, init, (split(x), split(y), split(mask)))
+        total, _ = jax.lax.scan(
+            body, self._zero_accumulator(mask.dtype), (split(x), split(y), split(mask))
+        )
         return total
+
+    # ------------------------------------------------------------- sharding
+    @property
+    def _sharded(self) -> bool:
+        # On a one-device mesh shard_map only adds a (trivial) collective, which inside
+        # the leapfrog loop costs measurably on CPU: call the per-shard function directly.
+        return self.mesh.devices.size > 1
+
+    def _over_shards(self, fn: Callable, in_specs: tuple, out_specs) -> Callable:
+        if not self._sharded:
+            return fn
+        return jax.shard_map(fn, mesh=self.mesh, in_specs=in_specs, out_specs=out_specs)
+
+    def _psum(self, value: jax.Array) -> jax.Array:
+        return jax.lax.psum(value, DATA_AXIS) if self._sharded else value
+
+    def _zero_accumulator(self, dtype) -> jax.Array:
+        zero = jnp.zeros((), dtype)
+        # the accumulator varies across the data axis like the shard it sums
+        return jax.lax.pcast(zero, (DATA_AXIS,), to="varying") if self._sharded else zero
 
     def log_likelihood(self, position: dict, batch: Batch) -> jax.Array:
         """Tempered log likelihood of the full batch, summed across the mesh."""
+        data = P(DATA_AXIS)
 
-        @partial(
-            jax.shard_map,
-            mesh=self.mesh,
-            in_specs=(P(), P(DATA_AXIS), P(DATA_AXIS), P(DATA_AXIS)),
-            out_specs=P(),
-        )
-        def summed(position, x, y, mask):
-            return jax.lax.psum(self._local_log_likelihood(position, x, y, mask), DATA_AXIS)
+        def local(position, x, y, mask):
+            return self._psum(self._local_log_likelihood(position, x, y, mask))
+
+        summed = self._over_shards(local, (P(), data, data, data), P())
 
         return summed(position, batch.x, batch.y, batch.mask)
 
@@ -258,12 +274,6 @@ class LogDensity:
                     - jnp.sum(t.log_abs_det_jacobian(old[n], b["value"]))
                 )
 
-        @partial(
-            jax.shard_map,
-            mesh=self.mesh,
-            in_specs=(P(), P(), P(DATA_AXIS), P(DATA_AXIS), P(DATA_AXIS)),
-            out_specs=P(),
-        )
         def likelihood_diff(new, old, x, y, mask):
             def chunk(x, y, mask):
                 tn, to = self._trace(new, x, y), self._trace(old, x, y)
@@ -281,13 +291,16 @@ class LogDensity:
                 local = chunk(x, y, mask)
             else:
                 split = lambda a: a.reshape((a.shape[0] // m, m) + a.shape[1:])
-                init = jax.lax.pcast(jnp.zeros((), mask.dtype), (DATA_AXIS,), to="varying")
                 local, _ = jax.lax.scan(
-                    lambda acc, c: (acc + chunk(*c), None), init, (split(x), split(y), split(mask))
+                    lambda acc, c: (acc + chunk(*c), None),
+                    self._zero_accumulator(mask.dtype),
+                    (split(x), split(y), split(mask)),
                 )
-            return jax.lax.psum(local, DATA_AXIS)
+            return self._psum(local)
 
-        return total + likelihood_diff(new, old, batch.x, batch.y, batch.mask)
+        data = P(DATA_AXIS)
+        diff = self._over_shards(likelihood_diff, (P(), P(), data, data, data), P())
+        return total + diff(new, old, batch.x, batch.y, batch.mask)
 
     def __call__(self, position: dict, batch: Batch) -> jax.Array:
         """Tempered log posterior density (unnormalised)."""
@@ -297,14 +310,11 @@ class LogDensity:
     def predict(self, position: dict, x: jax.Array) -> jax.Array:
         """Predictive statistics (``predictive_stats``) for every row of a sharded ``x``."""
 
-        @partial(
-            jax.shard_map, mesh=self.mesh, in_specs=(P(), P(DATA_AXIS)), out_specs=P(DATA_AXIS)
-        )
         def local(position, x):
             trace = self._trace(position, x, None, seed=0)
             return predictive_stats(trace[self.observed_sites[0]]["fn"])
 
-        return local(position, x)
+        return self._over_shards(local, (P(), P(DATA_AXIS)), P(DATA_AXIS))(position, x)
 
     def num_parameters(self) -> int:
         return int(sum(np.prod(s, dtype=int) for s in self.shapes.values()))

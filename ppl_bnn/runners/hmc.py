@@ -50,7 +50,8 @@ def initial_positions(problem: Problem, key, num_chains: int, init_checkpoint: s
     missing = set(ld.latent_sites) - set(position)
     if missing:
         raise ValueError(
-            f"--init_checkpoint={init_checkpoint} lacks parameters {sorted(missing)[:3]} of this model"
+            f"--init_checkpoint={init_checkpoint} lacks parameters "
+            f"{sorted(missing)[:3]} of this model"
         )
     position = {k: np.asarray(position[k]) for k in ld.latent_sites}
     dtype = jnp.zeros(()).dtype
