@@ -135,9 +135,8 @@ def load_synthetic_regression(seed: int = 0) -> Dataset:
     x_test = np.linspace(-2.0, 2.0, 200)
     feats = lambda v: np.stack([v, v**2], axis=1)
     widths = [2, 100, 100, 100, 1]
-    weights = [
-        (rng.normal(0, 0.1, (a, b)), rng.normal(0, 0.1, b)) for a, b in zip(widths[:-1], widths[1:], strict=True)
-    ]
+    shapes = zip(widths[:-1], widths[1:], strict=True)
+    weights = [(rng.normal(0, 0.1, (a, b)), rng.normal(0, 0.1, b)) for a, b in shapes]
 
     def f(v):
         h = feats(v)
