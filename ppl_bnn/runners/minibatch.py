@@ -29,6 +29,7 @@ from ppl_bnn.sharding import to_host
 from ppl_bnn.types import PRNGKey
 
 __all__ = [
+    "start_run",
     "Evaluator",
     "TrainingClock",
     "build_epoch",
@@ -37,6 +38,26 @@ __all__ = [
     "member_keys",
     "split_member_keys",
 ]
+
+
+def start_run(cfg, problem: Problem | None, argv: list[str] | None) -> tuple[Problem, RunDir]:
+    """Build the problem, check the reference and augmentation, then open the run dir.
+
+    Every input is read and checked before the run directory is written.
+    """
+    from ppl_bnn.problem import build_problem
+
+    problem = problem or build_problem(cfg)
+    num_batches(problem.train.num_examples, cfg.batch_size)  # refuses a bad batch size
+    if cfg.reference:
+        load_reference(cfg.reference, problem.dataset)
+    if cfg.data_augmentation:
+        from ppl_bnn.augment import check_augmentable
+
+        check_augmentable(problem.dataset)
+    rd = RunDir(cfg.dir)
+    rd.start(dataclasses.asdict(cfg), argv)
+    return problem, rd
 
 
 def member_keys(seed: int, num_members: int) -> PRNGKey:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,8 @@ from ppl_bnn.evaluation import ParamTracker, headline_columns
 from ppl_bnn.inference import optimize
 from ppl_bnn.inference.minibatch import logdensity_estimator, num_batches
 from ppl_bnn.inference.schedules import cosine
-from ppl_bnn.problem import Problem, build_problem
-from ppl_bnn.rundir import ConsoleTable, RunDir
+from ppl_bnn.problem import Problem
+from ppl_bnn.rundir import ConsoleTable
 from ppl_bnn.runners.minibatch import (
     Evaluator,
     Timer,
@@ -29,6 +28,7 @@ from ppl_bnn.runners.minibatch import (
     is_due,
     member_keys,
     split_member_keys,
+    start_run,
 )
 from ppl_bnn.sharding import replicate
 
@@ -95,19 +95,9 @@ def run_sgd(
     if M < 1:
         raise ValueError(f"--ensemble_size must be at least 1, got {M}")
     method = method or ("ensemble" if M > 1 else "sgd")
-    problem = problem or build_problem(cfg)
+    problem, rd = start_run(cfg, problem, argv)
     ld, ds = problem.logdensity, problem.dataset
     nb = num_batches(problem.train.num_examples, cfg.batch_size)
-    if cfg.reference:
-        from ppl_bnn.comparison import load_reference
-
-        load_reference(cfg.reference, ds)
-    if cfg.data_augmentation:
-        from ppl_bnn.augment import check_augmentable
-
-        check_augmentable(ds)
-    rd = RunDir(cfg.dir)
-    rd.start(dataclasses.asdict(cfg), argv)
     timer = Timer()
 
     opt = optimize.optimizer(cosine(cfg.init_step_size, cfg.num_epochs * nb), cfg.momentum_decay)

@@ -10,7 +10,6 @@ updates the online Bayesian model average of the test predictions and is saved a
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from typing import Any
 
@@ -26,8 +25,8 @@ from ppl_bnn.evaluation import ParamTracker, headline_columns
 from ppl_bnn.inference import sgmcmc
 from ppl_bnn.inference.minibatch import grad_estimator, num_batches
 from ppl_bnn.inference.schedules import sgmcmc_schedule
-from ppl_bnn.problem import Problem, build_problem
-from ppl_bnn.rundir import ConsoleTable, RunDir
+from ppl_bnn.problem import Problem
+from ppl_bnn.rundir import ConsoleTable
 from ppl_bnn.runners.minibatch import (
     Evaluator,
     Timer,
@@ -35,6 +34,7 @@ from ppl_bnn.runners.minibatch import (
     build_epoch,
     finish_run,
     is_due,
+    start_run,
 )
 from ppl_bnn.runners.sgd import check_minibatch_config, initial_members
 from ppl_bnn.sharding import replicate
@@ -97,20 +97,10 @@ def run_sgmcmc(
     ``stop_after`` stops after that many epochs of this call, with a checkpoint (tests).
     """
     _check(cfg)
-    problem = problem or build_problem(cfg)
+    problem, rd = start_run(cfg, problem, argv)
     ld, ds = problem.logdensity, problem.dataset
     n = problem.train.num_examples
     nb = num_batches(n, cfg.batch_size)
-    if cfg.reference:
-        from ppl_bnn.comparison import load_reference
-
-        load_reference(cfg.reference, ds)
-    if cfg.data_augmentation:
-        from ppl_bnn.augment import check_augmentable
-
-        check_augmentable(ds)
-    rd = RunDir(cfg.dir)
-    rd.start(dataclasses.asdict(cfg), argv)
     timer = Timer()
     C, method = cfg.num_chains, method_name(cfg)
 

@@ -9,7 +9,6 @@ mean), and the objective is the tempered ELBO of :mod:`ppl_bnn.inference.vi`.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from typing import Any
 
@@ -23,8 +22,8 @@ from ppl_bnn.evaluation import ParamTracker, headline_columns
 from ppl_bnn.inference import vi
 from ppl_bnn.inference.minibatch import num_batches
 from ppl_bnn.inference.schedules import cosine
-from ppl_bnn.problem import Problem, build_problem
-from ppl_bnn.rundir import ConsoleTable, RunDir
+from ppl_bnn.problem import Problem
+from ppl_bnn.rundir import ConsoleTable
 from ppl_bnn.runners.minibatch import (
     Evaluator,
     Timer,
@@ -33,6 +32,7 @@ from ppl_bnn.runners.minibatch import (
     build_epoch,
     finish_run,
     is_due,
+    start_run,
 )
 from ppl_bnn.runners.sgd import check_minibatch_config
 
@@ -91,20 +91,10 @@ def run_vi(
 ) -> dict[str, Any]:
     """Fit (or resume) the variational approximation as configured; returns the summary."""
     _check(cfg)
-    problem = problem or build_problem(cfg)
+    problem, rd = start_run(cfg, problem, argv)
     ld, ds = problem.logdensity, problem.dataset
     n = problem.train.num_examples
     nb = num_batches(n, cfg.batch_size)
-    if cfg.reference:
-        from ppl_bnn.comparison import load_reference
-
-        load_reference(cfg.reference, ds)
-    if cfg.data_augmentation:
-        from ppl_bnn.augment import check_augmentable
-
-        check_augmentable(ds)
-    rd = RunDir(cfg.dir)
-    rd.start(dataclasses.asdict(cfg), argv)
     timer = Timer()
     S, sites = cfg.vi_ensemble_size, ld.latent_sites
 
