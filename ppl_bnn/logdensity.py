@@ -57,6 +57,12 @@ def _structural(model: Callable) -> Callable:
     return handlers.substitute(handlers.seed(model, 0), substitute_fn=init_to_uniform)
 
 
+def _row_log_prob(site, rows: int) -> jax.Array:
+    """Scaled log density of an observed site, one value per row of the batch."""
+    lp = jnp.reshape(site["fn"].log_prob(site["value"]), (rows, -1)).sum(-1)
+    return lp * _site_scale(site)
+
+
 def _site_scale(site) -> float | jax.Array:
     return 1.0 if site["scale"] is None else site["scale"]
 
@@ -182,21 +188,23 @@ class LogDensity:
 
         def chunk(x, y, mask):
             trace = self._trace(position, x, y)
-            total = jnp.zeros((), mask.dtype)
-            for n in self.observed_sites:
-                site = trace[n]
-                lp = site["fn"].log_prob(site["value"])
-                lp = jnp.reshape(lp, (mask.shape[0], -1)).sum(-1)
-                total = total + jnp.sum(jnp.where(mask > 0, lp, 0.0)) * _site_scale(site)
-            return total
+            lps = [_row_log_prob(trace[n], mask.shape[0]) for n in self.observed_sites]
+            return sum(jnp.sum(jnp.where(mask > 0, lp, 0.0)) for lp in lps)
 
+        # activations are recomputed in the backward pass: memory of one chunk
+        return self._over_chunks(chunk, x, y, mask, remat=True)
+
+    def _over_chunks(self, chunk: Callable, x, y, mask, *, remat: bool) -> jax.Array:
+        """``chunk(x, y, mask)`` summed over the shard, ``microbatch_size`` rows at a time."""
         m = self.microbatch_size
         if m is None or m >= x.shape[0]:
             return chunk(x, y, mask)
         split = lambda a: a.reshape((a.shape[0] // m, m) + a.shape[1:])
-        body = jax.checkpoint(lambda acc, c: (acc + chunk(*c), None))
+        body = lambda acc, c: (acc + chunk(*c), None)
         total, _ = jax.lax.scan(
-            body, self._zero_accumulator(mask.dtype), (split(x), split(y), split(mask))
+            jax.checkpoint(body) if remat else body,
+            self._zero_accumulator(mask.dtype),
+            (split(x), split(y), split(mask)),
         )
         return total
 
@@ -277,26 +285,17 @@ class LogDensity:
         def likelihood_diff(new, old, x, y, mask):
             def chunk(x, y, mask):
                 tn, to = self._trace(new, x, y), self._trace(old, x, y)
-                acc = jnp.zeros((), mask.dtype)
-                for n in self.observed_sites:
-                    lp = lambda s: (
-                        jnp.reshape(s["fn"].log_prob(s["value"]), (mask.shape[0], -1)).sum(-1)
-                        * _site_scale(s)
+                rows = mask.shape[0]
+                return sum(
+                    jnp.sum(
+                        jnp.where(
+                            mask > 0, _row_log_prob(tn[n], rows) - _row_log_prob(to[n], rows), 0.0
+                        )
                     )
-                    acc = acc + jnp.sum(jnp.where(mask > 0, lp(tn[n]) - lp(to[n]), 0.0))
-                return acc
-
-            m = self.microbatch_size
-            if m is None or m >= x.shape[0]:
-                local = chunk(x, y, mask)
-            else:
-                split = lambda a: a.reshape((a.shape[0] // m, m) + a.shape[1:])
-                local, _ = jax.lax.scan(
-                    lambda acc, c: (acc + chunk(*c), None),
-                    self._zero_accumulator(mask.dtype),
-                    (split(x), split(y), split(mask)),
+                    for n in self.observed_sites
                 )
-            return self._psum(local)
+
+            return self._psum(self._over_chunks(chunk, x, y, mask, remat=False))
 
         data = P(DATA_AXIS)
         diff = self._over_shards(likelihood_diff, (P(), P(), data, data, data), P())
