@@ -24,7 +24,8 @@ CHILD = r"""
 import json, sys, numpy as np, jax, jax.numpy as jnp
 x64 = sys.argv[2] == "64"
 jax.config.update("jax_enable_x64", x64)
-from ppl_bnn import bnn, likelihoods, priors, sharding, logdensity
+from ppl_bnn.declare import bnn, likelihoods, priors
+from ppl_bnn.density import sharding, logdensity
 from ppl_bnn.models import MLP
 from ppl_bnn.inference.hmc import precise_energy_difference
 from blackjax.mcmc.integrators import IntegratorState

@@ -59,11 +59,11 @@ def measure(
     import jax
     import numpy as np
 
-    from ppl_bnn import likelihoods, priors
-    from ppl_bnn.bnn import bnn_model
-    from ppl_bnn.logdensity import LogDensity
+    from ppl_bnn.declare import likelihoods, priors
+    from ppl_bnn.declare.bnn import bnn_model
+    from ppl_bnn.density.logdensity import LogDensity
+    from ppl_bnn.density.sharding import make_mesh, replicate, shard_batch
     from ppl_bnn.models import get_model
-    from ppl_bnn.sharding import make_mesh, replicate, shard_batch
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(num_examples, *image_shape)).astype(np.float32)

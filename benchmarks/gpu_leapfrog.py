@@ -94,12 +94,12 @@ def main(argv: list[str] | None = None) -> None:
     import jax.numpy as jnp
     import numpy as np
 
-    from ppl_bnn import likelihoods, priors
-    from ppl_bnn.bnn import bnn_model
+    from ppl_bnn.declare import likelihoods, priors
+    from ppl_bnn.declare.bnn import bnn_model
+    from ppl_bnn.density.logdensity import LogDensity
+    from ppl_bnn.density.sharding import make_mesh, replicate, shard_batch
     from ppl_bnn.inference.hmc import build_init, build_kernel
-    from ppl_bnn.logdensity import LogDensity
     from ppl_bnn.models import get_model
-    from ppl_bnn.sharding import make_mesh, replicate, shard_batch
 
     n, micro = args.num_examples, args.microbatch_size or None
     rng = np.random.default_rng(0)

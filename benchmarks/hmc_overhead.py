@@ -31,8 +31,8 @@ import numpyro.distributions as dist  # noqa: E402
 from numpyro.contrib.module import random_flax_module  # noqa: E402
 
 from ppl_bnn.config import HMCConfig  # noqa: E402
+from ppl_bnn.driver import run_hmc  # noqa: E402
 from ppl_bnn.models import MLP, register  # noqa: E402
-from ppl_bnn.runners import run_hmc  # noqa: E402
 
 N, D, C, WD, EPS = 2000, 64, 10, 1.0, 1e-4
 

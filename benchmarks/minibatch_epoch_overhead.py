@@ -38,12 +38,12 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 from ppl_bnn.config import SGDConfig, SGLDConfig  # noqa: E402
+from ppl_bnn.declare.problem import build_problem  # noqa: E402
+from ppl_bnn.driver import run_sgd, run_sgmcmc  # noqa: E402
+from ppl_bnn.driver.minibatch import build_epoch  # noqa: E402
 from ppl_bnn.inference import optimize, sgmcmc  # noqa: E402
 from ppl_bnn.inference.minibatch import epoch_indices, grad_estimator, logdensity_estimator  # noqa: E402
 from ppl_bnn.inference.schedules import cosine  # noqa: E402
-from ppl_bnn.problem import build_problem  # noqa: E402
-from ppl_bnn.runners import run_sgd, run_sgmcmc  # noqa: E402
-from ppl_bnn.runners.minibatch import build_epoch  # noqa: E402
 
 B, WD, LR_SGD, LR_SGLD, EPOCHS = 80, 1.0, 1e-4, 1e-5, 100
 

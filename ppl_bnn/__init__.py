@@ -6,32 +6,34 @@ or approximate it with cheaper methods, and diagnose the result with ArviZ.
 
 Table of contents:
 
-* declaring models: :func:`bnn_model`, :mod:`ppl_bnn.priors`, :mod:`ppl_bnn.likelihoods`,
+* declaring models: :func:`bnn_model`, :mod:`ppl_bnn.declare.priors`,
+  :mod:`ppl_bnn.declare.likelihoods`,
   :mod:`ppl_bnn.models` (architectures by name)
 * data: :func:`load_dataset`, :class:`Dataset`
 * densities and devices: :class:`LogDensity`, :func:`make_mesh`, :func:`shard_batch`
 * inference: :mod:`ppl_bnn.inference.hmc` (kernels), :func:`run` / :func:`run_hmc`
   (whole runs from a config), :class:`HMCConfig`
-* evaluation: :mod:`ppl_bnn.metrics`, :mod:`ppl_bnn.diagnostics`
+* evaluation: :mod:`ppl_bnn.evaluation.metrics`, :mod:`ppl_bnn.diagnostics`
 """
 
-from ppl_bnn import likelihoods, metrics, priors
-from ppl_bnn.bnn import bnn_model
 from ppl_bnn.config import CommonConfig, HMCConfig
 from ppl_bnn.data import Dataset, load_dataset
-from ppl_bnn.logdensity import LogDensity
-from ppl_bnn.problem import Problem, build_problem
-from ppl_bnn.sharding import make_mesh, shard_batch
+from ppl_bnn.declare import likelihoods, priors
+from ppl_bnn.declare.bnn import bnn_model
+from ppl_bnn.declare.problem import Problem, build_problem
+from ppl_bnn.density.logdensity import LogDensity
+from ppl_bnn.density.sharding import make_mesh, shard_batch
+from ppl_bnn.evaluation import metrics
 
 
 def __getattr__(name: str):
     # ``run`` and ``run_hmc`` load on first use: they import blackjax, whose import already
     # starts JAX's backend, and ``jax.distributed.initialize`` (multi-process runs,
-    # ``ppl_bnn.distributed``) must come before that, so ``import ppl_bnn`` must not.
+    # ``ppl_bnn.density.distributed``) must come before that, so ``import ppl_bnn`` must not.
     if name in ("run", "run_hmc"):
-        from ppl_bnn import runners
+        from ppl_bnn import driver
 
-        return getattr(runners, name)
+        return getattr(driver, name)
     raise AttributeError(f"module 'ppl_bnn' has no attribute {name!r}")
 
 

@@ -46,9 +46,9 @@ def main(out_dir: str, process_id: int, num_processes: int, port: int, local_dev
     import numpy as np
 
     from ppl_bnn.config import HMCConfig
-    from ppl_bnn.distributed import is_primary
-    from ppl_bnn.problem import build_problem
-    from ppl_bnn.sharding import replicate, to_host
+    from ppl_bnn.declare.problem import build_problem
+    from ppl_bnn.density.distributed import is_primary
+    from ppl_bnn.density.sharding import replicate, to_host
 
     problem = build_problem(HMCConfig(**flags))
     ld = problem.logdensity

@@ -6,10 +6,10 @@ import jax
 import numpy as np
 import pytest
 
-from ppl_bnn.augment import augment_images, with_augmented_copies
 from ppl_bnn.config import HMCConfig
 from ppl_bnn.data import Dataset, load_dataset
-from ppl_bnn.problem import build_problem
+from ppl_bnn.data.augment import augment_images, with_augmented_copies
+from ppl_bnn.declare.problem import build_problem
 
 
 @pytest.fixture(scope="module")

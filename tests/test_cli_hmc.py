@@ -15,11 +15,11 @@ import struct
 import numpy as np
 import pytest
 
-from ppl_bnn import priors
-from ppl_bnn.checkpoint import load_checkpoint
 from ppl_bnn.cli import build_parser
 from ppl_bnn.cli.flags import config_from_args
 from ppl_bnn.config import HMCConfig
+from ppl_bnn.declare import priors
+from ppl_bnn.driver.checkpoint import load_checkpoint
 from ppl_bnn.inference.hmc import num_leapfrog_steps
 
 pytestmark = pytest.mark.filterwarnings("error")  # a strict harness: warnings fail

@@ -9,15 +9,15 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from ppl_bnn import metrics
-from ppl_bnn.comparison import (
+from ppl_bnn.data import Dataset
+from ppl_bnn.evaluation import metrics
+from ppl_bnn.evaluation.reference import (
     Reference,
     bayes_average,
     compare_to_reference,
     load_reference,
     mixture_samples,
 )
-from ppl_bnn.data import Dataset
 
 P = np.array([[0.6, 0.3, 0.1], [0.2, 0.5, 0.3], [0.1, 0.1, 0.8]])
 Q = np.array([[0.5, 0.4, 0.1], [0.6, 0.2, 0.2], [0.0, 0.2, 0.8]])
@@ -91,7 +91,7 @@ def test_classification_comparison_uses_the_member_average():
 
 
 def test_load_reference_from_files_and_run_dirs(tmp_path):
-    from ppl_bnn.rundir import RunDir
+    from ppl_bnn.driver.rundir import RunDir
 
     ds = _dataset()
     np.save(tmp_path / "probs.npy", Q)

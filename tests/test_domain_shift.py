@@ -8,11 +8,11 @@ import jax
 import numpy as np
 import pytest
 
-from ppl_bnn import metrics
-from ppl_bnn.checkpoint import load_checkpoint
 from ppl_bnn.config import HMCConfig
-from ppl_bnn.domain_shift import RunPredictive, evaluate_domain_shift
-from ppl_bnn.runners import run_hmc
+from ppl_bnn.driver import run_hmc
+from ppl_bnn.driver.checkpoint import load_checkpoint
+from ppl_bnn.evaluation import metrics
+from ppl_bnn.evaluation.domain_shift import RunPredictive, evaluate_domain_shift
 
 SEVERITIES = (1, 3)
 
@@ -122,7 +122,7 @@ def test_report_per_corruption_and_severity(run_dir, tmp_path):
 
 
 def test_cli(run_dir, cli, monkeypatch, tmp_path):
-    import ppl_bnn.tfds_data as tfds_data
+    import ppl_bnn.data.tfds as tfds_data
 
     ds = RunPredictive(run_dir).problem.dataset
 

@@ -21,9 +21,9 @@ import numpyro.distributions as dist
 import pytest
 from scipy.stats import norm
 
+from ppl_bnn.density.logdensity import LogDensity
+from ppl_bnn.density.sharding import make_mesh, shard_batch
 from ppl_bnn.inference.hmc import build_init, build_kernel, num_leapfrog_steps, split_keys
-from ppl_bnn.logdensity import LogDensity
-from ppl_bnn.sharding import make_mesh, shard_batch
 
 pytestmark = pytest.mark.filterwarnings("error")  # a strict harness: warnings fail
 
@@ -492,7 +492,7 @@ def test_model_with_an_improper_prior():
 # ------------------------------------------- the MH log ratio, difference-first
 def _far_from_mode_bnn(n: int, temperature: float, likelihood=None):
     """An MLP BNN on n random examples, and two nearby positions far from the mode."""
-    from ppl_bnn import bnn, likelihoods, priors
+    from ppl_bnn.declare import bnn, likelihoods, priors
     from ppl_bnn.models import MLP
 
     rng = np.random.default_rng(0)
@@ -516,7 +516,7 @@ def _far_from_mode_bnn(n: int, temperature: float, likelihood=None):
 def test_log_density_difference_is_exact_in_float64(x64):
     """``log_density_difference(new, old) = logdensity(new) - logdensity(old)``, including
     a transformed site's Jacobian (learned noise), tempering, padding and microbatches."""
-    from ppl_bnn.likelihoods import HomoscedasticGaussian
+    from ppl_bnn.declare.likelihoods import HomoscedasticGaussian
 
     ld, x, y, q0, q1 = _far_from_mode_bnn(7, 0.3, HomoscedasticGaussian())
     q0 = {**jax.tree.map(jnp.float64, q0), "noise_std": jnp.float64(-0.5)}

@@ -17,11 +17,11 @@ import numpyro
 import numpyro.distributions as dist
 import pytest
 
-from ppl_bnn import likelihoods, priors
-from ppl_bnn.bnn import bnn_model
-from ppl_bnn.logdensity import LogDensity
+from ppl_bnn.declare import likelihoods, priors
+from ppl_bnn.declare.bnn import bnn_model
+from ppl_bnn.density.logdensity import LogDensity
+from ppl_bnn.density.sharding import make_mesh, shard_batch
 from ppl_bnn.models import MLP
-from ppl_bnn.sharding import make_mesh, shard_batch
 
 pytestmark = pytest.mark.filterwarnings("error")  # a strict harness: warnings fail
 

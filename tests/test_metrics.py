@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from ppl_bnn import metrics
-from ppl_bnn.ensemble import ensemble_init, ensemble_prediction, ensemble_update
+from ppl_bnn.evaluation import metrics
+from ppl_bnn.evaluation.bma import ensemble_init, ensemble_prediction, ensemble_update
 
 pytestmark = pytest.mark.filterwarnings("error")  # a strict harness: warnings fail
 

@@ -6,12 +6,12 @@ import jax
 import numpy as np
 import pytest
 
-from ppl_bnn import priors
-from ppl_bnn.bnn import bnn_model
-from ppl_bnn.likelihoods import make_likelihood
-from ppl_bnn.logdensity import LogDensity
+from ppl_bnn.declare import priors
+from ppl_bnn.declare.bnn import bnn_model
+from ppl_bnn.declare.likelihoods import make_likelihood
+from ppl_bnn.density.logdensity import LogDensity
+from ppl_bnn.density.sharding import make_mesh, shard_batch
 from ppl_bnn.models import get_model
-from ppl_bnn.sharding import make_mesh, shard_batch
 
 
 def _data(name, n, rng):

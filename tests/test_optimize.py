@@ -30,7 +30,7 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def problem():
-    from ppl_bnn.problem import build_problem
+    from ppl_bnn.declare.problem import build_problem
 
     return build_problem(SGDConfig(dir="unused", **TINY))
 
@@ -59,8 +59,8 @@ def _linear_regression(n=64, d=3, seed=0):
 
 def test_sgd_reaches_the_map_of_a_conjugate_model():
     """Full-batch ascent on a Gaussian log posterior ends at its closed-form mode."""
-    from ppl_bnn.logdensity import LogDensity
-    from ppl_bnn.sharding import make_mesh
+    from ppl_bnn.density.logdensity import LogDensity
+    from ppl_bnn.density.sharding import make_mesh
 
     x, y = _linear_regression()
 
@@ -110,8 +110,8 @@ def _strip(run_dir):
 
 
 def test_sgd_resume_equals_uninterrupted(tmp_path, problem):
-    from ppl_bnn.checkpoint import latest_checkpoint, load_checkpoint
-    from ppl_bnn.runners import run_sgd
+    from ppl_bnn.driver import run_sgd
+    from ppl_bnn.driver.checkpoint import latest_checkpoint, load_checkpoint
 
     kw = {**TINY, "num_epochs": 5, "eval_freq": 2, "save_freq": 100}
     whole = run_sgd(SGDConfig(dir=str(tmp_path / "a"), **kw), problem=problem, progress=False)
@@ -132,9 +132,9 @@ def test_sgd_resume_equals_uninterrupted(tmp_path, problem):
 
 
 def test_deep_ensemble_members_differ_and_their_average_is_reported(tmp_path, problem):
-    from ppl_bnn.comparison import run_predictions
-    from ppl_bnn.evaluation import evaluate
-    from ppl_bnn.runners import run_ensemble, run_sgd
+    from ppl_bnn.driver import run_ensemble, run_sgd
+    from ppl_bnn.evaluation.predictive import evaluate
+    from ppl_bnn.evaluation.reference import run_predictions
 
     kw = {**TINY, "num_epochs": 3, "eval_freq": 3, "save_freq": 3}
     summary = run_ensemble(
@@ -166,7 +166,7 @@ def test_deep_ensemble_members_differ_and_their_average_is_reported(tmp_path, pr
 
 
 def test_bad_settings_fail_before_writing(tmp_path, problem):
-    from ppl_bnn.runners import run_sgd
+    from ppl_bnn.driver import run_sgd
 
     for bad in (
         {"num_epochs": 0},

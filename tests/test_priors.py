@@ -15,14 +15,14 @@ import numpy as np
 import numpyro.distributions as dist
 import pytest
 
-from ppl_bnn import priors
-from ppl_bnn.bnn import bnn_model
 from ppl_bnn.config import CommonConfig
-from ppl_bnn.likelihoods import Categorical
-from ppl_bnn.logdensity import LogDensity
+from ppl_bnn.declare import priors
+from ppl_bnn.declare.bnn import bnn_model
+from ppl_bnn.declare.likelihoods import Categorical
+from ppl_bnn.declare.problem import build_prior
+from ppl_bnn.density.logdensity import LogDensity
+from ppl_bnn.density.sharding import make_mesh
 from ppl_bnn.models import MLP
-from ppl_bnn.problem import build_prior
-from ppl_bnn.sharding import make_mesh
 
 pytestmark = pytest.mark.filterwarnings("error")  # a strict harness: warnings fail
 

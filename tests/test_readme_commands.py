@@ -31,8 +31,8 @@ from pathlib import Path
 import pytest
 import tensorflow_datasets as tfds
 
-from ppl_bnn.checkpoint import latest_checkpoint
 from ppl_bnn.cli import COMMANDS
+from ppl_bnn.driver.checkpoint import latest_checkpoint
 
 README = {
     "hmc_imdb_temp1": r"""

@@ -15,11 +15,11 @@ import jax
 import numpy as np
 import pytest
 
-import ppl_bnn.runners.hmc as runner
-from ppl_bnn.checkpoint import CheckpointError, load_checkpoint
+import ppl_bnn.driver.hmc as runner
 from ppl_bnn.config import HMCConfig
-from ppl_bnn.problem import build_problem
-from ppl_bnn.rundir import RunDir
+from ppl_bnn.declare.problem import build_problem
+from ppl_bnn.driver.checkpoint import CheckpointError, load_checkpoint
+from ppl_bnn.driver.rundir import RunDir
 
 pytestmark = pytest.mark.filterwarnings("error")  # a strict harness: warnings fail
 
@@ -241,7 +241,7 @@ def _truncate(path):
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     """Killed while writing: the previous checkpoint survives whole, no temp file remains."""
-    import ppl_bnn.checkpoint as ckpt
+    import ppl_bnn.driver.checkpoint as ckpt
 
     path = tmp_path / "checkpoints" / "checkpoint_000001.pkl"
     ckpt.save_checkpoint(path, {"step": 1, "x": np.arange(3.0)})

@@ -36,6 +36,7 @@ import pytest
 import scipy.linalg
 from blackjax.sgmcmc.gradients import grad_estimator
 
+from ppl_bnn.driver.sgmcmc import is_ensembling_epoch, method_name
 from ppl_bnn.inference import sgmcmc
 from ppl_bnn.inference.schedules import (
     constant_with_cosine_burnin,
@@ -43,7 +44,6 @@ from ppl_bnn.inference.schedules import (
     cyclical,
     sgmcmc_schedule,
 )
-from ppl_bnn.runners.sgmcmc import is_ensembling_epoch, method_name
 
 Z = 4.5
 N, B = 50, 25
@@ -348,7 +348,7 @@ def _same_runs(a, b):
     """Two run directories hold the same final state, metrics (timings aside) and draws."""
     import json
 
-    from ppl_bnn.checkpoint import latest_checkpoint, load_checkpoint
+    from ppl_bnn.driver.checkpoint import latest_checkpoint, load_checkpoint
 
     sa, sb = (load_checkpoint(latest_checkpoint(d / "checkpoints")) for d in (a, b))
     for key in ("key", "position", "sampler_state", "ensemble"):
@@ -383,8 +383,8 @@ def _same_runs(a, b):
 )
 def test_run_sgmcmc_resume_equals_uninterrupted(tmp_path, variant):
     from ppl_bnn.config import SGMCMCConfig
-    from ppl_bnn.problem import build_problem
-    from ppl_bnn.runners import run_sgmcmc
+    from ppl_bnn.declare.problem import build_problem
+    from ppl_bnn.driver import run_sgmcmc
 
     kw = {
         "dataset_name": "digits",
@@ -419,9 +419,9 @@ def test_run_sgmcmc_resume_equals_uninterrupted(tmp_path, variant):
 def test_epoch_compiles_once(tmp_path):
     """The step size is traced: a schedule that changes every step never recompiles."""
     from ppl_bnn.config import SGMCMCConfig
+    from ppl_bnn.declare.problem import build_problem
+    from ppl_bnn.driver.minibatch import build_epoch, member_keys
     from ppl_bnn.inference.minibatch import grad_estimator as ppl_grad_estimator
-    from ppl_bnn.problem import build_problem
-    from ppl_bnn.runners.minibatch import build_epoch, member_keys
 
     cfg = SGMCMCConfig(dir=str(tmp_path), model_name="logistic_regression", subset_train_to=160)
     problem = build_problem(cfg)

@@ -24,11 +24,11 @@ SCRIPT = textwrap.dedent(
     import jax.numpy as jnp
     import numpy as np
     from numpyro.infer.util import log_density
-    from ppl_bnn import likelihoods, priors
-    from ppl_bnn.bnn import bnn_model
-    from ppl_bnn.logdensity import LogDensity
+    from ppl_bnn.declare import likelihoods, priors
+    from ppl_bnn.declare.bnn import bnn_model
+    from ppl_bnn.density.logdensity import LogDensity
     from ppl_bnn.models import get_model
-    from ppl_bnn.sharding import make_mesh, replicate, shard_batch, to_host
+    from ppl_bnn.density.sharding import make_mesh, replicate, shard_batch, to_host
 
     out = []
     for dtype in ("float32", "float64"):
@@ -101,7 +101,7 @@ def test_sharded_equals_unsharded(results, dtype, num_devices, microbatch):
 def test_shard_rows_reads_only_what_it_places():
     import jax
 
-    from ppl_bnn.sharding import make_mesh, process_rows, shard_rows, to_host
+    from ppl_bnn.density.sharding import make_mesh, process_rows, shard_rows, to_host
 
     mesh = make_mesh(1)
     x = np.arange(10 * 3, dtype=np.float32).reshape(10, 3)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from ppl_bnn.checkpoint import save_checkpoint
 from ppl_bnn.config import SurfaceConfig
-from ppl_bnn.problem import build_problem
-from ppl_bnn.surface import make_plane, posterior_surface
+from ppl_bnn.declare.problem import build_problem
+from ppl_bnn.driver.checkpoint import save_checkpoint
+from ppl_bnn.evaluation.surface import make_plane, posterior_surface
 
 FLAGS = {
     "dataset_name": "digits",

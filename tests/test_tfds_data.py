@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from ppl_bnn import tfds_data
 from ppl_bnn.data import DATASETS, load_dataset
-from ppl_bnn.tfds_data import (
+from ppl_bnn.data import tfds as tfds_data
+from ppl_bnn.data.tfds import (
     CIFAR10_CORRUPTIONS,
     DatasetNotPrepared,
     imdb_vocabulary,
@@ -26,7 +26,7 @@ CIFAR_MEAN, CIFAR_STD = np.array([0.49, 0.48, 0.44]), np.array([0.2, 0.2, 0.2])
 
 def test_import_does_not_load_tfds():
     code = (
-        "import sys, ppl_bnn.data, ppl_bnn.tfds_data; "
+        "import sys, ppl_bnn.data, ppl_bnn.data.tfds; "
         "assert 'tensorflow_datasets' not in sys.modules; "
         "assert 'cifar10' in ppl_bnn.data.DATASETS"
     )

@@ -127,7 +127,7 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def problem():
-    from ppl_bnn.problem import build_problem
+    from ppl_bnn.declare.problem import build_problem
 
     return build_problem(VIConfig(dir="unused", **TINY))
 
@@ -140,8 +140,8 @@ def _strip(run_dir):
 
 
 def test_vi_resume_equals_uninterrupted(tmp_path, problem):
-    from ppl_bnn.checkpoint import latest_checkpoint, load_checkpoint
-    from ppl_bnn.runners import run_vi
+    from ppl_bnn.driver import run_vi
+    from ppl_bnn.driver.checkpoint import latest_checkpoint, load_checkpoint
 
     kw = {**TINY, "num_epochs": 4, "eval_freq": 2, "save_freq": 100}
     whole = run_vi(VIConfig(dir=str(tmp_path / "a"), **kw), problem=problem, progress=False)
@@ -170,8 +170,8 @@ def test_vi_resume_equals_uninterrupted(tmp_path, problem):
 
 
 def test_mean_init_checkpoint_centres_the_guide(tmp_path, problem):
-    from ppl_bnn.checkpoint import save_checkpoint
-    from ppl_bnn.runners.vi import _initial_mean
+    from ppl_bnn.driver.checkpoint import save_checkpoint
+    from ppl_bnn.driver.vi import _initial_mean
 
     ld = problem.logdensity
     position = ld.init(jax.random.key(42))
@@ -186,8 +186,8 @@ def test_mean_init_checkpoint_centres_the_guide(tmp_path, problem):
 
 @pytest.mark.slow
 def test_vi_from_an_sgd_solution_with_a_low_rank_guide(tmp_path, problem):
-    from ppl_bnn.checkpoint import latest_checkpoint
-    from ppl_bnn.runners import run_sgd, run_vi
+    from ppl_bnn.driver import run_sgd, run_vi
+    from ppl_bnn.driver.checkpoint import latest_checkpoint
 
     run_sgd(
         SGDConfig(

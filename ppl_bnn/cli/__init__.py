@@ -48,12 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    from ppl_bnn.checkpoint import CheckpointError
+    from ppl_bnn.driver.checkpoint import CheckpointError
 
     try:
         if hasattr(args, "coordinator_address"):
             # before anything imports blackjax, whose import already starts JAX's backend
-            from ppl_bnn.distributed import initialize
+            from ppl_bnn.density.distributed import initialize
 
             initialize(args.coordinator_address, args.num_processes, args.process_id)
         return int(args.run(args, ["ppl-bnn", *argv]) or 0)

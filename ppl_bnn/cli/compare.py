@@ -13,7 +13,7 @@ from ppl_bnn.cli.flags import add_config_arguments, config_from_args
 
 
 def add_parser(sub, name: str) -> None:
-    from ppl_bnn.compare import CompareConfig
+    from ppl_bnn.experiments.compare import CompareConfig
 
     p = sub.add_parser(name, help="compare every inference method against HMC", description=__doc__)
     add_config_arguments(p, CompareConfig)
@@ -21,7 +21,7 @@ def add_parser(sub, name: str) -> None:
 
 
 def run(args, argv) -> int:
-    from ppl_bnn.compare import CompareConfig, run_compare
+    from ppl_bnn.experiments.compare import CompareConfig, run_compare
 
     cfg = config_from_args(CompareConfig, args)
     run_compare(cfg, argv=argv)

@@ -54,8 +54,8 @@ def add_parser(sub, name: str) -> None:
 
 
 def run(args, argv) -> int:
-    from ppl_bnn.distributed import is_primary
-    from ppl_bnn.domain_shift import evaluate_domain_shift, format_report
+    from ppl_bnn.density.distributed import is_primary
+    from ppl_bnn.evaluation.domain_shift import evaluate_domain_shift, format_report
 
     corruptions = None
     if args.corruptions:

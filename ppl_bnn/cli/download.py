@@ -31,7 +31,7 @@ def add_parser(sub, name: str) -> None:
 
 
 def run(args, argv) -> int:
-    from ppl_bnn.tfds_data import prepare, tfds_names
+    from ppl_bnn.data.tfds import prepare, tfds_names
 
     for name in args.names:
         tfds_names(name)  # reject a bad name before downloading anything

@@ -16,7 +16,7 @@ def add_parser(sub, name: str) -> None:
 
 
 def run(args, argv) -> int:
-    from ppl_bnn.runners import run_hmc
+    from ppl_bnn.driver import run_hmc
 
     cfg = config_from_args(HMCConfig, args)
     summary = run_hmc(cfg, argv=argv, progress=False if args.no_progress else None)

@@ -10,8 +10,8 @@ def add_parser(sub, name: str) -> None:
 
 def run(args, argv) -> int:
     from ppl_bnn.data import DATASETS
+    from ppl_bnn.declare.priors import PRIOR_FAMILIES
     from ppl_bnn.models import MODELS
-    from ppl_bnn.priors import PRIOR_FAMILIES
 
     print("models:   " + ", ".join(sorted(MODELS)))
     names = sorted(

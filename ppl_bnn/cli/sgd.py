@@ -27,7 +27,7 @@ def add_parser(sub, name: str) -> None:
 
 
 def run(args, argv) -> int:
-    from ppl_bnn.runners import run_ensemble, run_sgd
+    from ppl_bnn.driver import run_ensemble, run_sgd
 
     cfg = config_from_args(args.config_cls, args)
     runner = run_ensemble if args.config_cls is EnsembleConfig else run_sgd

@@ -24,7 +24,7 @@ def add_parser(sub, name: str) -> None:
 
 
 def run(args, argv) -> int:
-    from ppl_bnn.runners import run_sgmcmc
+    from ppl_bnn.driver import run_sgmcmc
 
     cfg = config_from_args(args.config_cls, args)
     summary = run_sgmcmc(cfg, argv=argv, progress=False if args.no_progress else None)

@@ -26,7 +26,7 @@ def add_parser(sub, name: str) -> None:
 
 
 def run(args, argv) -> int:
-    from ppl_bnn.surface import posterior_surface
+    from ppl_bnn.evaluation.surface import posterior_surface
 
     cfg = config_from_args(SurfaceConfig, args)
     result = posterior_surface(cfg, argv=argv)

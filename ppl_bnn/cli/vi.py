@@ -23,7 +23,7 @@ def add_parser(sub, name: str) -> None:
 
 
 def run(args, argv) -> int:
-    from ppl_bnn.runners import run_vi
+    from ppl_bnn.driver import run_vi
 
     cfg = config_from_args(VIConfig, args)
     summary = run_vi(cfg, argv=argv, progress=False if args.no_progress else None)

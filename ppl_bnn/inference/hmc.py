@@ -26,8 +26,8 @@ from blackjax.mcmc.hmc import HMCState
 from blackjax.mcmc.proposal import static_binomial_sampling
 from jax.flatten_util import ravel_pytree
 
-from ppl_bnn.logdensity import LogDensity
-from ppl_bnn.sharding import Batch
+from ppl_bnn.density.logdensity import LogDensity
+from ppl_bnn.density.sharding import Batch
 from ppl_bnn.types import Array, PRNGKey
 
 __all__ = [
@@ -218,8 +218,8 @@ def sample(
     """
     import numpy as np
 
-    from ppl_bnn.logdensity import LogDensity
-    from ppl_bnn.sharding import make_mesh, shard_batch
+    from ppl_bnn.density.logdensity import LogDensity
+    from ppl_bnn.density.sharding import make_mesh, shard_batch
 
     mesh = mesh or make_mesh()
     x, y = np.asarray(x), np.asarray(y)

@@ -8,7 +8,7 @@ posterior is the unbiased one of Robbins & Monro (1951)::
     log p(theta)/T + (N / B) * sum_{i in minibatch} log p(y_i | x_i, theta)/T
 
 where the ``1/T`` comes from the model itself (``handlers.scale`` in
-:func:`ppl_bnn.bnn.bnn_model`), so every backend samples or optimises the same tempered
+:func:`ppl_bnn.declare.bnn.bnn_model`), so every backend samples or optimises the same tempered
 posterior as full-batch HMC. (The original multiplied by ``num_batches = N // B``, which
 is biased when ``B`` does not divide ``N``.)
 
@@ -27,7 +27,7 @@ import blackjax
 import jax
 import jax.numpy as jnp
 
-from ppl_bnn.logdensity import LogDensity
+from ppl_bnn.density.logdensity import LogDensity
 from ppl_bnn.types import Array, ArrayTree, PRNGKey
 
 __all__ = [

@@ -14,20 +14,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-__all__ = [
-    "DATASETS",
-    "Dataset",
-    "load_dataset",
-    "load_uci",
-    "register_dataset",
-    "uci_data_dir",
-]
+from ppl_bnn.data.dataset import DATASETS, Dataset, register_dataset
+
+__all__ = ["load_digits", "load_synthetic_regression", "load_dataset", "load_uci", "uci_data_dir"]
 
 UCI_ALIASES = {
     "boston": "boston-housing",
@@ -36,39 +29,6 @@ UCI_ALIASES = {
     "concrete": "concrete",
     "naval": "naval-propulsion-plant",
 }
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """A train/test split in memory.
-
-    ``task`` is ``"classification"`` (integer labels, ``num_classes`` set) or
-    ``"regression"`` (standardised float targets; ``y_scale`` and ``y_mean`` map them back).
-    """
-
-    name: str
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    task: str
-    num_classes: int | None = None
-    y_scale: float = 1.0
-    y_mean: float = 0.0
-
-    @property
-    def num_outputs(self) -> int:
-        return self.num_classes if self.task == "classification" else 2
-
-    def subset_train(self, n: int | None) -> Dataset:
-        """Keep the first ``n`` training examples (``--subset_train_to``)."""
-        if n is None:
-            return self
-        if not 0 < n <= len(self.x_train):
-            raise ValueError(
-                f"--subset_train_to={n} but {self.name} has {len(self.x_train)} training examples"
-            )
-        return replace(self, x_train=self.x_train[:n], y_train=self.y_train[:n])
 
 
 def _standardise(
@@ -196,15 +156,8 @@ def load_uci(
     return _regression(label, x[train], y[train], x[test], y[test])
 
 
-DATASETS: dict[str, Callable[..., Dataset]] = {
-    "digits": lambda **kw: load_digits(),
-    "synthetic_regression": lambda **kw: load_synthetic_regression(),
-}
-
-
-def register_dataset(name: str, loader: Callable[..., Dataset]) -> None:
-    """Make ``loader(data_dir=..., uci_split=...)`` available as ``--dataset_name=name``."""
-    DATASETS[name] = loader
+register_dataset("digits", lambda **kw: load_digits())
+register_dataset("synthetic_regression", lambda **kw: load_synthetic_regression())
 
 
 def load_dataset(
@@ -252,8 +205,3 @@ def _load_npz(path: str) -> Dataset:
         "classification",
         num_classes=n_classes,
     )
-
-
-# TFDS datasets (cifar10, cifar100, mnist, imdb, cifar10_corrupted/<corruption>_<severity>)
-# register themselves; TFDS itself is imported only when one of them is loaded.
-import ppl_bnn.tfds_data  # noqa: E402,F401

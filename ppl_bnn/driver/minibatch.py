@@ -19,13 +19,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ppl_bnn.comparison import compare_to_reference, load_reference
-from ppl_bnn.ensemble import ensemble_init, ensemble_prediction, ensemble_update
-from ppl_bnn.evaluation import evaluate, mean_over_members
+from ppl_bnn.declare.problem import Problem
+from ppl_bnn.density.sharding import to_host
+from ppl_bnn.driver.rundir import RunDir
+from ppl_bnn.evaluation.bma import ensemble_init, ensemble_prediction, ensemble_update
+from ppl_bnn.evaluation.predictive import evaluate, mean_over_members
+from ppl_bnn.evaluation.reference import compare_to_reference, load_reference
 from ppl_bnn.inference.minibatch import epoch_indices, gather, num_batches
-from ppl_bnn.problem import Problem
-from ppl_bnn.rundir import RunDir
-from ppl_bnn.sharding import to_host
 from ppl_bnn.types import PRNGKey
 
 __all__ = [
@@ -45,14 +45,14 @@ def start_run(cfg, problem: Problem | None, argv: list[str] | None) -> tuple[Pro
 
     Every input is read and checked before the run directory is written.
     """
-    from ppl_bnn.problem import build_problem
+    from ppl_bnn.declare.problem import build_problem
 
     problem = problem or build_problem(cfg)
     num_batches(problem.train.num_examples, cfg.batch_size)  # refuses a bad batch size
     if cfg.reference:
         load_reference(cfg.reference, problem.dataset)
     if cfg.data_augmentation:
-        from ppl_bnn.augment import check_augmentable
+        from ppl_bnn.data.augment import check_augmentable
 
         check_augmentable(problem.dataset)
     rd = RunDir(cfg.dir)
@@ -116,7 +116,7 @@ def build_epoch(
             mb = gather(x, y, idx)
             step_key = None
             if augment:
-                from ppl_bnn.augment import augment_images
+                from ppl_bnn.data.augment import augment_images
 
                 aug_key, k = jax.random.split(k)
                 mb = mb._replace(x=augment_images(aug_key, mb.x))

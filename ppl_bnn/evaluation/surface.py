@@ -12,7 +12,7 @@ so ``theta1`` sits at ``(0, 0)``, ``theta2`` at ``(1, 0)`` and ``theta3`` at
 it at an approximate ``(0.5, 1)``; here its exact coordinates are used). At every grid
 point the tempered log likelihood of the full training set (sharded over the mesh), the
 tempered log prior and their sum (the unnormalised log posterior) are evaluated; the plane
-lives in the unconstrained space of :class:`~ppl_bnn.logdensity.LogDensity` positions,
+lives in the unconstrained space of :class:`~ppl_bnn.density.logdensity.LogDensity` positions,
 which for the BNN weight priors is parameter space itself.
 
 The whole grid is one compiled ``lax.map`` (``batch_size`` points vectorised at a time).
@@ -31,11 +31,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from ppl_bnn.checkpoint import CheckpointError, load_checkpoint
 from ppl_bnn.config import SurfaceConfig
-from ppl_bnn.logdensity import LogDensity
-from ppl_bnn.problem import Problem, build_problem
-from ppl_bnn.sharding import Batch, replicate, to_host
+from ppl_bnn.declare.problem import Problem, build_problem
+from ppl_bnn.density.logdensity import LogDensity
+from ppl_bnn.density.sharding import Batch, replicate, to_host
+from ppl_bnn.driver.checkpoint import CheckpointError, load_checkpoint
 
 __all__ = [
     "Plane",
@@ -237,7 +237,7 @@ def posterior_surface(
     )
     if not write:
         return result
-    from ppl_bnn.distributed import is_primary
+    from ppl_bnn.density.distributed import is_primary
 
     folder = Path(cfg.dir) / OUTPUT_FOLDER
     if is_primary():

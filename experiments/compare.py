@@ -29,13 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from ppl_bnn import metrics
-from ppl_bnn.comparison import (
-    bayes_average,
-    compare_to_reference,
-    load_reference,
-    run_predictions,
-)
 from ppl_bnn.config import (
     CommonConfig,
     EnsembleConfig,
@@ -44,7 +37,14 @@ from ppl_bnn.config import (
     SGMCMCConfig,
     VIConfig,
 )
-from ppl_bnn.evaluation import evaluate
+from ppl_bnn.evaluation import metrics
+from ppl_bnn.evaluation.predictive import evaluate
+from ppl_bnn.evaluation.reference import (
+    bayes_average,
+    compare_to_reference,
+    load_reference,
+    run_predictions,
+)
 
 __all__ = ["ALL_METHODS", "CompareConfig", "format_table", "run_compare"]
 
@@ -224,8 +224,8 @@ def run_compare(
     cfg: CompareConfig, *, argv: list[str] | None = None, write=print
 ) -> dict[str, Any]:
     """Run every method (resuming finished ones), compare them, write the report."""
-    from ppl_bnn.problem import build_problem
-    from ppl_bnn.runners import RUNNERS
+    from ppl_bnn.declare.problem import build_problem
+    from ppl_bnn.driver import RUNNERS
 
     if not cfg.dir:
         raise ValueError("--dir is required")
@@ -239,7 +239,7 @@ def run_compare(
     for name in names:
         runner, mcfg = configs[name]
         if name == "mfvi" and "sgd" in names:
-            from ppl_bnn.checkpoint import latest_checkpoint
+            from ppl_bnn.driver.checkpoint import latest_checkpoint
 
             mcfg = dataclasses.replace(
                 mcfg, mean_init_checkpoint=str(latest_checkpoint(root / "sgd" / "checkpoints"))

@@ -18,16 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from ppl_bnn.comparison import run_predictions
 from ppl_bnn.config import SGMCMCConfig
-from ppl_bnn.ensemble import ensemble_init, ensemble_prediction, ensemble_update
-from ppl_bnn.evaluation import ParamTracker, headline_columns
-from ppl_bnn.inference import sgmcmc
-from ppl_bnn.inference.minibatch import grad_estimator, num_batches
-from ppl_bnn.inference.schedules import sgmcmc_schedule
-from ppl_bnn.problem import Problem
-from ppl_bnn.rundir import ConsoleTable
-from ppl_bnn.runners.minibatch import (
+from ppl_bnn.declare.problem import Problem
+from ppl_bnn.density.sharding import replicate
+from ppl_bnn.driver.minibatch import (
     Evaluator,
     Timer,
     TrainingClock,
@@ -36,8 +30,14 @@ from ppl_bnn.runners.minibatch import (
     is_due,
     start_run,
 )
-from ppl_bnn.runners.sgd import check_minibatch_config, initial_members
-from ppl_bnn.sharding import replicate
+from ppl_bnn.driver.rundir import ConsoleTable
+from ppl_bnn.driver.sgd import check_minibatch_config, initial_members
+from ppl_bnn.evaluation.bma import ensemble_init, ensemble_prediction, ensemble_update
+from ppl_bnn.evaluation.predictive import ParamTracker, headline_columns
+from ppl_bnn.evaluation.reference import run_predictions
+from ppl_bnn.inference import sgmcmc
+from ppl_bnn.inference.minibatch import grad_estimator, num_batches
+from ppl_bnn.inference.schedules import sgmcmc_schedule
 
 __all__ = ["is_ensembling_epoch", "method_name", "run_sgmcmc"]
 

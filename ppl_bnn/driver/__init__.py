@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from ppl_bnn.config import EnsembleConfig, HMCConfig, SGDConfig, SGLDConfig, SGMCMCConfig, VIConfig
-from ppl_bnn.runners.hmc import run_hmc
-from ppl_bnn.runners.sgd import run_ensemble, run_sgd
-from ppl_bnn.runners.sgmcmc import run_sgmcmc
-from ppl_bnn.runners.vi import run_vi
+from ppl_bnn.driver.hmc import run_hmc
+from ppl_bnn.driver.sgd import run_ensemble, run_sgd
+from ppl_bnn.driver.sgmcmc import run_sgmcmc
+from ppl_bnn.driver.vi import run_vi
 
 __all__ = ["RUNNERS", "run", "run_ensemble", "run_hmc", "run_sgd", "run_sgmcmc", "run_vi"]
 

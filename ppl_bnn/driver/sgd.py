@@ -12,13 +12,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ppl_bnn.config import EnsembleConfig, SGDConfig
-from ppl_bnn.evaluation import ParamTracker, headline_columns
-from ppl_bnn.inference import optimize
-from ppl_bnn.inference.minibatch import logdensity_estimator, num_batches
-from ppl_bnn.inference.schedules import cosine
-from ppl_bnn.problem import Problem
-from ppl_bnn.rundir import ConsoleTable
-from ppl_bnn.runners.minibatch import (
+from ppl_bnn.declare.problem import Problem
+from ppl_bnn.density.sharding import replicate
+from ppl_bnn.driver.minibatch import (
     Evaluator,
     Timer,
     TrainingClock,
@@ -30,7 +26,11 @@ from ppl_bnn.runners.minibatch import (
     split_member_keys,
     start_run,
 )
-from ppl_bnn.sharding import replicate
+from ppl_bnn.driver.rundir import ConsoleTable
+from ppl_bnn.evaluation.predictive import ParamTracker, headline_columns
+from ppl_bnn.inference import optimize
+from ppl_bnn.inference.minibatch import logdensity_estimator, num_batches
+from ppl_bnn.inference.schedules import cosine
 
 __all__ = ["initial_members", "run_ensemble", "run_sgd"]
 
@@ -55,7 +55,7 @@ def check_minibatch_config(cfg: SGDConfig) -> None:
 
 def initial_members(problem: Problem, seed: int, num: int, init_checkpoint: str | None):
     """``(keys, positions)``: member ``i`` starts from ``key(seed + i)`` or the checkpoint."""
-    from ppl_bnn.runners.hmc import initial_positions
+    from ppl_bnn.driver.hmc import initial_positions
 
     keys = member_keys(seed, num)
     keys, init_keys = split_member_keys(keys)

@@ -12,8 +12,8 @@ things from that model, all here:
 * **roles**: only the primary process (index 0) writes files (:func:`is_primary`);
 * **barriers** (:func:`sync`): wait until every process reached the same point.
 
-The mesh (``ppl_bnn.sharding.make_mesh``) then spans every device of every process and
-each process places only its own rows of the data (``ppl_bnn.sharding.shard_batch``).
+The mesh (``ppl_bnn.density.sharding.make_mesh``) then spans every device of every process and
+each process places only its own rows of the data (``ppl_bnn.density.sharding.shard_batch``).
 
 Example (two processes on one machine, CPU)::
 
@@ -83,7 +83,7 @@ def initialize(
     Arguments left ``None`` are filled in by JAX from its environment variables and its
     cluster auto-detection. Idempotent: a second call returns at once. Must run before
     the first JAX computation of the process (JAX's own rule; note that importing
-    blackjax, hence ``ppl_bnn.runners``, already computes), otherwise ``ValueError``.
+    blackjax, hence ``ppl_bnn.driver``, already computes), otherwise ``ValueError``.
     ``ppl-bnn`` commands call it first thing. On CPU, cross-process collectives use gloo.
     """
     if jax.distributed.is_initialized():
@@ -98,8 +98,8 @@ def initialize(
         )
     except RuntimeError as e:  # e.g. "must be called before any JAX computations"
         raise ValueError(
-            f"cannot start the multi-process run: {e} (call ppl_bnn.distributed.initialize "
-            "first thing: importing blackjax or ppl_bnn.runners already starts JAX)"
+            f"cannot start the multi-process run: {e} (call ppl_bnn.density.distributed.initialize "
+            "first thing: importing blackjax or ppl_bnn.driver already starts JAX)"
         ) from None
     return True
 

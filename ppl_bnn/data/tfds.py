@@ -11,7 +11,7 @@ Preprocessing follows the original code (``bnn_hmc/utils/data_utils.py``):
 
 * images are scaled to ``[0, 1]`` and normalised per channel: CIFAR-10 and CIFAR-100 with
   mean ``(0.49, 0.48, 0.44)`` and std ``(0.2, 0.2, 0.2)``, MNIST with ``0.1307 / 0.3081``;
-  no augmentation (see :mod:`ppl_bnn.augment` for the opt-in kind);
+  no augmentation (see :mod:`ppl_bnn.data.augment` for the opt-in kind);
 * ``imdb`` re-creates ``keras.datasets.imdb.load_data(num_words=20000)`` followed by
   ``pad_sequences(maxlen=100)`` from TFDS's plain-text reviews (:func:`load_imdb` lists
   where it cannot be exact); the first 20,000 of the 25,000 training reviews are the
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ppl_bnn.data import Dataset, register_dataset
+from ppl_bnn.data.dataset import Dataset, register_dataset
 
 __all__ = [
     "CIFAR10_BENCHMARK_CORRUPTIONS",

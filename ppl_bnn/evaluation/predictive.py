@@ -6,8 +6,8 @@ import jax
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from ppl_bnn import metrics
 from ppl_bnn.data import Dataset
+from ppl_bnn.evaluation import metrics
 
 __all__ = ["ParamTracker", "evaluate", "headline_columns"]
 

@@ -18,13 +18,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ppl_bnn.config import VIConfig
-from ppl_bnn.evaluation import ParamTracker, headline_columns
-from ppl_bnn.inference import vi
-from ppl_bnn.inference.minibatch import num_batches
-from ppl_bnn.inference.schedules import cosine
-from ppl_bnn.problem import Problem
-from ppl_bnn.rundir import ConsoleTable
-from ppl_bnn.runners.minibatch import (
+from ppl_bnn.declare.problem import Problem
+from ppl_bnn.driver.minibatch import (
     Evaluator,
     Timer,
     TrainingClock,
@@ -34,7 +29,12 @@ from ppl_bnn.runners.minibatch import (
     is_due,
     start_run,
 )
-from ppl_bnn.runners.sgd import check_minibatch_config
+from ppl_bnn.driver.rundir import ConsoleTable
+from ppl_bnn.driver.sgd import check_minibatch_config
+from ppl_bnn.evaluation.predictive import ParamTracker, headline_columns
+from ppl_bnn.inference import vi
+from ppl_bnn.inference.minibatch import num_batches
+from ppl_bnn.inference.schedules import cosine
 
 __all__ = ["run_vi"]
 
@@ -55,7 +55,7 @@ def _check(cfg: VIConfig) -> None:
 
 def _initial_mean(problem: Problem, cfg: VIConfig, key) -> dict:
     """Constrained site values the guide is centred at: a checkpoint's or a fresh init."""
-    from ppl_bnn.runners.hmc import initial_positions
+    from ppl_bnn.driver.hmc import initial_positions
 
     path = cfg.mean_init_checkpoint or cfg.init_checkpoint
     ld = problem.logdensity

@@ -25,7 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from ppl_bnn.checkpoint import checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
+from ppl_bnn.driver.checkpoint import (
+    checkpoint_path,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 __all__ = ["ConsoleTable", "RunDir"]
 
@@ -74,7 +79,7 @@ class RunDir:
     def primary(self) -> bool:
         """Whether this process writes (default: process 0 of a multi-process run)."""
         if self._primary is None:
-            from ppl_bnn.distributed import is_primary
+            from ppl_bnn.density.distributed import is_primary
 
             self._primary = is_primary()
         return self._primary

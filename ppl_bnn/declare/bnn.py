@@ -8,7 +8,7 @@ import flax.linen as nn
 import numpyro
 from numpyro.contrib.module import random_flax_module
 
-from ppl_bnn.priors import Prior
+from ppl_bnn.declare.priors import Prior
 
 __all__ = ["NET_SITE", "bnn_model"]
 

@@ -7,15 +7,15 @@ from dataclasses import dataclass
 import jax
 from jax.sharding import Mesh
 
-from ppl_bnn import likelihoods, priors
-from ppl_bnn.augment import with_augmented_copies
-from ppl_bnn.bnn import bnn_model
 from ppl_bnn.config import CommonConfig
 from ppl_bnn.data import Dataset, load_dataset
-from ppl_bnn.distributed import initialize_from_config
-from ppl_bnn.logdensity import LogDensity
+from ppl_bnn.data.augment import with_augmented_copies
+from ppl_bnn.declare import likelihoods, priors
+from ppl_bnn.declare.bnn import bnn_model
+from ppl_bnn.density.distributed import initialize_from_config
+from ppl_bnn.density.logdensity import LogDensity
+from ppl_bnn.density.sharding import Batch, make_mesh, shard_batch
 from ppl_bnn.models import get_model
-from ppl_bnn.sharding import Batch, make_mesh, shard_batch
 
 __all__ = ["Problem", "build_prior", "build_likelihood", "build_problem"]
 

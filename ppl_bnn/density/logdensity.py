@@ -31,7 +31,7 @@ from numpyro import handlers
 from numpyro.distributions.transforms import biject_to
 from numpyro.infer.initialization import init_to_uniform, init_to_value
 
-from ppl_bnn.sharding import DATA_AXIS, Batch
+from ppl_bnn.density.sharding import DATA_AXIS, Batch
 from ppl_bnn.types import ArrayTree, PRNGKey
 
 __all__ = ["LogDensity", "predictive_stats"]
@@ -72,7 +72,7 @@ class LogDensity:
 
     Args:
         model: a NumPyro model ``model(x, y=None)``.
-        mesh: the device mesh (``ppl_bnn.sharding.make_mesh``).
+        mesh: the device mesh (``ppl_bnn.density.sharding.make_mesh``).
         example: one example batch ``(x, y)`` (numpy, a few rows) used to trace the model.
         microbatch_size: if set, each device accumulates its shard's log likelihood in
             chunks of this many rows (the batch must be padded to a multiple of it:

@@ -3,7 +3,7 @@
 The paper (Izmailov et al. 2021, Section 8) reports that HMC's Bayesian model average
 generalises surprisingly poorly under covariate shift. This module re-evaluates a finished
 (or running) run on new inputs: it rebuilds the model from the run's ``config.json``
-(:func:`ppl_bnn.problem.build_problem`), reads the run's draws from its checkpoints and
+(:func:`ppl_bnn.declare.problem.build_problem`), reads the run's draws from its checkpoints and
 averages the predictive probabilities over them, then reports accuracy, NLL and ECE for
 every CIFAR-10-C corruption and severity, per severity (mean over corruptions) and per
 corruption (mean over severities), with the clean test set as a reference.
@@ -28,12 +28,12 @@ from typing import Any
 import jax
 import numpy as np
 
-from ppl_bnn import metrics
-from ppl_bnn.checkpoint import CheckpointError, load_checkpoint
 from ppl_bnn.config import CommonConfig
 from ppl_bnn.data import Dataset
-from ppl_bnn.problem import Problem, build_problem
-from ppl_bnn.sharding import replicate, shard_batch, to_host
+from ppl_bnn.declare.problem import Problem, build_problem
+from ppl_bnn.density.sharding import replicate, shard_batch, to_host
+from ppl_bnn.driver.checkpoint import CheckpointError, load_checkpoint
+from ppl_bnn.evaluation import metrics
 
 __all__ = ["RunPredictive", "evaluate_domain_shift", "format_report", "run_config"]
 
@@ -156,7 +156,7 @@ class RunPredictive:
         """Averaged predictive statistics for several input arrays, in one pass over draws.
 
         Classification: class probabilities ``(n, C)``; regression: the mean over draws
-        of each draw's ``[mean, std]`` (use :mod:`ppl_bnn.ensemble` for the moment-matched
+        of each draw's ``[mean, std]`` (use :mod:`ppl_bnn.evaluation.bma` for the moment-matched
         mixture).
         """
         mesh, example = self.problem.mesh, self.problem.dataset.x_test
@@ -192,7 +192,7 @@ class RunPredictive:
 
 
 def _default_loader(data_dir) -> Loader:
-    from ppl_bnn.tfds_data import load_cifar10_corrupted
+    from ppl_bnn.data.tfds import load_cifar10_corrupted
 
     return partial(load_cifar10_corrupted, data_dir=data_dir)
 
@@ -218,13 +218,13 @@ def evaluate_domain_shift(
     """Accuracy, NLL and ECE of a run's averaged predictions on CIFAR-10-C.
 
     ``loader(corruption, severity) -> (x, y)`` supplies the shifted test sets (default:
-    ``ppl_bnn.tfds_data.load_cifar10_corrupted`` from ``data_dir``); ``corruptions``
+    ``ppl_bnn.data.tfds.load_cifar10_corrupted`` from ``data_dir``); ``corruptions``
     defaults to all 19 of ``CIFAR10_CORRUPTIONS``. Each corruption's severities are
     evaluated together in one pass over the draws. Writes ``domain_shift.json`` and
     ``domain_shift.txt`` to ``output`` (default: the run directory) and returns the report.
     """
     if corruptions is None:
-        from ppl_bnn.tfds_data import CIFAR10_CORRUPTIONS
+        from ppl_bnn.data.tfds import CIFAR10_CORRUPTIONS
 
         corruptions = CIFAR10_CORRUPTIONS
     if not corruptions or not severities:
@@ -269,7 +269,7 @@ def evaluate_domain_shift(
         },
         "results": results,
     }
-    from ppl_bnn.distributed import is_primary
+    from ppl_bnn.density.distributed import is_primary
 
     if is_primary():
         folder = Path(output) if output is not None else Path(run_dir)

@@ -13,11 +13,19 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from tqdm.auto import tqdm
 
-from ppl_bnn.checkpoint import load_checkpoint
 from ppl_bnn.config import HMCConfig
-from ppl_bnn.distributed import check_same, sync
-from ppl_bnn.ensemble import ensemble_init, ensemble_prediction, ensemble_update
-from ppl_bnn.evaluation import ParamTracker, evaluate, headline_columns, mean_over_members
+from ppl_bnn.declare.problem import Problem, build_problem
+from ppl_bnn.density.distributed import check_same, sync
+from ppl_bnn.density.sharding import replicate, to_host
+from ppl_bnn.driver.checkpoint import load_checkpoint
+from ppl_bnn.driver.rundir import ConsoleTable, RunDir
+from ppl_bnn.evaluation.bma import ensemble_init, ensemble_prediction, ensemble_update
+from ppl_bnn.evaluation.predictive import (
+    ParamTracker,
+    evaluate,
+    headline_columns,
+    mean_over_members,
+)
 from ppl_bnn.inference.hmc import (
     HMCState,
     MassMatrixEstimate,
@@ -26,9 +34,6 @@ from ppl_bnn.inference.hmc import (
     num_leapfrog_steps,
     split_keys,
 )
-from ppl_bnn.problem import Problem, build_problem
-from ppl_bnn.rundir import ConsoleTable, RunDir
-from ppl_bnn.sharding import replicate, to_host
 
 __all__ = ["run_hmc", "initial_positions"]
 

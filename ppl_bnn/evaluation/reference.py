@@ -24,8 +24,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ppl_bnn import metrics
 from ppl_bnn.data import Dataset
+from ppl_bnn.evaluation import metrics
 
 __all__ = [
     "Reference",
@@ -54,7 +54,7 @@ class Reference(NamedTuple):
 
 def run_predictions(run_dir: str | os.PathLike) -> np.ndarray:
     """``(members, n, k)``: every post-burn-in draw of every chain of a run directory."""
-    from ppl_bnn.rundir import RunDir
+    from ppl_bnn.driver.rundir import RunDir
 
     rd = RunDir(run_dir)
     draws = [d["predictions"] for _, d in rd.load_draws() if not bool(d["burn_in"])]

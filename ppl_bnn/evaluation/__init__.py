@@ -1,0 +1,5 @@
+"""Evaluation.
+
+Metrics, predictions, Bayesian model averages, comparison with a reference,
+posterior surfaces, domain shift.
+"""
