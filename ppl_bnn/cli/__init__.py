@@ -48,8 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    from ppl_bnn.driver.checkpoint import CheckpointError
-
     try:
         if hasattr(args, "coordinator_address"):
             # before anything imports blackjax, whose import already starts JAX's backend
@@ -57,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
             initialize(args.coordinator_address, args.num_processes, args.process_id)
         return int(args.run(args, ["ppl-bnn", *argv]) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, CheckpointError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError) as e:  # CheckpointError is a ValueError
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"ppl-bnn {args.command}: error: {msg}", file=sys.stderr)
         return 2

@@ -2,8 +2,10 @@
 
 NumPyro owns the model: the prior and the likelihood are read off a trace of the model
 (``handlers.trace`` under ``handlers.substitute``), never from a second hand-written copy.
-The model must be callable as ``model(x, y=None)`` with its observed sites inside a plate
-over the leading batch axis (every ``ppl_bnn.bnn_model`` is).
+The model must be callable as ``model(x, y=None)`` with one value per row of the data at
+each observed site: inside a plate over the leading batch axis (every
+``ppl_bnn.bnn_model`` is), or a row-wise distribution made into one by ``.to_event``
+(``dist.Normal(x @ w, s).to_event(1)``), whose per-row terms are recovered.
 
 * the **log prior** is the sum over latent sites (evaluated once, replicated);
 * the **log likelihood** is the sum over observed sites and over the whole training set:
@@ -34,7 +36,7 @@ from numpyro.infer.initialization import init_to_uniform, init_to_value
 from ppl_bnn.density.sharding import DATA_AXIS, Batch
 from ppl_bnn.types import ArrayTree, PRNGKey
 
-__all__ = ["LogDensity", "predictive_stats"]
+__all__ = ["LogDensity", "check_rowwise", "predictive_stats", "row_event_dims"]
 
 
 def predictive_stats(fn: dist.Distribution) -> jax.Array:
@@ -43,6 +45,7 @@ def predictive_stats(fn: dist.Distribution) -> jax.Array:
     Categorical: the class probabilities ``(n, C)``. Anything else: mean and standard
     deviation ``(n, 2)`` (for the Gaussian heads: the predictive mean and noise std).
     """
+    fn = _strip_events(fn, row_event_dims(fn))
     base = fn.base_dist if isinstance(fn, dist.ExpandedDistribution) else fn
     if isinstance(base, dist.CategoricalLogits | dist.CategoricalProbs):
         return jnp.broadcast_to(base.probs, fn.batch_shape + base.probs.shape[-1:])
@@ -57,9 +60,44 @@ def _structural(model: Callable) -> Callable:
     return handlers.substitute(handlers.seed(model, 0), substitute_fn=init_to_uniform)
 
 
+def _strip_events(fn: dist.Distribution, k: int) -> dist.Distribution:
+    for _ in range(k):
+        fn = fn.base_dist
+    return fn
+
+
+def row_event_dims(fn: dist.Distribution) -> int:
+    """How many ``Independent`` layers (``.to_event``) hide the batch axis of ``fn``.
+
+    ``dist.Normal(mu, s).to_event(1)`` with ``mu`` of shape ``(n,)`` is one distribution
+    over all ``n`` rows, yet it factorises over them: its log density is the sum of the
+    base distribution's per-row terms. Stripping those layers recovers the per-row terms
+    that sharding, microbatching and padding masks need. Zero for sites in a data plate.
+    """
+    k = 0
+    while isinstance(fn, dist.Independent) and not fn.batch_shape:
+        fn, k = fn.base_dist, k + 1
+    return k
+
+
+def check_rowwise(name: str, fn: dist.Distribution, rows: int) -> int:
+    """``row_event_dims`` of observed site ``name``, or a one-line error if it does not
+    factorise over the ``rows`` of the batch (e.g. a multivariate normal over all rows)."""
+    k = row_event_dims(fn)
+    if _strip_events(fn, k).batch_shape[:1] != (rows,):
+        raise ValueError(
+            f"observed site {name!r} is not one value per row of the data (batch shape "
+            f"{fn.batch_shape}, event shape {fn.event_shape}, {rows} rows): declare it inside "
+            f"`with numpyro.plate('data', x.shape[0]):` or as a row-wise distribution "
+            f"with `.to_event(...)`"
+        )
+    return k
+
+
 def _row_log_prob(site, rows: int) -> jax.Array:
     """Scaled log density of an observed site, one value per row of the batch."""
-    lp = jnp.reshape(site["fn"].log_prob(site["value"]), (rows, -1)).sum(-1)
+    fn = _strip_events(site["fn"], row_event_dims(site["fn"]))
+    lp = jnp.reshape(fn.log_prob(site["value"]), (rows, -1)).sum(-1)
     return lp * _site_scale(site)
 
 
@@ -116,6 +154,9 @@ class LogDensity:
         ]
         if not self.observed_sites:
             raise ValueError("the model has no observed site: call it as model(x, y)")
+        rows = self._example[0].shape[0]
+        for name in self.observed_sites:
+            check_rowwise(name, trace[name]["fn"], rows)
         # numpyro.param sites (for a Flax module: its parameter shapes) are held fixed.
         param_names = [n for n, s in trace.items() if s["type"] == "param"]
         if any(jax.tree.leaves(trace[n]["value"]) for n in param_names):
