@@ -1,0 +1,422 @@
+"""Stan's windowed adaptation, one iteration at a time, for HMC and NUTS.
+
+The warmup adapts, per chain, the step size by dual averaging (Nesterov 2009, as in
+Hoffman & Gelman 2014, Sec. 3.2.1) towards a target mean acceptance probability, and the
+inverse mass matrix (diagonal by default, dense on request) as the regularised sample
+covariance of expanding, memoryless "slow" windows (Stan Reference Manual, "HMC algorithm
+parameters: automatic parameter tuning"; BlackJAX ``window_adaptation``):
+
+    | fast (75) | slow 25 | slow 50 | slow 100 | ...  slow  | fast (50) |
+
+The schedule is BlackJAX's ``build_schedule``, the dual averaging and Welford estimators
+are BlackJAX's; what this module adds is the shape a checkpointing driver needs: every
+iteration is one jitted call ``step(keys, state, wstate, batch, iteration)`` whose
+``iteration`` is traced, and all adaptation state is a NamedTuple of arrays stacked over
+chains, so a run stopped between two iterations resumes bit for bit from the flattened
+tree.
+
+HMC needs a trajectory length as well. Here it is set in the units the mass matrix
+whitens: with ``M^-1`` the posterior covariance, a Gaussian target rotates with period
+``2 pi`` in every direction, and a quarter period (``pi / 2``) maps position onto momentum,
+i.e. gives independent draws. Every iteration draws ``T = trajectory_length * U(1 - j,
+1 + j)`` (jitter ``j = 0.5`` keeps the mean cosine, the lag-one autocorrelation of a
+Gaussian coordinate, at 0 and avoids periodic orbits; Neal 2011, Sec. 5.4.5) and runs
+``L = ceil(T / eps)`` leapfrog steps, clamped to ``max_num_steps`` (clamps are counted in
+``info.is_clamped``; no run stops for it). No per-model number is involved.
+
+References:
+    Hoffman, M. D. and Gelman, A. (2014). The No-U-Turn Sampler. JMLR 15, 1593-1623.
+    Stan Development Team. Stan Reference Manual, Sec. 15.2 (windowed adaptation).
+    Neal, R. M. (2011). MCMC using Hamiltonian dynamics. Handbook of MCMC, ch. 5.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import partial
+from typing import NamedTuple
+
+import blackjax
+import jax
+import jax.numpy as jnp
+import numpy as np
+from blackjax.adaptation.mass_matrix import MassMatrixAdaptationState, mass_matrix_adaptation
+from blackjax.adaptation.staged_adaptation import build_schedule
+from blackjax.adaptation.step_size import (
+    DualAveragingAdaptationState,
+    dual_averaging_adaptation,
+)
+from blackjax.mcmc.hmc import HMCState
+from blackjax.mcmc.proposal import static_binomial_sampling
+from jax.flatten_util import ravel_pytree
+
+from ppl_bnn.inference import nuts
+from ppl_bnn.inference.hmc import precise_energy_difference
+from ppl_bnn.types import Array, PRNGKey
+
+__all__ = [
+    "TrajectoryInfo",
+    "WindowAdaptation",
+    "WindowAdaptationState",
+    "build_hmc_kernel",
+    "build_window_adaptation",
+    "initial_positions",
+]
+
+DEFAULT_TRAJECTORY_LENGTH = 0.5 * math.pi
+
+
+# ----------------------------------------------------------------------- HMC kernel
+class TrajectoryInfo(NamedTuple):
+    """What one HMC iteration with the trajectory-length rule reports, per chain."""
+
+    acceptance_rate: Array
+    is_accepted: Array
+    is_divergent: Array
+    num_integration_steps: Array
+    energy: Array
+    is_clamped: Array  # the rule asked for more than max_num_steps leapfrog steps
+    logdensity: Array
+
+
+def hmc_one_step(
+    logdensity: Callable,
+    *,
+    trajectory_length: float = DEFAULT_TRAJECTORY_LENGTH,
+    jitter: float = 0.5,
+    max_num_steps: int = 1024,
+    divergence_threshold: float = 1000.0,
+    precise_accept: bool = True,
+) -> Callable:
+    """One-chain HMC step ``step(key, state, batch, step_size, inverse_mass_matrix)``.
+
+    ``L = clip(ceil(trajectory_length * U(1 - jitter, 1 + jitter) / step_size), 1,
+    max_num_steps)`` leapfrog steps, then a Metropolis-Hastings test (difference-first
+    in float32 with a diagonal mass matrix and ``precise_accept``, as
+    :func:`ppl_bnn.inference.hmc.build_kernel`).
+    """
+
+    def step(key, state, batch, step_size, inverse_mass_matrix):
+        key_len, key_mh = jax.random.split(key)
+        u = jax.random.uniform(key_len, (), minval=1.0 - jitter, maxval=1.0 + jitter)
+        wanted = jnp.ceil(trajectory_length * u / step_size)
+        wanted = jnp.where(jnp.isfinite(wanted), wanted, float(max_num_steps) + 1.0)
+        num_steps = jnp.clip(wanted, 1, max_num_steps).astype(jnp.int32)
+        build_proposal = blackjax.mcmc.hmc.hmc_proposal
+        if (
+            precise_accept
+            and jnp.ndim(inverse_mass_matrix) == 1
+            and hasattr(logdensity, "log_density_difference")
+        ):
+            delta = precise_energy_difference(logdensity, batch, inverse_mass_matrix)
+
+            def sample_proposal(rng_key, delta_energy, prev, new):
+                precise = jnp.where(jnp.isfinite(delta_energy), delta(prev, new), delta_energy)
+                return static_binomial_sampling(rng_key, precise, prev, new)
+
+            build_proposal = partial(
+                blackjax.mcmc.hmc.hmc_proposal, sample_proposal=sample_proposal
+            )
+        kernel = blackjax.mcmc.hmc.build_kernel(
+            divergence_threshold=divergence_threshold, build_proposal=build_proposal
+        )
+        new_state, info = kernel(
+            key_mh, state, lambda p: logdensity(p, batch), step_size, inverse_mass_matrix, num_steps
+        )
+        rate = jnp.where(jnp.isfinite(info.acceptance_rate), info.acceptance_rate, 0.0)
+        return new_state, TrajectoryInfo(
+            acceptance_rate=rate,
+            is_accepted=info.is_accepted,
+            is_divergent=info.is_divergent,
+            num_integration_steps=num_steps,
+            energy=info.energy,
+            is_clamped=wanted > max_num_steps,
+            logdensity=new_state.logdensity,
+        )
+
+    return step
+
+
+def build_hmc_kernel(logdensity: Callable, **options) -> Callable:
+    """HMC with the trajectory-length rule for a stack of chains, one jitted call.
+
+    ``kernel(keys, state, batch, step_size, inverse_mass_matrix) -> (state,
+    TrajectoryInfo)``, the same signature as :func:`ppl_bnn.inference.nuts.build_kernel`;
+    ``options`` are those of :func:`hmc_one_step`.
+    """
+    return jax.jit(jax.vmap(hmc_one_step(logdensity, **options), in_axes=(0, 0, None, 0, 0)))
+
+
+# --------------------------------------------------------------------- adaptation
+class WindowAdaptationState(NamedTuple):
+    """Adaptation state, every leaf stacked over chains.
+
+    ``step_size`` and ``inverse_mass_matrix`` are the values the next iteration uses;
+    ``da`` is the dual-averaging state, ``mm`` the mass-matrix (Welford) state.
+    """
+
+    da: DualAveragingAdaptationState
+    mm: MassMatrixAdaptationState
+    step_size: Array
+    inverse_mass_matrix: Array
+
+
+class WindowAdaptation(NamedTuple):
+    """The functions of :func:`build_window_adaptation` (see there)."""
+
+    init: Callable
+    step: Callable
+    final: Callable
+    find_step_size: Callable
+    kernel: Callable
+    schedule: np.ndarray  # (num_warmup, 2): stage (0 fast, 1 slow), end of a slow window
+
+
+def build_window_adaptation(
+    num_warmup: int,
+    *,
+    logdensity: Callable,
+    target_accept: float = 0.8,
+    dense_mass: bool = False,
+    kernel: str = "hmc",
+    trajectory_length: float = DEFAULT_TRAJECTORY_LENGTH,
+    jitter: float = 0.5,
+    max_num_steps: int = 1024,
+    max_num_doublings: int = 10,
+    initial_buffer_size: int = 75,
+    first_window_size: int = 25,
+    final_buffer_size: int = 50,
+    divergence_threshold: float = 1000.0,
+) -> WindowAdaptation:
+    """Stan's windowed adaptation for HMC (trajectory-length rule) or NUTS, step by step.
+
+    Args:
+        num_warmup: number of warmup iterations (the schedule is BlackJAX's
+            ``build_schedule``; under 20 iterations only the step size is adapted).
+        logdensity: ``logdensity(position, batch)``, e.g. a
+            :class:`ppl_bnn.density.logdensity.LogDensity`.
+        target_accept: dual averaging's target mean acceptance probability.
+        dense_mass: adapt a dense ``(d, d)`` inverse mass matrix instead of a diagonal.
+        kernel: ``"hmc"`` (:func:`build_hmc_kernel` with ``trajectory_length``,
+            ``jitter``, ``max_num_steps``) or ``"nuts"`` (``max_num_doublings``).
+
+    Returns:
+        A :class:`WindowAdaptation` whose functions are (all stacked over chains)
+
+        * ``init(state, init_step_size) -> wstate``: ``state`` a stacked ``HMCState``,
+          ``init_step_size`` a scalar or ``(chains,)`` (``find_step_size`` gives one);
+        * ``step(keys, state, wstate, batch, iteration) -> (state, wstate, info)``: one
+          warmup iteration (jitted; ``iteration`` is traced: ``0 .. num_warmup - 1``).
+          ``info`` is the inner kernel's (``TrajectoryInfo`` / ``NUTSInfo``); the step
+          size that iteration used is the ``wstate.step_size`` passed in;
+        * ``final(wstate) -> (step_size, inverse_mass_matrix)``: the tuned values
+          (the dual-averaging average of the last window), for ``kernel``;
+        * ``find_step_size(keys, state, batch, inverse_mass_matrix=None) -> (chains,)``:
+          Stan's heuristic first step size (double or halve until one leapfrog step's
+          acceptance crosses ``target_accept``);
+        * ``kernel(keys, state, batch, step_size, inverse_mass_matrix)``: the sampling
+          kernel to run after warmup with ``final``'s values.
+
+    Example:
+        >>> warmup = build_window_adaptation(1000, logdensity=ld, kernel="nuts")
+        >>> state = build_init(ld)(initial_positions(ld, key, 4), batch)
+        >>> wstate = warmup.init(state, warmup.find_step_size(keys, state, batch))
+        >>> for i in range(1000):
+        ...     state, wstate, info = warmup.step(keys_i, state, wstate, batch, i)
+        >>> step_size, inverse_mass_matrix = warmup.final(wstate)
+    """
+    if kernel == "hmc":
+        inner = hmc_one_step(
+            logdensity,
+            trajectory_length=trajectory_length,
+            jitter=jitter,
+            max_num_steps=max_num_steps,
+            divergence_threshold=divergence_threshold,
+        )
+    elif kernel == "nuts":
+        inner = nuts.one_step(
+            logdensity,
+            max_num_doublings=max_num_doublings,
+            divergence_threshold=divergence_threshold,
+        )
+    else:
+        raise ValueError(f"kernel must be 'hmc' or 'nuts', not {kernel!r}")
+    if num_warmup < 0:
+        raise ValueError(f"num_warmup must be >= 0, not {num_warmup}")
+    schedule = np.asarray(
+        build_schedule(num_warmup, initial_buffer_size, final_buffer_size, first_window_size)
+        if num_warmup
+        else np.zeros((0, 2)),
+        dtype=np.int32,
+    ).reshape(-1, 2)
+    stages, window_ends = jnp.asarray(schedule[:, 0]), jnp.asarray(schedule[:, 1] > 0)
+    mm_init, mm_update, mm_final = mass_matrix_adaptation(not dense_mass)
+    da_init, da_update, da_final = dual_averaging_adaptation(target_accept)
+
+    def init_one(position, step_size):
+        dim = ravel_pytree(position)[0].shape[0]
+        mm = mm_init(dim)
+        da = da_init(step_size)
+        return WindowAdaptationState(da, mm, jnp.asarray(step_size), mm.inverse_mass_matrix)
+
+    def init(state: HMCState, init_step_size) -> WindowAdaptationState:
+        chains = jax.tree.leaves(state.position)[0].shape[0]
+        dtype = jax.tree.leaves(state.position)[0].dtype
+        eps = jnp.broadcast_to(jnp.asarray(init_step_size, dtype), (chains,))
+        return jax.vmap(init_one)(state.position, eps)
+
+    def step_one(key, state, wstate, batch, stage, window_end):
+        new_state, info = inner(key, state, batch, wstate.step_size, wstate.inverse_mass_matrix)
+        rate = jnp.where(jnp.isfinite(info.acceptance_rate), info.acceptance_rate, 0.0)
+        da = da_update(wstate.da, rate)
+        slow = stage == 1
+        updated = mm_update(wstate.mm, new_state.position)
+        mm = jax.tree.map(lambda a, b: jnp.where(slow, a, b), updated, wstate.mm)
+        # end of a slow window: new mass matrix, dual averaging restarted from the average
+        final_mm = mm_final(mm)
+        restarted = da_init(da_final(da))
+        mm = jax.tree.map(lambda a, b: jnp.where(window_end, a, b), final_mm, mm)
+        da = jax.tree.map(lambda a, b: jnp.where(window_end, a, b), restarted, da)
+        step_size = jnp.exp(da.log_step_size)
+        return new_state, WindowAdaptationState(da, mm, step_size, mm.inverse_mass_matrix), info
+
+    stacked_step = jax.vmap(step_one, in_axes=(0, 0, 0, None, None, None))
+
+    @jax.jit
+    def step(keys, state, wstate, batch, iteration):
+        i = jnp.clip(jnp.asarray(iteration), 0, max(num_warmup - 1, 0))
+        if num_warmup == 0:
+            stage, end = jnp.asarray(0), jnp.asarray(False)
+        else:
+            stage, end = stages[i], window_ends[i]
+        return stacked_step(keys, state, wstate, batch, stage, end)
+
+    def final(wstate: WindowAdaptationState) -> tuple[Array, Array]:
+        return jnp.exp(wstate.da.log_step_size_avg), wstate.inverse_mass_matrix
+
+    find_step_size = _build_find_step_size(logdensity, target_accept, dense_mass)
+    sampler = jax.jit(jax.vmap(inner, in_axes=(0, 0, None, 0, 0)))
+    return WindowAdaptation(init, step, final, find_step_size, sampler, schedule)
+
+
+def _build_find_step_size(logdensity: Callable, target_accept: float, dense_mass: bool):
+    """Stan's ``init_stepsize``: from ``initial`` double (or halve) the step size while one
+    leapfrog step's acceptance probability stays above (below) the target."""
+
+    def one(key, state, batch, inverse_mass_matrix, initial):
+        metric = blackjax.mcmc.metrics.default_metric(inverse_mass_matrix)
+        fn = lambda p: logdensity(p, batch)
+        integrator = blackjax.mcmc.integrators.velocity_verlet(fn, metric.kinetic_energy)
+        momentum = metric.sample_momentum(key, state.position)
+        start = blackjax.mcmc.integrators.IntegratorState(
+            state.position, momentum, state.logdensity, state.logdensity_grad
+        )
+        h0 = -state.logdensity + metric.kinetic_energy(momentum)
+
+        def accept(eps):
+            end = integrator(start, eps)
+            h1 = -end.logdensity + metric.kinetic_energy(end.momentum)
+            p = jnp.exp(jnp.minimum(h0 - h1, 0.0))
+            return jnp.where(jnp.isfinite(p), p, 0.0)
+
+        up = accept(initial) > target_accept
+
+        def cond(carry):
+            eps, n = carry
+            return ((accept(eps) > target_accept) == up) & (n < 60)
+
+        def body(carry):
+            eps, n = carry
+            return jnp.where(up, 2.0 * eps, 0.5 * eps), n + 1
+
+        eps, _ = jax.lax.while_loop(cond, body, (jnp.asarray(initial), 0))
+        # going up, the last step size that still met the target
+        return jnp.where(up, 0.5 * eps, eps)
+
+    stacked = jax.jit(jax.vmap(one, in_axes=(0, 0, None, 0, None)))
+
+    def find_step_size(keys, state: HMCState, batch, inverse_mass_matrix=None, initial=1.0):
+        flat = jax.vmap(lambda p: ravel_pytree(p)[0])(state.position)
+        if inverse_mass_matrix is None:
+            chains, dim = flat.shape
+            eye = jnp.eye(dim, dtype=flat.dtype)
+            inverse_mass_matrix = (
+                jnp.broadcast_to(eye, (chains, dim, dim)) if dense_mass else jnp.ones_like(flat)
+            )
+        return stacked(keys, state, batch, inverse_mass_matrix, jnp.asarray(initial, flat.dtype))
+
+    return find_step_size
+
+
+# ------------------------------------------------------------------ initialisation
+def initial_positions(
+    logdensity,
+    rng_key: PRNGKey,
+    num_chains: int,
+    *,
+    strategy: str = "median",
+    batch=None,
+    num_steps: int = 200,
+    learning_rate: float = 0.01,
+) -> dict:
+    """Unconstrained starting positions ``(num_chains, ...)`` for a ``LogDensity``.
+
+    * ``"median"`` (default): every site at the median of 15 prior draws (NumPyro's
+      ``init_to_median``; a different draw per chain), except network weights of a
+      ``ppl_bnn`` BNN (``model.net``), which keep the Flax initialisers;
+    * ``"uniform"``: ``LogDensity.init`` (uniform in ``(-2, 2)`` unconstrained, Flax
+      initialisers for network weights);
+    * ``"optimize"``: ``"median"`` followed by ``num_steps`` Adam steps on the full-batch
+      log density (``batch`` required); chains stay apart through their start points.
+    """
+    if strategy not in ("median", "uniform", "optimize"):
+        raise ValueError(f"strategy must be 'median', 'uniform' or 'optimize', not {strategy!r}")
+    keys = jax.random.split(rng_key, num_chains)
+    if strategy == "uniform":
+        per_chain = [logdensity.init(k) for k in keys]
+    else:
+        per_chain = [logdensity.init(k, _median_values(logdensity, k)) for k in keys]
+    positions = jax.tree.map(lambda *a: jnp.stack(a), *per_chain)
+    if strategy == "optimize":
+        if batch is None:
+            raise ValueError("strategy='optimize' needs the batch")
+        positions = _optimize(logdensity, positions, batch, num_steps, learning_rate)
+    return positions
+
+
+def _median_values(logdensity, key: PRNGKey) -> dict:
+    """Constrained values of the non-network latent sites at ``init_to_median``."""
+    from numpyro import handlers
+    from numpyro.infer.initialization import init_to_median
+
+    has_net = getattr(logdensity.model, "net", None) is not None
+    sites = [n for n in logdensity.latent_sites if not (has_net and n.startswith("net/"))]
+    if not sites:
+        return {}
+    model = handlers.substitute(
+        handlers.seed(logdensity.model, key), substitute_fn=init_to_median(num_samples=15)
+    )
+    model = handlers.substitute(model, logdensity._params)
+    trace = handlers.trace(model).get_trace(*logdensity._example)
+    return {n: trace[n]["value"] for n in sites}
+
+
+def _optimize(logdensity, positions, batch, num_steps: int, learning_rate: float):
+    import optax
+
+    opt = optax.adam(learning_rate)
+    loss = lambda p: -logdensity(p, batch)
+
+    def one(position):
+        def body(carry, _):
+            p, s = carry
+            value, grad = jax.value_and_grad(loss)(p)
+            grad = jax.tree.map(lambda g: jnp.where(jnp.isfinite(g), g, 0.0), grad)
+            updates, s = opt.update(grad, s, p)
+            return (optax.apply_updates(p, updates), s), value
+
+        (p, _), _ = jax.lax.scan(body, (position, opt.init(position)), None, length=num_steps)
+        return p
+
+    return jax.jit(jax.vmap(one))(positions)
