@@ -75,7 +75,7 @@ def runs(tmp_path_factory):
     assert [r["step"] for r in RunDir(pieces).read_metrics()] == [1, 2, 3, 4]
     assert (pieces / "draws/draw_000004.npz").exists()
     assert sorted(p.name for p in (pieces / "checkpoints").iterdir()) == [
-        f"checkpoint_{i:06d}.pkl" for i in (1, 2, 3)
+        f"checkpoint_{i:06d}.npz" for i in (1, 2, 3)
     ]
     summary_pieces = runner.run_hmc(config(pieces), progress=False)
     return whole, pieces, summary_whole, summary_pieces
@@ -98,11 +98,11 @@ def assert_tree_equal(a, b, path="state"):
 def test_checkpoints_equal_bit_for_bit(runs):
     whole, pieces, *_ = runs
     for step in range(1, 6):
-        name = f"checkpoints/checkpoint_{step:06d}.pkl"
+        name = f"checkpoints/checkpoint_{step:06d}.npz"
         a, b = load_checkpoint(whole / name), load_checkpoint(pieces / name)
         a.pop("elapsed"), b.pop("elapsed")
         assert_tree_equal(a, b, name)
-    final = load_checkpoint(whole / "checkpoints/checkpoint_000005.pkl")
+    final = load_checkpoint(whole / "checkpoints/checkpoint_000005.npz")
     assert final["ensemble"].count == 2 * 3  # 2 chains x 3 iterations after burn-in
     assert final["step_size"].shape == (2,)
     assert not np.all(final["step_size"] == SETTINGS["step_size"])  # it did adapt
@@ -137,7 +137,7 @@ def test_keys_are_split_once_per_iteration(runs):
     seen = set()
     for step in range(1, 6):
         key, _step = jax.random.split(key)
-        saved = load_checkpoint(whole / f"checkpoints/checkpoint_{step:06d}.pkl")["key"]
+        saved = load_checkpoint(whole / f"checkpoints/checkpoint_{step:06d}.npz")["key"]
         np.testing.assert_array_equal(saved, np.asarray(jax.random.key_data(key)))
         seen.add(tuple(saved.ravel().tolist()))
     assert len(seen) == 5
@@ -181,7 +181,7 @@ def _capture_init_positions(monkeypatch) -> list:
 def test_init_checkpoint_starts_from_saved_parameters(runs, tmp_path, monkeypatch):
     """A run with --init_checkpoint starts (chain by chain) from the saved positions."""
     whole, *_ = runs
-    source = whole / "checkpoints/checkpoint_000005.pkl"
+    source = whole / "checkpoints/checkpoint_000005.npz"
     saved = load_checkpoint(source)["position"]
     captured = _capture_init_positions(monkeypatch)
     cfg = config(
@@ -199,7 +199,7 @@ def test_init_checkpoint_starts_from_saved_parameters(runs, tmp_path, monkeypatc
 
 def test_init_checkpoint_with_fewer_chains_uses_its_first_chain(runs, tmp_path):
     whole, *_ = runs
-    source = whole / "checkpoints/checkpoint_000005.pkl"
+    source = whole / "checkpoints/checkpoint_000005.npz"
     saved = load_checkpoint(source)["position"]
     cfg = config(tmp_path / "one", init_checkpoint=str(source), num_chains=1)
     problem = build_problem(cfg)
@@ -216,7 +216,7 @@ def test_init_checkpoint_with_fewer_chains_uses_its_first_chain(runs, tmp_path):
 
 def test_init_checkpoint_of_another_model_is_refused(runs, tmp_path):
     whole, *_ = runs
-    source = whole / "checkpoints/checkpoint_000005.pkl"
+    source = whole / "checkpoints/checkpoint_000005.npz"
     cfg = config(tmp_path / "other", init_checkpoint=str(source), model_name="mlp_classification")
     with pytest.raises(ValueError, match="--init_checkpoint=.*lacks parameters"):
         runner.run_hmc(cfg, progress=False)
@@ -243,7 +243,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     """Killed while writing: the previous checkpoint survives whole, no temp file remains."""
     import ppl_bnn.driver.checkpoint as ckpt
 
-    path = tmp_path / "checkpoints" / "checkpoint_000001.pkl"
+    path = tmp_path / "checkpoints" / "checkpoint_000001.npz"
     ckpt.save_checkpoint(path, {"step": 1, "x": np.arange(3.0)})
 
     def killed(fd):
@@ -260,8 +260,8 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
 
 def test_truncated_checkpoint_is_reported_as_corrupt(runs, tmp_path):
     whole, *_ = runs
-    copy = tmp_path / "ckpt.pkl"
-    shutil.copy(whole / "checkpoints/checkpoint_000005.pkl", copy)
+    copy = tmp_path / "ckpt.npz"
+    shutil.copy(whole / "checkpoints/checkpoint_000005.npz", copy)
     _truncate(copy)
     with pytest.raises(CheckpointError, match="corrupt checkpoint .*truncated or altered"):
         load_checkpoint(copy)
@@ -276,12 +276,12 @@ def test_corrupt_latest_checkpoint_one_line_error_and_nothing_written(
     whole, *_ = runs
     run = tmp_path / "run"
     shutil.copytree(whole, run)
-    _truncate(run / "checkpoints/checkpoint_000005.pkl")
+    _truncate(run / "checkpoints/checkpoint_000005.npz")
     before = snapshot_dir(run)
     rc, out, err = cli(*_args(run, num_iterations=6))
     assert rc == 2
     assert len(err.strip().splitlines()) == 1, err
-    assert "corrupt checkpoint" in err and "checkpoint_000005.pkl" in err
+    assert "corrupt checkpoint" in err and "checkpoint_000005.npz" in err
     assert snapshot_dir(run) == before
 
 
@@ -290,13 +290,13 @@ def test_corrupt_latest_checkpoint_one_line_error(runs, tmp_path, cli):
     whole, *_ = runs
     run = tmp_path / "run"
     shutil.copytree(whole, run)
-    _truncate(run / "checkpoints/checkpoint_000005.pkl")
+    _truncate(run / "checkpoints/checkpoint_000005.npz")
     checkpoints_before = sorted(p.name for p in (run / "checkpoints").iterdir())
     metrics_before = (run / "metrics.jsonl").read_bytes()
     rc, out, err = cli(*_args(run, num_iterations=6))
     assert rc == 2
     assert len(err.strip().splitlines()) == 1, err
-    assert "corrupt checkpoint" in err and "checkpoint_000005.pkl" in err
+    assert "corrupt checkpoint" in err and "checkpoint_000005.npz" in err
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == checkpoints_before
     assert (run / "metrics.jsonl").read_bytes() == metrics_before
 
@@ -305,8 +305,8 @@ def test_corrupt_init_checkpoint_one_line_error_and_nothing_written(
     runs, tmp_path, cli, snapshot_dir
 ):
     whole, *_ = runs
-    bad = tmp_path / "bad.pkl"
-    shutil.copy(whole / "checkpoints/checkpoint_000005.pkl", bad)
+    bad = tmp_path / "bad.npz"
+    shutil.copy(whole / "checkpoints/checkpoint_000005.npz", bad)
     _truncate(bad)
     run = tmp_path / "fresh"
     run.mkdir()
@@ -314,5 +314,5 @@ def test_corrupt_init_checkpoint_one_line_error_and_nothing_written(
     rc, out, err = cli(*_args(run, init_checkpoint=bad))
     assert rc == 2
     assert len(err.strip().splitlines()) == 1, err
-    assert "corrupt checkpoint" in err and "bad.pkl" in err
+    assert "corrupt checkpoint" in err and "bad.npz" in err
     assert snapshot_dir(run) == before

@@ -1,79 +1,540 @@
-"""Atomic checkpoints of a run's state (any pytree of arrays and plain Python values).
+"""Checkpoints that cannot run code: arrays in ``.npz``, structure and scalars in JSON.
 
-A checkpoint is written to a temporary file in the same folder, flushed to disk and then
-renamed over its final name, so a crash never leaves a half-written checkpoint behind.
-Files start with a magic header and end with a SHA-256 of their body: a truncated or
-altered file is reported as corrupt instead of being half-read.
+A checkpoint is one uncompressed ``.npz`` file (a zip of ``.npy`` arrays) with:
+
+* ``__tree__``: the pytree's structure as UTF-8 JSON (stored as a ``uint8`` array): dicts,
+  lists, tuples, ``None``, Python numbers and strings inline; NamedTuples by name, restored
+  only for the types in :func:`allowed_types`; every array as a reference ``{"array": i}``
+  to the member ``i``;
+* ``__sha256__``: SHA-256 of the JSON and of every array's dtype, shape and bytes;
+* ``0``, ``1``, ...: the arrays, read with ``np.load(..., allow_pickle=False)``.
+
+Nothing in the file is executed or imported when it is read: an unknown type name, an
+object array or a member that should not be there makes it a foreign file
+(:class:`CheckpointError`). JAX key arrays are stored as their ``uint32`` key data and their
+implementation's name, and restored as key arrays; other JAX arrays come back as numpy
+arrays of the same dtype and bits; ``numpy`` scalars (``np.float64(1.5)``) as ``numpy``
+scalars.
+
+Writes are atomic: a temporary ``.tmp-*`` file in the same folder, flushed and ``fsync``-ed,
+then renamed over the final name, so a crash leaves the previous checkpoint whole.
+
+:class:`CheckpointStore` keeps a run's resume state: the latest ``keep`` checkpoints
+(``checkpoint_000123.npz``), falling back to the previous valid one when the latest is
+corrupt. Checkpoints of ppl_bnn 0.1 (pickles, ``checkpoint_000123.pkl``) are refused: a
+pickle can run any code when read.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import json
+import math
 import os
-import pickle
 import re
+import sys
 import tempfile
+import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 
-__all__ = ["CheckpointError", "latest_checkpoint", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CheckpointError",
+    "CheckpointStore",
+    "allowed_types",
+    "checkpoint_path",
+    "convert_pickle_checkpoint",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "register_type",
+    "remove_orphans",
+    "save_checkpoint",
+]
 
-_MAGIC = b"PPLBNN-CKPT-1\n"
-_NAME = re.compile(r"checkpoint_(\d+)\.pkl$")
+FORMAT = "ppl_bnn-checkpoint"
+VERSION = 2
+_TREE, _DIGEST = "__tree__", "__sha256__"
+_NAME = re.compile(r"checkpoint_(\d{6,})\.npz")
+_OLD_NAME = re.compile(r"checkpoint_(\d{6,})\.pkl")
+_OLD_MAGIC = b"PPLBNN-CKPT-1\n"  # ppl_bnn 0.1: a pickle, refused
+_ZIP_MAGIC = b"PK\x03\x04"
+TMP_PREFIX = ".tmp-"
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file is missing, corrupt or not a ppl_bnn checkpoint."""
+    """A checkpoint file is missing, corrupt, foreign or not a ppl_bnn checkpoint."""
 
 
-def save_checkpoint(path: str | os.PathLike, state: Any) -> Path:
-    """Write ``state`` (arrays are fetched to numpy) atomically to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    body = pickle.dumps(jax.tree.map(np.asarray, jax.device_get(state)), protocol=5)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pkl")
+# ------------------------------------------------------------------ allowed types
+def _allowed_types() -> dict[str, type]:
+    """The NamedTuple types a checkpoint may hold, by ``module.QualName``.
+
+    A NamedTuple in a file is restored only if its name is here; the name is looked up,
+    never imported. Add a type here (not in the file) to make it checkpointable.
+    """
+    import optax
+    from blackjax.mcmc.hmc import HMCState
+    from numpyro.infer.svi import SVIState
+
+    from ppl_bnn.evaluation.bma import EnsembleState
+    from ppl_bnn.inference.hmc import MassMatrixEstimate
+    from ppl_bnn.inference.optimize import SGDState
+    from ppl_bnn.inference.sgmcmc import PreconditionedState, SGHMCState, SGLDState
+
+    found = [
+        HMCState,
+        SVIState,
+        EnsembleState,
+        MassMatrixEstimate,
+        SGDState,
+        SGLDState,
+        SGHMCState,
+        PreconditionedState,
+    ]
+    # optax's optimiser states (ScaleByAdamState, TraceState, EmptyState, ...)
+    for module in (optax, optax.tree_utils, optax.contrib, optax.schedules):
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, tuple) and hasattr(value, "_fields"):
+                found.append(value)
+    for name in ("ppl_bnn.inference.warmup", "ppl_bnn.inference.nuts"):  # optional modules
+        try:
+            module = __import__(name, fromlist=["_"])
+        except ImportError:
+            continue
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and issubclass(value, tuple)
+                and hasattr(value, "_fields")
+                and value.__module__ == name
+            ):
+                found.append(value)
+    return {_type_name(t): t for t in found}
+
+
+def _type_name(t: type) -> str:
+    return f"{t.__module__}.{t.__qualname__}"
+
+
+_ALLOWED: dict[str, type] | None = None
+
+
+def allowed_types() -> dict[str, type]:
+    """The allowed NamedTuple types by name (built on first use: it imports optax etc.)."""
+    global _ALLOWED
+    if _ALLOWED is None:
+        _ALLOWED = _allowed_types()
+    return _ALLOWED
+
+
+def register_type(t: type) -> type:
+    """Allow the NamedTuple type ``t`` in checkpoints (usable as a class decorator)."""
+    allowed_types()[_type_name(t)] = t
+    return t
+
+
+# ---------------------------------------------------------------------- encoding
+class _Encoder:
+    """Turns a pytree into JSON-able nodes and a list of numpy arrays."""
+
+    def __init__(self) -> None:
+        self.arrays: list[np.ndarray] = []
+
+    def _array(self, value: np.ndarray, **extra: Any) -> dict[str, Any]:
+        self.arrays.append(np.asarray(value, order="C"))  # 0-d stays 0-d
+        return {"array": len(self.arrays) - 1, **extra}
+
+    def node(self, x: Any) -> Any:
+        if isinstance(x, np.generic):  # before float: np.float64 is a float
+            return self._array(np.asarray(x), scalar=True)
+        if x is None or isinstance(x, bool | str):
+            return x
+        if isinstance(x, int):
+            return x
+        if isinstance(x, float):
+            return x if math.isfinite(x) else {"float": repr(x)}
+        if isinstance(x, dict):
+            for k in x:
+                if not isinstance(k, str | int) or isinstance(k, bool):
+                    raise TypeError(f"checkpoint dict keys must be str or int, got {k!r}")
+            return {"dict": [[k, self.node(v)] for k, v in x.items()]}
+        if isinstance(x, tuple) and hasattr(x, "_fields"):
+            name = _type_name(type(x))
+            if name not in allowed_types():
+                raise TypeError(
+                    f"{name} is not a checkpointable type: add it with "
+                    "ppl_bnn.driver.checkpoint.register_type"
+                )
+            return {"namedtuple": name, "fields": [self.node(v) for v in x]}
+        if isinstance(x, tuple):
+            return {"tuple": [self.node(v) for v in x]}
+        if isinstance(x, list):
+            return {"list": [self.node(v) for v in x]}
+        if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            impl = str(jax.random.key_impl(x))
+            return self._array(np.asarray(jax.random.key_data(x)), key=impl)
+        if isinstance(x, np.ndarray | jax.Array):
+            value = np.asarray(jax.device_get(x))
+            if value.dtype.kind in "OV" or value.dtype.type.__module__ != "numpy":
+                if value.dtype.kind == "O":
+                    raise TypeError("object arrays cannot be checkpointed")
+                # ml_dtypes (bfloat16, float8...): stored as raw bytes with their name
+                raw = value.view(np.uint8).reshape(*value.shape, value.dtype.itemsize)
+                return self._array(raw, dtype=value.dtype.name)
+            return self._array(value)
+        raise TypeError(f"cannot checkpoint a value of type {type(x).__name__}")
+
+
+def _digest(tree_json: bytes, arrays: list[np.ndarray]) -> bytes:
+    h = hashlib.sha256(tree_json)
+    for a in arrays:
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(np.asarray(a, order="C").tobytes())
+    return h.digest()
+
+
+def _encode(tree: Any) -> dict[str, np.ndarray]:
+    """The ``.npz`` members of ``tree``: its JSON structure, digest and arrays."""
+    enc = _Encoder()
+    root = enc.node(tree)
+    text = json.dumps(
+        {"format": FORMAT, "version": VERSION, "tree": root}, allow_nan=False
+    ).encode()
+    members = {str(i): a for i, a in enumerate(enc.arrays)}
+    members[_TREE] = np.frombuffer(text, np.uint8)
+    members[_DIGEST] = np.frombuffer(_digest(text, enc.arrays), np.uint8)
+    return members
+
+
+class _Decoder:
+    """Rebuilds a pytree from JSON nodes and the arrays; refuses anything unexpected."""
+
+    def __init__(self, path: Path, arrays: list[np.ndarray]) -> None:
+        self.path, self.arrays = path, arrays
+
+    def _fail(self, why: str) -> CheckpointError:
+        return CheckpointError(f"checkpoint {self.path} is not a ppl_bnn checkpoint: {why}")
+
+    def node(self, n: Any) -> Any:
+        if n is None or isinstance(n, bool | int | float | str):
+            return n
+        if isinstance(n, dict) and len(n) >= 1:
+            kind = next(iter(n))
+            if kind == "dict":
+                return {self._key(k): self.node(v) for k, v in n["dict"]}
+            if kind == "tuple":
+                return tuple(self.node(v) for v in n["tuple"])
+            if kind == "list":
+                return [self.node(v) for v in n["list"]]
+            if kind == "float" and n["float"] in ("nan", "inf", "-inf"):
+                return float(n["float"])
+            if kind == "namedtuple":
+                t = allowed_types().get(n["namedtuple"])
+                if t is None:
+                    raise self._fail(f"it holds a {n['namedtuple']!r}, not a type ppl_bnn restores")
+                return t(*(self.node(v) for v in n["fields"]))
+            if kind == "array":
+                return self._leaf(n)
+        raise self._fail(f"unexpected node {str(n)[:60]!r}")
+
+    def _key(self, k: Any) -> str | int:
+        if isinstance(k, str | int) and not isinstance(k, bool):
+            return k
+        raise self._fail(f"bad dict key {k!r}")
+
+    def _leaf(self, n: dict[str, Any]) -> Any:
+        i = n["array"]
+        if not isinstance(i, int) or not 0 <= i < len(self.arrays):
+            raise self._fail(f"array reference {i!r} out of range")
+        value = self.arrays[i]
+        if "key" in n:
+            return jax.random.wrap_key_data(value, impl=str(n["key"]))
+        if "dtype" in n:
+            dtype = np.dtype(jax.numpy.dtype(str(n["dtype"])))
+            return value.reshape(-1).view(dtype).reshape(value.shape[:-1])
+        if n.get("scalar"):
+            return value[()]
+        return value
+
+
+# ------------------------------------------------------------------ save / load
+def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], Any]) -> None:
+    """``write(file)`` to a temporary file next to ``path``, fsync it, rename it over ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX, suffix=path.suffix)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(_MAGIC + body + hashlib.sha256(body).digest())
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    try:  # the rename itself survives a power cut once the folder is synced
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def save_checkpoint(path: str | os.PathLike, tree: Any) -> Path:
+    """Write ``tree`` (any pytree of arrays and plain values) atomically to ``path``.
+
+    JAX arrays are fetched to the host first. Raises ``TypeError`` for a value that has no
+    safe representation (an arbitrary object, a NamedTuple not in :func:`allowed_types`).
+    """
+    path = Path(path)
+    members = _encode(tree)  # before touching the disk: a bad tree writes nothing
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, lambda f: np.savez(f, **members))
     return path
 
 
+def _refuse_pickle(path: Path) -> CheckpointError:
+    return CheckpointError(
+        f"checkpoint {path} is a ppl_bnn 0.1 pickle, which can run code when read, so it is "
+        "not loaded: rerun into a new --dir (or, for a file you wrote yourself, convert it "
+        f"with: python -m ppl_bnn.driver.checkpoint --convert-pickle {path})"
+    )
+
+
 def load_checkpoint(path: str | os.PathLike) -> Any:
-    """Read a checkpoint written by :func:`save_checkpoint`; raise ``CheckpointError``."""
+    """Read a checkpoint written by :func:`save_checkpoint`; raise ``CheckpointError``.
+
+    The file is checked whole (zip CRCs, the SHA-256 digest, the structure) before
+    anything is returned; no code in it can run.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
-    raw = path.read_bytes()
-    if not raw.startswith(_MAGIC) or len(raw) < len(_MAGIC) + 32:
+    with open(path, "rb") as f:
+        head = f.read(len(_OLD_MAGIC))
+    if head.startswith(_OLD_MAGIC) or head[:1] == b"\x80":
+        raise _refuse_pickle(path)
+    if not head.startswith(_ZIP_MAGIC):
         raise CheckpointError(f"corrupt checkpoint {path}: not a ppl_bnn checkpoint")
-    body, digest = raw[len(_MAGIC) : -32], raw[-32:]
-    if hashlib.sha256(body).digest() != digest:
+    members = _read_members(path)
+    text = members.pop(_TREE).tobytes()
+    digest = members.pop(_DIGEST).tobytes()
+    try:
+        arrays = [members.pop(str(i)) for i in range(len(members))]
+    except KeyError:
+        raise CheckpointError(
+            f"checkpoint {path} is not a ppl_bnn checkpoint: unexpected members"
+        ) from None
+    if _digest(text, arrays) != digest:
         raise CheckpointError(
             f"corrupt checkpoint {path}: checksum mismatch (truncated or altered)"
         )
     try:
-        return pickle.loads(body)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means corruption
-        raise CheckpointError(f"corrupt checkpoint {path}: {e}") from None
+        header = json.loads(text)
+    except ValueError:
+        raise CheckpointError(f"corrupt checkpoint {path}: unreadable structure") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {path} is not a ppl_bnn checkpoint")
+    if header.get("version") != VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format version {header.get('version')}, this ppl_bnn "
+            f"reads version {VERSION}: use the ppl_bnn that wrote it"
+        )
+    try:
+        return _Decoder(path, arrays).node(header["tree"])
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise CheckpointError(f"checkpoint {path} is not a ppl_bnn checkpoint: {e}") from None
 
 
+def _read_members(path: Path) -> dict[str, np.ndarray]:
+    """Every member of the ``.npz`` at ``path``, read without pickle and CRC-checked."""
+    try:
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
+            names = list(npz.files)
+            if _TREE not in names or _DIGEST not in names:
+                raise CheckpointError(
+                    f"checkpoint {path} is not a ppl_bnn checkpoint: no {_TREE} member"
+                )
+            return {name: npz[name] for name in names}
+    except CheckpointError:
+        raise
+    except ValueError as e:
+        if "allow_pickle" in str(e):
+            raise CheckpointError(
+                f"checkpoint {path} is not a ppl_bnn checkpoint: it holds Python objects "
+                "(pickles), which are never loaded"
+            ) from None
+        raise CheckpointError(f"corrupt checkpoint {path}: truncated or altered ({e})") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise CheckpointError(f"corrupt checkpoint {path}: truncated or altered ({e})") from None
+
+
+# ------------------------------------------------------------------- the folder
 def checkpoint_path(folder: str | os.PathLike, step: int) -> Path:
-    return Path(folder) / f"checkpoint_{step:06d}.pkl"
+    """``folder/checkpoint_000123.npz``: the one name a checkpoint of ``step`` has."""
+    return Path(folder) / f"checkpoint_{step:06d}.npz"
+
+
+def _steps(folder: Path) -> Iterator[tuple[int, Path]]:
+    """``(step, path)`` of every file named exactly like a checkpoint in ``folder``."""
+    if not folder.is_dir():
+        return
+    for p in folder.iterdir():
+        if (m := _NAME.fullmatch(p.name)) and p.is_file():
+            yield int(m.group(1)), p
+
+
+def _refuse_old_folder(folder: Path) -> None:
+    old = sorted(p.name for p in folder.iterdir() if _OLD_NAME.fullmatch(p.name))
+    if old:
+        raise CheckpointError(
+            f"{folder} holds ppl_bnn 0.1 pickle checkpoints ({old[-1]}), which can run code "
+            "when read, so they are not loaded: rerun into a new --dir"
+        )
 
 
 def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
-    """The checkpoint with the highest step in ``folder``, or ``None``."""
+    """The checkpoint with the highest step in ``folder``, or ``None``.
+
+    Raises ``CheckpointError`` when the folder holds only old pickle checkpoints (a fresh
+    start would silently discard that run).
+    """
+    folder = Path(folder)
+    found = sorted(_steps(folder))
+    if found:
+        return found[-1][1]
+    if folder.is_dir():
+        _refuse_old_folder(folder)
+    return None
+
+
+def remove_orphans(folder: str | os.PathLike) -> list[Path]:
+    """Delete the ``.tmp-*`` files a killed write left in ``folder``; return them."""
     folder = Path(folder)
     if not folder.is_dir():
-        return None
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.search(p.name))]
-    return max(found)[1] if found else None
+        return []
+    orphans = [p for p in folder.iterdir() if p.name.startswith(TMP_PREFIX) and p.is_file()]
+    for p in orphans:
+        p.unlink(missing_ok=True)
+    return orphans
+
+
+def _warn(message: str) -> None:
+    print(f"ppl-bnn: warning: {message}", file=sys.stderr)
+
+
+class CheckpointStore:
+    """A run's resume state: the latest ``keep`` checkpoints in ``folder``.
+
+    Example:
+        >>> store = CheckpointStore("runs/a/checkpoints")   # removes orphaned .tmp-* files
+        >>> store.save(12, {"step": 12, "position": position})
+        >>> step, tree = store.restore()                     # or None for a fresh run
+
+    ``save(step, tree)`` writes ``checkpoint_{step:06d}.npz`` atomically, then deletes the
+    older ones beyond ``keep`` and any with a later step (an abandoned future: a restore
+    never starts before the latest valid checkpoint). ``restore()`` reads the latest; when
+    it is corrupt it reports that in one line (``warn``) and falls back to the previous
+    valid one. Only files named exactly ``checkpoint_NNNNNN.npz`` are checkpoints.
+
+    ``writer=False`` (the non-primary processes of a multi-process run) never writes or
+    deletes anything: ``save`` does nothing.
+    """
+
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        keep: int = 2,
+        *,
+        writer: bool = True,
+        warn: Callable[[str], None] = _warn,
+    ) -> None:
+        if keep < 1:
+            raise ValueError(f"keep must be at least 1, got {keep}")
+        self.folder, self.keep, self.writer, self.warn = Path(folder), keep, writer, warn
+        if writer:
+            remove_orphans(self.folder)
+
+    def path(self, step: int) -> Path:
+        return checkpoint_path(self.folder, step)
+
+    def steps(self) -> list[int]:
+        """The steps of the checkpoints on disk, ascending."""
+        return sorted(step for step, _ in _steps(self.folder))
+
+    def save(self, step: int, tree: Any) -> Path:
+        path = self.path(step)
+        if not self.writer:
+            return path
+        save_checkpoint(path, tree)
+        kept = [s for s in self.steps() if s <= step][-self.keep :]
+        for s, p in _steps(self.folder):
+            if s not in kept:
+                p.unlink(missing_ok=True)
+        return path
+
+    def restore(self) -> tuple[int, Any] | None:
+        """``(step, tree)`` of the latest valid checkpoint, or ``None`` when there is none.
+
+        Raises ``CheckpointError`` when there are checkpoints but none is valid.
+        """
+        found = sorted(_steps(self.folder), reverse=True)
+        if not found:
+            if self.folder.is_dir():
+                _refuse_old_folder(self.folder)
+            return None
+        errors = []
+        for step, path in found:
+            try:
+                tree = load_checkpoint(path)
+            except CheckpointError as e:
+                errors.append(str(e))
+                continue
+            if errors:
+                self.warn(f"{errors[0]}; resuming from the previous one, {path.name}")
+            return step, tree
+        raise CheckpointError(
+            f"{errors[0]}; no earlier valid checkpoint in {self.folder}: rerun into a new --dir"
+        )
+
+
+# -------------------------------------------------------------- old checkpoints
+def convert_pickle_checkpoint(src: str | os.PathLike, dst: str | os.PathLike | None = None) -> Path:
+    """Rewrite a ppl_bnn 0.1 pickle checkpoint in the safe format (``.npz`` next to it).
+
+    This unpickles ``src``, which runs any code the file holds: only convert files you
+    wrote yourself.
+    """
+    import pickle
+
+    src = Path(src)
+    raw = src.read_bytes()
+    if not raw.startswith(_OLD_MAGIC):
+        raise CheckpointError(f"{src} is not a ppl_bnn 0.1 pickle checkpoint")
+    body, digest = raw[len(_OLD_MAGIC) : -32], raw[-32:]
+    if hashlib.sha256(body).digest() != digest:
+        raise CheckpointError(f"corrupt checkpoint {src}: checksum mismatch")
+    tree = pickle.loads(body)  # noqa: S301 - the user vouches for this file
+    return save_checkpoint(Path(dst) if dst else src.with_suffix(".npz"), tree)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m ppl_bnn.driver.checkpoint",
+        description="Convert ppl_bnn 0.1 pickle checkpoints to the safe format. Unpickling "
+        "runs any code the file holds: convert only files you wrote yourself.",
+    )
+    parser.add_argument("--convert-pickle", nargs="+", required=True, metavar="FILE")
+    for name in parser.parse_args().convert_pickle:
+        print(convert_pickle_checkpoint(name))
