@@ -105,3 +105,28 @@ def test_load_model_errors_are_one_line(tmp_path, spec, message):
     with pytest.raises((ValueError, FileNotFoundError), match=message) as e:
         load_model(spec)
     assert "\n" not in str(e.value)
+
+
+def test_flax_initialisers_are_used_whatever_the_module_name(data):
+    import flax.linen as nn
+    from numpyro.contrib.module import random_flax_module
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            h = nn.Dense(4, kernel_init=nn.initializers.constant(0.25))(x)
+            return nn.Dense(1, bias_init=nn.initializers.constant(-0.5))(h)[..., 0]
+
+    def model(x, y=None):
+        f = random_flax_module("regressor", Net(), dist.Normal(0.0, 1.0), input_shape=(1, 3))
+        with numpyro.plate("data", x.shape[0]):
+            numpyro.sample("y", dist.Normal(f(x), 1.0), obs=y)
+
+    x, y = data
+    ld = LogDensity(model, make_mesh(), (x[:2], y[:2]))
+    a, b = ld.init(jax.random.key(0)), ld.init(jax.random.key(1))
+    np.testing.assert_array_equal(a["regressor/Dense_0.kernel"], 0.25)
+    np.testing.assert_array_equal(a["regressor/Dense_1.bias"], -0.5)
+    k0, k1 = a["regressor/Dense_1.kernel"], b["regressor/Dense_1.kernel"]
+    assert not np.allclose(k0, k1)  # lecun-normal draws, one per key
+    assert 0.05 < float(np.std(np.concatenate([k0.ravel(), k1.ravel()]))) < 1.5

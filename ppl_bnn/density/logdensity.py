@@ -32,11 +32,18 @@ from jax.sharding import PartitionSpec as P
 from numpyro import handlers
 from numpyro.distributions.transforms import biject_to
 from numpyro.infer.initialization import init_to_uniform, init_to_value
+from numpyro.primitives import Messenger
 
 from ppl_bnn.density.sharding import DATA_AXIS, Batch
 from ppl_bnn.types import ArrayTree, PRNGKey
 
-__all__ = ["LogDensity", "check_rowwise", "predictive_stats", "row_event_dims"]
+__all__ = [
+    "LogDensity",
+    "check_rowwise",
+    "flax_initial_values",
+    "predictive_stats",
+    "row_event_dims",
+]
 
 
 def predictive_stats(fn: dist.Distribution) -> jax.Array:
@@ -103,6 +110,35 @@ def _row_log_prob(site, rows: int) -> jax.Array:
 
 def _site_scale(site) -> float | jax.Array:
     return 1.0 if site["scale"] is None else site["scale"]
+
+
+class _CaptureFlaxInit(Messenger):
+    """Records the freshly initialised parameters of every ``flax_module`` param site
+    (``random_flax_module`` overwrites them with shapes right after)."""
+
+    def __init__(self):
+        super().__init__()
+        self.params: dict[str, ArrayTree] = {}
+
+    def postprocess_message(self, msg):
+        if msg["type"] == "param" and msg["name"].endswith("$params") and msg["value"]:
+            self.params[msg["name"][: -len("$params")]] = jax.tree.map(lambda a: a, msg["value"])
+
+
+def flax_initial_values(model: Callable, rng_key: PRNGKey, *args) -> dict[str, jax.Array]:
+    """Initial values of the sample sites of every ``random_flax_module`` in ``model``,
+    drawn by the Flax modules' own initialisers with ``rng_key``.
+
+    Keyed like the sample sites, ``"{module name}/{dotted parameter path}"``.
+    """
+    capture = _CaptureFlaxInit()
+    with capture:
+        handlers.substitute(handlers.seed(model, rng_key), substitute_fn=init_to_uniform)(*args)
+    values = {}
+    for prefix, params in capture.params.items():
+        for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+            values[prefix + "/" + ".".join(str(getattr(k, "key", k)) for k in path)] = leaf
+    return values
 
 
 class LogDensity:
@@ -173,19 +209,16 @@ class LogDensity:
         """An initial position (unconstrained) for one chain.
 
         Network weights start from the Flax module's own initialisers (as the original
-        code did with Haiku's), when the model exposes ``model.net``; ``values`` pins any
-        site; every other latent site starts uniformly in ``(-2, 2)`` in unconstrained space.
+        code did with Haiku's), for every ``random_flax_module`` of the model whatever its
+        name; ``values`` pins any site; every other latent site starts uniformly in
+        ``(-2, 2)`` in unconstrained space.
         """
         return self._init(rng_key, dict(values or {}))
 
     def _init_impl(self, rng_key: PRNGKey, values: dict) -> dict:
         key_net, key_rest = jax.random.split(rng_key)
-        net = getattr(self.model, "net", None)
-        if net is not None:
-            params = net.init(key_net, jnp.asarray(self._example[0][:1]))["params"]
-            flat = jax.tree_util.tree_flatten_with_path(params)[0]
-            for path, leaf in flat:
-                name = "net/" + ".".join(str(getattr(p, "key", p)) for p in path)
+        for name, leaf in flax_initial_values(self.model, key_net, *self._example).items():
+            if name in self.latent_sites:
                 values.setdefault(name, leaf)
         strategy = init_to_value(values=values)
         # seed innermost: the init strategy draws with the key the seed handler provides
