@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv with Python >= 3.12 and install ppl-bnn (editable) with its test tools.
+# Create .venv with Python >= 3.12 and install ppl-bnn (editable) with its test and docs tools.
 # Usage: bash scripts/install.sh        (PYTHON=/path/to/python3.12 to choose the interpreter)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,5 +23,5 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(0 if
   "$py" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[test]"
+.venv/bin/python -m pip install --quiet -e ".[test,docs]"
 echo "installed: $(.venv/bin/python -c 'import ppl_bnn, jax, numpyro, blackjax; print("ppl_bnn", "jax", jax.__version__, "numpyro", numpyro.__version__, "blackjax", blackjax.__version__)')"
