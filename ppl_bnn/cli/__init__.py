@@ -7,7 +7,9 @@ Each command lives in its own module with ``add_parser(subparsers)`` and ``run(a
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 
 __all__ = ["COMMANDS", "main"]
@@ -30,10 +32,6 @@ COMMANDS = {
 }
 
 
-class _OneLineError(Exception):
-    pass
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ppl-bnn",
@@ -46,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``ppl-bnn COMMAND [flags]``; return the exit status.
+
+    0: done. 2: the command could not run as asked (bad flags, data, checkpoints or
+    paths, a full disk): one line ``ppl-bnn COMMAND: error: ...`` on stderr, and what was
+    already written stays as it was (every file is written atomically). 1: a bug in
+    ppl_bnn: one line too (``PPL_BNN_TRACEBACK=1`` shows the traceback).
+    """
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     try:
@@ -55,7 +60,37 @@ def main(argv: list[str] | None = None) -> int:
 
             initialize(args.coordinator_address, args.num_processes, args.process_id)
         return int(args.run(args, ["ppl-bnn", *argv]) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:  # CheckpointError is a ValueError
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        print(f"ppl-bnn {args.command}: error: {msg}", file=sys.stderr)
-        return 2
+    except Exception as e:
+        if os.environ.get("PPL_BNN_TRACEBACK"):
+            raise
+        message, status = describe_error(e)
+        print(f"ppl-bnn {args.command}: error: {message}", file=sys.stderr)
+        return status
+
+
+def describe_error(e: Exception) -> tuple[str, int]:
+    """``(one-line message, exit status)`` for an exception that ended a command."""
+    if isinstance(e, OSError) and not isinstance(e, FileNotFoundError | FileExistsError):
+        return _describe_os_error(e), 2
+    if isinstance(e, ValueError | FileNotFoundError | FileExistsError):
+        return (str(e).strip().splitlines() or [type(e).__name__])[0], 2
+    first = (str(e).strip().splitlines() or [""])[0]
+    return (
+        f"internal error {type(e).__name__}: {first} (a bug in ppl_bnn: please report it; "
+        "PPL_BNN_TRACEBACK=1 shows where)",
+        1,
+    )
+
+
+def _describe_os_error(e: OSError) -> str:
+    where = e.filename if e.filename is not None else "a file"
+    if e.errno == errno.ENOSPC:
+        return (
+            f"no space left on the device writing {where}: free some space and rerun the same "
+            "command (a run resumes from its last checkpoint)"
+        )
+    if isinstance(e, PermissionError) or e.errno in (errno.EACCES, errno.EPERM):
+        return f"permission denied: {where} (make it, or the folder holding it, writable)"
+    if e.errno == errno.EROFS:
+        return f"read-only file system: {where} (choose a --dir on a writable disk)"
+    return f"{e.strerror or type(e).__name__}: {where}"
