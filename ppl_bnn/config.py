@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 __all__ = [
+    "BNN_FIELDS",
     "CommonConfig",
     "EnsembleConfig",
     "HMCConfig",
@@ -17,7 +18,11 @@ __all__ = [
     "SGLDConfig",
     "SGMCMCConfig",
     "SurfaceConfig",
+    "ProblemConfig",
+    "RunConfig",
     "VIConfig",
+    "applicable",
+    "problem_config",
     "to_dict",
 ]
 
@@ -27,20 +32,26 @@ def _f(default, help: str, **kw):
 
 
 @dataclass
-class CommonConfig:
-    """Flags shared by every method (the original's ``cmd_args_utils``) plus model choices."""
+class ProblemConfig:
+    """What declares the problem: the data, the model, its prior and likelihood, and where
+    the data are placed (devices, microbatches, processes).
 
-    dir: str = _f("", "run directory for checkpoints, metrics and draws (required)", required=True)
-    seed: int = _f(0, "random seed")
+    ``build_problem`` reads only these fields. With ``model`` set (a user model
+    ``file.py:function``) the BNN fields (``model_name``, the prior and likelihood
+    fields) do not apply: they are neither used nor recorded (see :func:`applicable`).
+    """
+
     dataset_name: str = _f(
         "digits",
         "dataset: digits, synthetic_regression, a UCI name, <uci>_<seed>, file.npz, cifar10, cifar100, mnist, imdb or cifar10_corrupted/<corruption>_<severity>",
     )
     model_name: str = _f("mlp_classification", "architecture name (see `ppl-bnn models`)")
+    model: str | None = _f(
+        None,
+        "your own NumPyro model `model(x, y=None)` as path/to/file.py:function (instead of --model_name and the prior/likelihood flags)",
+    )
     weight_decay: float = _f(15.0, "prior precision: prior variance = 1 / weight_decay")
     temperature: float = _f(1.0, "posterior temperature T: the posterior is raised to 1/T")
-    init_checkpoint: str | None = _f(None, "checkpoint whose parameters initialise the run")
-    tabulate_freq: int = _f(40, "repeat the console table header every this many rows")
     subset_train_to: int | None = _f(None, "keep only the first N training examples")
     use_float64: bool = _f(False, "compute in float64 (default float32)")
     data_dir: str | None = _f(
@@ -60,21 +71,75 @@ class CommonConfig:
     noise_std: float | None = _f(
         None, "fixed noise std of the homoscedastic likelihood (default: learned)"
     )
+    num_augmented_copies: int = _f(
+        0, "full-batch methods: add this many fixed augmented copies of the training images"
+    )
     num_devices: int | None = _f(None, "devices of the data mesh (default: all)")
     microbatch_size: int | None = _f(
         None, "accumulate the full-batch likelihood over chunks of this many examples per device"
-    )
-    data_augmentation: bool = _f(
-        False, "minibatch methods: random crop (pad 4) and horizontal flip of images"
-    )
-    num_augmented_copies: int = _f(
-        0, "full-batch methods: add this many fixed augmented copies of the training images"
     )
     coordinator_address: str | None = _f(
         None, "jax.distributed coordinator host:port (multi-process runs)"
     )
     num_processes: int | None = _f(None, "number of processes of a multi-process run")
     process_id: int | None = _f(None, "index of this process in a multi-process run")
+
+
+# the fields of a ppl_bnn BNN (``bnn_model``): they mean nothing for a user model
+BNN_FIELDS = (
+    "model_name",
+    "weight_decay",
+    "prior_family",
+    "student_t_df",
+    "mixture_weight",
+    "mixture_scale_ratio",
+    "fan_in_scaling",
+    "bias_weight_decay",
+    "likelihood",
+    "noise_std",
+)
+
+
+@dataclass
+class RunConfig:
+    """What every run shares, whatever the method: where it is written, its seed."""
+
+    dir: str = _f(
+        "",
+        "run directory for checkpoints, metrics and draws (required on the command line; "
+        "empty in Python: in memory, nothing written)",
+        required=True,
+    )
+    seed: int = _f(0, "random seed")
+    init_checkpoint: str | None = _f(None, "checkpoint whose parameters initialise the run")
+    tabulate_freq: int = _f(40, "repeat the console table header every this many rows")
+    data_augmentation: bool = _f(
+        False, "minibatch methods: random crop (pad 4) and horizontal flip of images"
+    )
+
+
+@dataclass
+class CommonConfig(RunConfig, ProblemConfig):
+    """Flags shared by every method (the original's ``cmd_args_utils``): the problem
+    (:class:`ProblemConfig`) and the run (:class:`RunConfig`) in one flat dataclass, so
+    that the original flags keep their names."""
+
+
+def problem_config(cfg) -> ProblemConfig:
+    """The :class:`ProblemConfig` part of any config."""
+    return ProblemConfig(
+        **{f.name: getattr(cfg, f.name) for f in dataclasses.fields(ProblemConfig)}
+    )
+
+
+def applicable(cfg) -> dict:
+    """The config as recorded in ``config.json`` and the summary: fields that do not apply
+    (the BNN fields when ``cfg.model`` names a user model) are left out."""
+    out = dataclasses.asdict(cfg)
+    if getattr(cfg, "model", None):
+        for name in BNN_FIELDS:
+            out.pop(name, None)
+    return out
 
 
 @dataclass
@@ -97,6 +162,17 @@ class HMCConfig(CommonConfig):
     num_chains: int = _f(1, "chains run side by side (vectorised), each seeded separately")
     num_param_draws: int = _f(
         16, "parameter coordinates kept per iteration for parameter-space R-hat"
+    )
+    eval_freq: int = _f(
+        1,
+        "train-set predictions and metrics every this many iterations (and the last); "
+        "test predictions for the average are taken every post-burn-in iteration",
+    )
+    divergence_threshold: float = _f(
+        1000.0, "a trajectory whose energy error exceeds this (or is not finite) is divergent"
+    )
+    zero_accept_patience: int = _f(
+        10, "warn when no chain accepted a proposal for this many consecutive MH iterations"
     )
 
 

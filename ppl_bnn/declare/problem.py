@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import jax
+import numpy as np
 from jax.sharding import Mesh
+from numpyro import handlers
 
-from ppl_bnn.config import CommonConfig
+from ppl_bnn.config import BNN_FIELDS, ProblemConfig, problem_config
 from ppl_bnn.data import Dataset, load_dataset
 from ppl_bnn.data.augment import with_augmented_copies
 from ppl_bnn.declare import likelihoods, priors
@@ -17,22 +20,44 @@ from ppl_bnn.density.logdensity import LogDensity
 from ppl_bnn.density.sharding import Batch, make_mesh, shard_batch
 from ppl_bnn.models import get_model
 
-__all__ = ["Problem", "build_prior", "build_likelihood", "build_problem"]
+__all__ = [
+    "Problem",
+    "build_prior",
+    "build_likelihood",
+    "build_problem",
+    "problem_from_arrays",
+]
 
 
 @dataclass
 class Problem:
-    """A dataset, the BNN declared on it, and both splits placed on the mesh."""
+    """A dataset, the model declared on it, and both splits placed on the mesh.
+
+    ``test`` is ``None`` when there is no test split (then nothing is predicted).
+    ``model_name`` names the model in summaries; ``config`` is what declared the problem
+    (the applicable :class:`ProblemConfig` fields), recorded with the run, or ``None`` for
+    a problem assembled in Python (recorded as ``{"model": model_name}``).
+    """
 
     dataset: Dataset
     model: object
     logdensity: LogDensity
     mesh: Mesh
     train: Batch
-    test: Batch
+    test: Batch | None
+    model_name: str = "model"
+    config: dict[str, Any] | None = field(default=None)
+
+    @property
+    def has_test(self) -> bool:
+        return self.test is not None and self.dataset.x_test.shape[0] > 0
+
+    def record(self) -> dict[str, Any]:
+        """What declared this problem, for ``config.json`` and the summary."""
+        return dict(self.config) if self.config is not None else {"model": self.model_name}
 
 
-def build_prior(cfg: CommonConfig) -> priors.Prior:
+def build_prior(cfg: ProblemConfig) -> priors.Prior:
     kwargs = {}
     if cfg.prior_family == "student_t":
         kwargs["df"] = cfg.student_t_df
@@ -52,7 +77,7 @@ def build_prior(cfg: CommonConfig) -> priors.Prior:
     )
 
 
-def build_likelihood(cfg: CommonConfig, dataset: Dataset):
+def build_likelihood(cfg: ProblemConfig, dataset: Dataset):
     name = cfg.likelihood
     if name == "auto":
         name = "categorical" if dataset.task == "classification" else "heteroscedastic"
@@ -66,19 +91,27 @@ def build_likelihood(cfg: CommonConfig, dataset: Dataset):
     return lik
 
 
-def build_problem(cfg: CommonConfig, dataset: Dataset | None = None) -> Problem:
-    """Load the data, declare the BNN and place both splits on a mesh.
+def build_problem(cfg: ProblemConfig, dataset: Dataset | None = None) -> Problem:
+    """Load the data, declare the model and place both splits on a mesh.
 
-    Starts ``jax.distributed`` first when the config or the environment asks for a
-    multi-process run; the mesh then spans every process's devices and each process
-    places only its own rows of the data.
+    The model is the BNN ``cfg.model_name`` with the configured prior and likelihood, or,
+    with ``cfg.model = "file.py:function"``, the user's own NumPyro model (tempered by
+    ``cfg.temperature``; the BNN fields do not apply). Starts ``jax.distributed`` first
+    when the config or the environment asks for a multi-process run; the mesh then spans
+    every process's devices and each process places only its own rows of the data.
     """
     initialize_from_config(cfg)
     if cfg.use_float64:
         jax.config.update("jax_enable_x64", True)
     if cfg.temperature <= 0:
         raise ValueError(f"--temperature must be positive, got {cfg.temperature}")
-    prior = build_prior(cfg)  # validate names before any data is read
+    user_model = None
+    if cfg.model:
+        from ppl_bnn.declare.user_model import load_model
+
+        user_model = load_model(cfg.model)  # a bad spec is refused before any data is read
+    else:
+        prior = build_prior(cfg)  # validate names before any data is read
     if dataset is None:
         dataset = load_dataset(
             cfg.dataset_name,
@@ -88,14 +121,104 @@ def build_problem(cfg: CommonConfig, dataset: Dataset | None = None) -> Problem:
         )
     if cfg.num_augmented_copies:
         dataset = with_augmented_copies(dataset, cfg.num_augmented_copies, seed=cfg.seed)
-    lik = build_likelihood(cfg, dataset)
-    num_outputs = lik.num_outputs or dataset.num_classes
-    net = get_model(cfg.model_name, num_outputs)
-    model = bnn_model(net, prior, lik, temperature=cfg.temperature)
-    mesh = make_mesh(cfg.num_devices)
+    if user_model is None:
+        lik = build_likelihood(cfg, dataset)
+        num_outputs = lik.num_outputs or dataset.num_classes
+        net = get_model(cfg.model_name, num_outputs)
+        model = bnn_model(net, prior, lik, temperature=cfg.temperature)
+        name = cfg.model_name
+    else:
+        model, name = tempered(user_model, cfg.temperature), cfg.model
+    record = {k: v for k, v in vars(problem_config(cfg)).items()}
+    if user_model is not None:
+        for k in BNN_FIELDS:
+            record.pop(k)
+    return place(
+        dataset,
+        model,
+        num_devices=cfg.num_devices,
+        microbatch_size=cfg.microbatch_size,
+        model_name=name,
+        config=record,
+    )
+
+
+def tempered(model, temperature: float):
+    """``model`` with every site's log density divided by ``temperature`` (1: unchanged)."""
+    if temperature == 1.0:
+        return model
+
+    def scaled(x, y=None):
+        with handlers.scale(scale=1.0 / temperature):
+            return model(x, y)
+
+    for attr in ("net", "net_name"):  # the Flax module, if the model exposes one
+        if hasattr(model, attr):
+            setattr(scaled, attr, getattr(model, attr))
+    return scaled
+
+
+def place(
+    dataset: Dataset,
+    model,
+    *,
+    num_devices: int | None = None,
+    microbatch_size: int | None = None,
+    model_name: str = "model",
+    config: dict[str, Any] | None = None,
+) -> Problem:
+    """Trace ``model`` on ``dataset`` and place both splits on a mesh."""
+    mesh = make_mesh(num_devices)
     example = (dataset.x_train[:2], dataset.y_train[:2])
-    ld = LogDensity(model, mesh, example, microbatch_size=cfg.microbatch_size)
-    multiple = cfg.microbatch_size or 1
+    ld = LogDensity(model, mesh, example, microbatch_size=microbatch_size)
+    multiple = microbatch_size or 1
     train = shard_batch(mesh, dataset.x_train, dataset.y_train, multiple=multiple)
-    test = shard_batch(mesh, dataset.x_test, dataset.y_test, multiple=multiple)
-    return Problem(dataset, model, ld, mesh, train, test)
+    test = None
+    if dataset.x_test.shape[0] > 0:
+        test = shard_batch(mesh, dataset.x_test, dataset.y_test, multiple=multiple)
+    return Problem(dataset, model, ld, mesh, train, test, model_name, config)
+
+
+def problem_from_arrays(
+    model,
+    x,
+    y,
+    x_test=None,
+    y_test=None,
+    *,
+    num_devices: int | None = None,
+    microbatch_size: int | None = None,
+    model_name: str | None = None,
+) -> Problem:
+    """A :class:`Problem` for any NumPyro model ``model(x, y=None)`` and arrays.
+
+    Integer targets make a classification task (``num_classes = max(y) + 1``), anything
+    else a regression task in the units given (``y_scale = 1``). No test split is needed:
+    without ``x_test`` nothing is predicted.
+    """
+    x, y = np.asarray(x), np.asarray(y)
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"x has {x.shape[0]} rows but y has {y.shape[0]}")
+    if (x_test is None) != (y_test is None) and y_test is not None:
+        raise ValueError("y_test given without x_test")
+    if x_test is None:
+        x_test = x[:0]
+        y_test = y[:0]
+    x_test = np.asarray(x_test)
+    y_test = np.zeros((x_test.shape[0],) + y.shape[1:], y.dtype) if y_test is None else y_test
+    y_test = np.asarray(y_test)
+    classification = np.issubdtype(y.dtype, np.integer)
+    num_classes = int(max(y.max(initial=0), y_test.max(initial=0))) + 1 if classification else None
+    dataset = Dataset(
+        name="arrays",
+        x_train=x,
+        y_train=y,
+        x_test=x_test,
+        y_test=y_test,
+        task="classification" if classification else "regression",
+        num_classes=num_classes,
+    )
+    name = model_name or getattr(model, "__name__", "model")
+    return place(
+        dataset, model, num_devices=num_devices, microbatch_size=microbatch_size, model_name=name
+    )

@@ -1,41 +1,116 @@
-"""``run_hmc``: a whole HMC run, resumable, from an ``HMCConfig`` to a run directory."""
+"""Full-batch HMC with the original's semantics, as a loop :class:`Algorithm`.
+
+Every iteration resamples the momentum and runs ``L = ceil(trajectory_len / step_size)``
+leapfrog steps over the full training set. During the burn-in (the first
+``num_burn_in_iterations``) there is no Metropolis-Hastings test: every proposal is
+taken, **except a divergent one** (its log density or its energy error is not finite, or
+the energy error exceeds ``--divergence_threshold``): that one is not taken, and the
+chain stays where it was. Burn-in iterations are not averaged. Afterwards the MH test
+applies (unless ``--no_mh``).
+
+**Step-size adaptation during the burn-in** (``--step_size_adaptation_speed=s > 0``):
+after each burn-in iteration, with ``a`` the chain's acceptance probability (``0`` when
+it is not finite) and ``a*`` ``--target_accept_rate``::
+
+    eps <- eps * clip(exp(s * (a - a*)), 1/2, 2)
+    eps <- max(eps, trajectory_len / max_num_leapfrog_steps)
+
+The factor is bounded (at most halving or doubling per iteration, whatever ``s``), and
+the step size never falls below the one at which ``L`` reaches the bound, so a chain far
+from the mode, whose acceptance stays at 0, cannot drive ``L`` past
+``--max_num_leapfrog_steps``: ``L`` is clamped at the bound instead (the iteration's
+``num_leapfrog_steps_clamped`` counts the chains at it, and one warning line says so).
+The rule targets ``a*`` only as a fixed point: if the acceptance at the floor is still
+below ``a*``, the step size stays at the floor. Settings that exceed the bound from the
+start (``trajectory_len / step_size > max``) are refused before anything is written.
+
+A diagonal mass matrix can be estimated from the burn-in draws (``--adapt_mass_matrix``;
+set once, at the end of the burn-in).
+
+**Divergences** are counted per iteration (``num_divergent``: chains whose trajectory
+diverged; ``num_rejected``: chains that did not move) and in the summary; when no chain
+accepts a proposal for ``--zero_accept_patience`` consecutive MH iterations, one warning
+line says so.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import sys
-import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
-from tqdm.auto import tqdm
 
-from ppl_bnn.config import HMCConfig
+from ppl_bnn.config import HMCConfig, applicable
 from ppl_bnn.declare.problem import Problem, build_problem
-from ppl_bnn.density.distributed import check_same, sync
-from ppl_bnn.density.sharding import replicate, to_host
+from ppl_bnn.density.sharding import replicate
 from ppl_bnn.driver.checkpoint import load_checkpoint
-from ppl_bnn.driver.rundir import ConsoleTable, RunDir
-from ppl_bnn.evaluation.bma import ensemble_init, ensemble_prediction, ensemble_update
-from ppl_bnn.evaluation.predictive import (
-    ParamTracker,
-    evaluate,
-    headline_columns,
-    mean_over_members,
-)
+from ppl_bnn.driver.loop import Algorithm, Evaluator, RunResult, Schedule, every
+from ppl_bnn.driver.loop import run as run_loop
+from ppl_bnn.driver.rundir import RunDir
 from ppl_bnn.inference.hmc import (
-    HMCState,
     MassMatrixEstimate,
     build_init,
     build_kernel,
     num_leapfrog_steps,
-    split_keys,
 )
 
-__all__ = ["run_hmc", "initial_positions"]
+__all__ = [
+    "HMCRunState",
+    "adapt_step_size",
+    "build_hmc",
+    "clamped_num_steps",
+    "initial_positions",
+    "run_hmc",
+]
+
+
+class HMCRunState(NamedTuple):
+    """Everything an HMC run carries from one iteration to the next (stacked over chains).
+
+    ``step_size`` (host float64: ``L`` is computed from it) is the step size the last
+    trajectory used, ``acceptance_rate`` that trajectory's; the next iteration adapts
+    from both during the burn-in.
+    """
+
+    position: Any
+    logdensity: Any
+    logdensity_grad: Any
+    step_size: np.ndarray
+    acceptance_rate: Any
+    inverse_mass_matrix: Any
+    mass_matrix_estimate: MassMatrixEstimate
+
+
+def adapt_step_size(
+    step_size: np.ndarray,
+    acceptance_rate: np.ndarray,
+    *,
+    speed: float,
+    target: float,
+    floor: float,
+) -> np.ndarray:
+    """The burn-in rule (module docstring): bounded factor, non-finite acceptance as 0,
+    never below ``floor``."""
+    a = np.nan_to_num(np.asarray(acceptance_rate, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    factor = np.clip(np.exp(speed * (a - target)), 0.5, 2.0)
+    return np.maximum(step_size * factor, floor)
+
+
+def clamped_num_steps(
+    trajectory_len: float, step_size: np.ndarray, max_num_leapfrog_steps: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(L, clamped)`` per chain: ``ceil(trajectory_len / eps)`` clamped to the bound."""
+    steps, clamped = [], []
+    for e in np.asarray(step_size, np.float64):
+        try:
+            steps.append(num_leapfrog_steps(trajectory_len, float(e), max_num_leapfrog_steps))
+            clamped.append(False)
+        except ValueError:
+            steps.append(max_num_leapfrog_steps)
+            clamped.append(True)
+    return np.asarray(steps), np.asarray(clamped)
 
 
 def initial_positions(problem: Problem, key, num_chains: int, init_checkpoint: str | None) -> dict:
@@ -74,16 +149,198 @@ def initial_positions(problem: Problem, key, num_chains: int, init_checkpoint: s
     return {k: stack(k, v) for k, v in position.items()}
 
 
-def _metrics(problem: Problem, train_preds, test_preds, ens) -> dict[str, float]:
-    ds = problem.dataset
-    out = {}
-    for split, preds in (("train", train_preds), ("test", test_preds)):
-        per_chain = [evaluate(p, ds, split) for p in preds]
-        out.update({f"{split}/{k}": v for k, v in mean_over_members(per_chain).items()})
-    if ens.count:
-        ens_m = evaluate(ensemble_prediction(ens, ds.task), ds, "test")
-        out.update({f"test/ens_{k}": v for k, v in ens_m.items()})
-    return out
+def check_config(cfg: HMCConfig) -> None:
+    """Refuse impossible settings before anything is built or written."""
+    if cfg.num_chains < 1:
+        raise ValueError(f"--num_chains must be at least 1, got {cfg.num_chains}")
+    if not 0 <= cfg.num_burn_in_iterations <= cfg.num_iterations:
+        raise ValueError("--num_burn_in_iterations must lie between 0 and --num_iterations")
+    if cfg.eval_freq < 1:
+        raise ValueError(f"--eval_freq must be at least 1, got {cfg.eval_freq}")
+    if cfg.step_size_adaptation_speed < 0:
+        raise ValueError("--step_size_adaptation_speed must be non-negative")
+    num_leapfrog_steps(cfg.trajectory_len, cfg.step_size, cfg.max_num_leapfrog_steps)
+
+
+def build_hmc(cfg: HMCConfig, problem: Problem) -> Algorithm:
+    """The original's HMC as a loop :class:`Algorithm` (module docstring)."""
+    ld, mesh, C = problem.logdensity, problem.mesh, cfg.num_chains
+    init_states = build_init(ld)
+    kernel = build_kernel(ld, divergence_threshold=cfg.divergence_threshold)
+    evaluator = Evaluator.of(problem)
+    dtype = jnp.zeros(()).dtype
+    burn_in = cfg.num_burn_in_iterations
+    floor = cfg.trajectory_len / cfg.max_num_leapfrog_steps
+    adapting = cfg.step_size_adaptation_speed > 0
+
+    def init(key) -> HMCRunState:
+        positions = initial_positions(problem, key, C, cfg.init_checkpoint)
+        state = init_states(replicate(mesh, positions), problem.train)
+        dim = ravel_pytree(jax.tree.map(lambda a: a[0], positions))[0].shape[0]
+        return HMCRunState(
+            *state,
+            step_size=np.full((C,), cfg.step_size),
+            acceptance_rate=np.full((C,), np.nan),
+            inverse_mass_matrix=jnp.ones((C, dim), dtype),
+            mass_matrix_estimate=MassMatrixEstimate.zeros(C, dim, dtype),
+        )
+
+    def step(key, state: HMCRunState, t: int):
+        step_size = state.step_size
+        if adapting and 0 < t <= burn_in:  # the previous iteration was a burn-in one
+            step_size = adapt_step_size(
+                step_size,
+                np.asarray(state.acceptance_rate),
+                speed=cfg.step_size_adaptation_speed,
+                target=cfg.target_accept_rate,
+                floor=floor,
+            )
+        steps, clamped = clamped_num_steps(
+            cfg.trajectory_len, step_size, cfg.max_num_leapfrog_steps
+        )
+        in_burnin = t < burn_in
+        do_mh = not (cfg.no_mh or in_burnin)
+        new, info = kernel(
+            jax.random.split(key, C),
+            replicate(mesh, _hmc_state(state)),
+            problem.train,
+            jnp.asarray(step_size, dtype),
+            replicate(mesh, state.inverse_mass_matrix),
+            jnp.asarray(steps),
+            jnp.asarray(do_mh),
+        )
+        mass, inv_mass = state.mass_matrix_estimate, state.inverse_mass_matrix
+        if in_burnin and cfg.adapt_mass_matrix:
+            mass = mass.update(jax.vmap(lambda p: ravel_pytree(p)[0])(new.position))
+            if t == burn_in - 1:
+                inv_mass = mass.inverse_mass_matrix()
+        out = HMCRunState(
+            new.position,
+            new.logdensity,
+            new.logdensity_grad,
+            step_size,
+            info.acceptance_rate,
+            inv_mass,
+            mass,
+        )
+        return out, (info, steps, clamped, do_mh)
+
+    zero_streak = [0]
+
+    def stats(state: HMCRunState, extra, t: int) -> dict[str, Any]:
+        info, steps, clamped, do_mh = extra
+        accept = np.asarray(info.acceptance_rate)
+        accepted = np.asarray(info.is_accepted)
+        divergent = np.asarray(info.is_divergent)
+        lp = np.asarray(state.logdensity)
+        prior = evaluator.log_prior(state.position)
+        notes = []
+        if clamped.any():
+            notes.append(
+                f"the step size asks for more than --max_num_leapfrog_steps="
+                f"{cfg.max_num_leapfrog_steps} leapfrog steps: L is clamped to it "
+                "(num_leapfrog_steps_clamped counts the chains at the bound)"
+            )
+        zero_streak[0] = zero_streak[0] + 1 if do_mh and not accepted.any() else 0
+        if zero_streak[0] >= cfg.zero_accept_patience:
+            notes.append(
+                f"no chain accepted a proposal for {cfg.zero_accept_patience} consecutive "
+                "iterations: the step size is probably too large"
+            )
+        record = {
+            "burn_in": t < burn_in,
+            "do_mh": do_mh,
+            "accept_prob": float(np.nanmean(accept)) if np.isfinite(accept).any() else 0.0,
+            "accepted": int(accepted.sum()),
+            "num_rejected": int(C - accepted.sum()),
+            "num_divergent": int(divergent.sum()),
+            "log_prob": float(lp.mean()),
+            "log_likelihood": float((lp - prior).mean()),
+            "log_prior": float(prior.mean()),
+            "step_size": float(np.mean(state.step_size)),
+            "num_leapfrog_steps": int(max(steps)),
+            "num_leapfrog_steps_clamped": int(clamped.sum()),
+            "_warnings": notes,
+        }
+        if C > 1:
+            record["accept_prob_per_chain"] = accept.tolist()
+        return record
+
+    def sample_stats(state: HMCRunState, extra) -> dict[str, np.ndarray]:
+        info, steps, _, _ = extra
+        return {
+            "acceptance_rate": np.asarray(info.acceptance_rate),
+            "is_accepted": np.asarray(info.is_accepted),
+            "diverging": np.asarray(info.is_divergent),
+            "n_steps": np.asarray(steps),
+            "step_size": np.asarray(state.step_size),
+            "energy": np.asarray(info.energy),
+            "lp": np.asarray(state.logdensity),
+        }
+
+    def save(state: HMCRunState) -> dict[str, Any]:
+        out = state._asdict()
+        out["mass_matrix_estimate"] = tuple(state.mass_matrix_estimate)
+        out["acceptance_rate"] = np.asarray(state.acceptance_rate)
+        return out
+
+    def load(saved: dict) -> HMCRunState:
+        return HMCRunState(
+            saved["position"],
+            saved["logdensity"],
+            saved["logdensity_grad"],
+            np.asarray(saved["step_size"]),
+            np.asarray(saved["acceptance_rate"]),
+            jnp.asarray(saved["inverse_mass_matrix"]),
+            MassMatrixEstimate(*saved["mass_matrix_estimate"]),
+        )
+
+    total = cfg.num_iterations
+    is_eval = every(cfg.eval_freq, total)
+    sample = lambda t: t >= burn_in  # noqa: E731
+    schedule = Schedule(
+        sample=sample,
+        evaluate=is_eval,
+        save=lambda t: True,
+        log_every_step=True,
+        draw=lambda t: sample(t) or is_eval(t),
+    )
+    return Algorithm(
+        name="hmc",
+        unit="iteration",
+        num_steps=total,
+        init=init,
+        step=step,
+        schedule=schedule,
+        positions=lambda s: s.position,
+        stats=stats,
+        columns=("burn_in", "accept_prob", "accepted", "log_prob"),
+        save=save,
+        load=load,
+        sample_stats=sample_stats,
+        summary=lambda s: {"num_chains": C},
+    )
+
+
+def _hmc_state(state: HMCRunState):
+    from blackjax.mcmc.hmc import HMCState
+
+    return HMCState(state.position, state.logdensity, state.logdensity_grad)
+
+
+def mcmc_summary(records: list[dict]) -> dict[str, Any]:
+    """Acceptance and divergences over the run, from its metrics records."""
+    post = [r for r in records if not r.get("burn_in")]
+    return {
+        "num_ensembled": int(records[-1].get("num_ensembled", 0)) if records else 0,
+        "mean_accept_prob": float(np.mean([r["accept_prob"] for r in post])) if post else None,
+        "num_divergent": int(sum(r.get("num_divergent", 0) for r in records)),
+        "num_divergent_after_burn_in": int(sum(r.get("num_divergent", 0) for r in post)),
+        "num_rejected": int(sum(r.get("num_rejected", 0) for r in post)),
+        "num_leapfrog_steps_clamped": int(
+            sum(r.get("num_leapfrog_steps_clamped", 0) for r in records)
+        ),
+    }
 
 
 def run_hmc(
@@ -93,189 +350,43 @@ def run_hmc(
     argv: list[str] | None = None,
     progress: bool | None = None,
     stop_after: int | None = None,
-) -> dict[str, Any]:
-    """Run (or resume) full-batch HMC as configured; returns the summary dictionary.
+    collect: bool | None = None,
+    log_likelihood: bool = False,
+) -> RunResult:
+    """Run (or resume) full-batch HMC as configured; returns the :class:`RunResult`.
 
     Everything is checked before anything is written. Restarting with the same ``--dir``
     resumes from the latest checkpoint and ends in exactly the state an uninterrupted run
     reaches. ``stop_after`` stops after that many iterations of this call (for tests).
+    An empty ``cfg.dir`` runs in memory.
     """
-    if cfg.num_chains < 1:
-        raise ValueError(f"--num_chains must be at least 1, got {cfg.num_chains}")
-    if not 0 <= cfg.num_burn_in_iterations <= cfg.num_iterations:
-        raise ValueError("--num_burn_in_iterations must lie between 0 and --num_iterations")
-    num_leapfrog_steps(cfg.trajectory_len, cfg.step_size, cfg.max_num_leapfrog_steps)
+    check_config(cfg)
     problem = problem or build_problem(cfg)
-    ld, ds, mesh = problem.logdensity, problem.dataset, problem.mesh
-    rd = RunDir(cfg.dir)
-    C = cfg.num_chains
-    init, kernel = build_init(ld), build_kernel(ld)
-    predict = jax.jit(jax.vmap(ld.predict, in_axes=(0, None)))
-    log_prior = jax.jit(jax.vmap(ld.log_prior))
-    dtype = jnp.zeros(()).dtype
-
-    resumed = rd.latest()
-    check_same(
-        0 if resumed is None else resumed[0],
-        f"the processes see different checkpoints in --dir={cfg.dir}: it must be on a "
-        "filesystem that every process shares",
+    return run_loop(
+        build_hmc(cfg, problem),
+        problem,
+        rundir=RunDir(cfg.dir),
+        config=run_record(cfg, problem),
+        seed=cfg.seed,
+        argv=argv,
+        progress=progress,
+        stop_after=stop_after,
+        tabulate_freq=cfg.tabulate_freq,
+        num_param_draws=cfg.num_param_draws,
+        collect=collect,
+        log_likelihood=log_likelihood,
+        extra_summary=mcmc_summary,
     )
-    if resumed is None:
-        key = jax.random.key(cfg.seed)
-        key, init_key = jax.random.split(key)
-        positions = initial_positions(problem, init_key, C, cfg.init_checkpoint)
-        rd.start(dataclasses.asdict(cfg), argv)  # inputs all read: now the run dir is written
-        state = init(replicate(mesh, positions), problem.train)
-        dim = ravel_pytree(jax.tree.map(lambda a: a[0], positions))[0].shape[0]
-        step_size = np.full((C,), cfg.step_size)  # host float64: L is computed from it
-        inv_mass = jnp.ones((C, dim), dtype)
-        mass = MassMatrixEstimate.zeros(C, dim, dtype)
-        ens = ensemble_init((ds.x_test.shape[0], ds.num_outputs))
-        start, elapsed = 0, 0.0
-    else:
-        start, saved = resumed
-        rd.start(dataclasses.asdict(cfg), argv)
-        key = jax.random.wrap_key_data(jnp.asarray(saved["key"]))
-        state = HMCState(saved["position"], saved["logdensity"], saved["logdensity_grad"])
-        step_size, inv_mass = saved["step_size"], jnp.asarray(saved["inverse_mass_matrix"])
-        mass = MassMatrixEstimate(*saved["mass_matrix_estimate"])
-        ens = saved["ensemble"]
-        elapsed = float(saved["elapsed"])
-        rd.truncate_metrics(start)
-    tracker = ParamTracker(jax.tree.map(lambda a: a[0], state.position), cfg.num_param_draws)
-
-    table = ConsoleTable(
-        [
-            "iteration",
-            "burn_in",
-            "accept_prob",
-            "accepted",
-            "log_prob",
-            *headline_columns(ds.task),
-            "time",
-        ],
-        cfg.tabulate_freq,
-        write=tqdm.write if rd.primary else lambda *_: None,
-    )
-    show = (sys.stderr.isatty() if progress is None else progress) and rd.primary
-    bar = tqdm(total=cfg.num_iterations, initial=start, disable=not show, desc="hmc")
-    end = cfg.num_iterations if stop_after is None else min(cfg.num_iterations, start + stop_after)
-    last_end = time.perf_counter()
-    for it in range(start, end):
-        in_burnin = it < cfg.num_burn_in_iterations
-        do_mh = not (cfg.no_mh or in_burnin)
-        steps = [
-            num_leapfrog_steps(cfg.trajectory_len, float(e), cfg.max_num_leapfrog_steps)
-            for e in np.asarray(step_size)
-        ]
-        key, chain_keys = split_keys(key, C)
-        t0 = time.perf_counter()
-        state, info = kernel(
-            chain_keys,
-            replicate(mesh, state),
-            problem.train,
-            jnp.asarray(step_size, dtype),
-            replicate(mesh, inv_mass),
-            jnp.asarray(steps),
-            jnp.asarray(do_mh),
-        )
-        state = jax.block_until_ready(state)
-        it_time = time.perf_counter() - t0
-        elapsed += it_time
-
-        accept = np.asarray(info.acceptance_rate)
-        if in_burnin and cfg.step_size_adaptation_speed > 0:
-            factor = np.exp(
-                cfg.step_size_adaptation_speed * (np.nan_to_num(accept) - cfg.target_accept_rate)
-            )
-            step_size = step_size * factor
-        if in_burnin and cfg.adapt_mass_matrix:
-            mass = mass.update(jax.vmap(lambda p: ravel_pytree(p)[0])(state.position))
-            if it == cfg.num_burn_in_iterations - 1:
-                inv_mass = mass.inverse_mass_matrix()
-
-        test_preds = to_host(predict(state.position, problem.test.x), None)[:, : ds.x_test.shape[0]]
-        train_preds = to_host(predict(state.position, problem.train.x), None)[
-            :, : ds.x_train.shape[0]
-        ]
-        if not in_burnin:
-            ens = ensemble_update(ens, test_preds, ds.task)
-        now = time.perf_counter()
-        wall, last_end = now - last_end, now
-        lp = np.asarray(state.logdensity)
-        prior = np.asarray(log_prior(state.position))
-        record = {
-            "iteration": it + 1,
-            "burn_in": in_burnin,
-            "do_mh": do_mh,
-            "accept_prob": float(np.nanmean(accept)),
-            "accepted": int(np.sum(info.is_accepted)),
-            "log_prob": float(lp.mean()),
-            "log_likelihood": float((lp - prior).mean()),
-            "log_prior": float(prior.mean()),
-            "step_size": float(np.mean(step_size)),
-            "num_leapfrog_steps": int(max(steps)),
-            "num_ensembled": int(ens.count),
-            "time": it_time,
-            # everything since the previous row: this trajectory, predictions, metrics,
-            # and the previous iteration's draws, metrics line and checkpoint
-            "iteration_wall": wall,
-            **_metrics(problem, train_preds, test_preds, ens),
-        }
-        if C > 1:
-            record["accept_prob_per_chain"] = accept.tolist()
-        rd.save_draw(
-            it + 1,
-            predictions=test_preds.astype(np.float32),
-            params=tracker.take(state.position),
-            burn_in=np.asarray(in_burnin),
-            task=np.asarray(ds.task),
-        )
-        rd.log(it + 1, record)
-        rd.save(
-            it + 1,
-            {
-                "step": it + 1,
-                "key": np.asarray(jax.random.key_data(key)),
-                "position": state.position,
-                "logdensity": state.logdensity,
-                "logdensity_grad": state.logdensity_grad,
-                "step_size": step_size,
-                "inverse_mass_matrix": inv_mass,
-                "mass_matrix_estimate": tuple(mass),
-                "ensemble": ens,
-                "elapsed": elapsed,
-                "param_names": tracker.names,
-            },
-        )
-        table.row(record)
-        bar.update(1)
-
-    bar.close()
-    sync("ppl_bnn.hmc.done")  # the primary has written every record
-    summary = _summary(rd, cfg, problem, ens, elapsed)
-    rd.close()
-    return summary
 
 
-def _summary(rd: RunDir, cfg: HMCConfig, problem: Problem, ens, elapsed: float) -> dict[str, Any]:
-    records = rd.read_metrics()
-    post = [r for r in records if not r["burn_in"]]
-    last = records[-1] if records else {}
-    summary = {
-        "method": "hmc",
-        "dataset": problem.dataset.name,
-        "task": problem.dataset.task,
-        "model": cfg.model_name,
-        "num_parameters": problem.logdensity.num_parameters(),
-        "num_chains": cfg.num_chains,
-        "iterations_done": last.get("iteration", 0),
-        "num_iterations": cfg.num_iterations,
-        "num_ensembled": int(ens.count),
-        "mean_accept_prob": float(np.mean([r["accept_prob"] for r in post])) if post else None,
-        "wall_time_sampling": elapsed,
-        "final": {k: v for k, v in last.items() if "/" in k},
-        "complete": last.get("iteration", 0) >= cfg.num_iterations,
-    }
-    rd.write_summary(summary)
-    return summary
+def run_record(cfg, problem: Problem) -> dict[str, Any]:
+    """The configuration recorded with a run: the run fields of ``cfg`` and what declared
+    the problem (``problem.record()``: the applicable problem fields, or the model's name
+    for a problem built in Python, whose problem fields in ``cfg`` were not used)."""
+    import dataclasses
+
+    from ppl_bnn.config import ProblemConfig
+
+    problem_fields = {f.name for f in dataclasses.fields(ProblemConfig)}
+    run = {k: v for k, v in applicable(cfg).items() if k not in problem_fields}
+    return {**problem.record(), **run}

@@ -3,17 +3,22 @@
 Layout::
 
     RUN_DIR/
-      config.json         resolved configuration (written once)
-      command.sh          the command line that started the run (every start appended)
+      config.json         resolved configuration (written with the first checkpoint)
+      command.sh          the command line that started the run (every start appended,
+                          with that start's first checkpoint)
       checkpoints/        checkpoint_000123.pkl, atomic, one per iteration/epoch
       metrics.jsonl       one JSON object per iteration/evaluation
       tensorboard/        TensorBoard event files (the same scalars)
       draws/              draw_000123.npz: function-space draws (and parameter coordinates)
       summary.json        final metrics, machine readable
+
+A ``RunDir`` whose path is empty (``None`` or ``""``) is a run in memory: nothing is
+written, metrics records are kept in memory, and there is nothing to resume from.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -59,21 +64,32 @@ def _jsonable(v):
 class RunDir:
     """A run directory. Creating one never deletes or overwrites what a previous run wrote,
     except metrics lines past the checkpoint a resumed run restarts from (recomputed
-    identically)."""
+    identically).
+
+    Nothing is written before the first checkpoint of a call: ``start`` only checks the
+    folder, and ``config.json`` and the command line are written with the first
+    checkpoint, so a run that fails before it leaves no stale configuration behind.
+    """
 
     def __init__(
-        self, path: str | os.PathLike, *, tensorboard: bool = True, primary: bool | None = None
+        self,
+        path: str | os.PathLike | None,
+        *,
+        tensorboard: bool = True,
+        primary: bool | None = None,
     ):
-        if not str(path):
-            raise ValueError("--dir is required: the run directory")
         # in a multi-process run only the primary process (index 0) writes
         self._primary = primary
-        self.path = Path(path)
-        self.checkpoints = self.path / "checkpoints"
-        self.draws = self.path / "draws"
-        self.metrics_file = self.path / "metrics.jsonl"
-        self._tensorboard = tensorboard
+        self.path = Path(path) if path is not None and str(path) else None
+        self.in_memory = self.path is None
+        if not self.in_memory:
+            self.checkpoints = self.path / "checkpoints"
+            self.draws = self.path / "draws"
+            self.metrics_file = self.path / "metrics.jsonl"
+        self._tensorboard = tensorboard and not self.in_memory
         self._writer = None
+        self._records: list[dict[str, Any]] = []
+        self._pending: tuple[dict[str, Any], list[str]] | None = None
 
     @property
     def primary(self) -> bool:
@@ -84,60 +100,92 @@ class RunDir:
             self._primary = is_primary()
         return self._primary
 
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes files (the primary process of an on-disk run)."""
+        return not self.in_memory and self.primary
+
     # ------------------------------------------------------------------ start
     def start(self, config: dict[str, Any], argv: list[str] | None = None) -> None:
-        """Create the folder, record the config and the command line.
+        """Check the folder against ``config``; the config and the command line are
+        written with the first checkpoint (:meth:`save`).
 
         A folder holding a different run (another config) is refused, so that one run's
         checkpoints are never resumed under another's settings.
         """
+        if self.in_memory:
+            return
         if self.path.exists() and not self.path.is_dir():
             raise FileExistsError(f"--dir={self.path} exists and is not a directory")
-        if self.primary:
-            self.path.mkdir(parents=True, exist_ok=True)
         cfg_file = self.path / "config.json"
-        if cfg_file.exists():
+        if cfg_file.exists() and latest_checkpoint(self.checkpoints) is not None:
             old = json.loads(cfg_file.read_text())
             ignore = {
                 "num_iterations",
                 "num_epochs",
                 "tabulate_freq",
+                "eval_freq",
                 "dir",
                 "coordinator_address",
                 "num_processes",
                 "process_id",
             }
-            diff = sorted(k for k in config if k not in ignore and old.get(k) != config[k])
-            if diff and latest_checkpoint(self.checkpoints) is not None:
+            keys = sorted((set(config) | set(old)) - ignore)
+            diff = [k for k in keys if old.get(k) != config.get(k)]
+            if diff:
                 raise ValueError(
                     f"--dir={self.path} holds a run with other settings ({', '.join(diff)} "
                     "differ); use a new --dir"
                 )
-        elif self.primary:
-            _atomic_write(cfg_file, lambda f: f.write(json.dumps(config, indent=2).encode()))
-        if not self.primary:
+        self._pending = (config, sys.argv if argv is None else argv)
+
+    def _write_start(self) -> None:
+        """Write ``config.json`` (unless a checkpointed run already has one) and append
+        the command line; called with this call's first checkpoint."""
+        if self._pending is None:
             return
-        argv = sys.argv if argv is None else argv
+        config, argv = self._pending
+        self._pending = None
+        cfg_file = self.path / "config.json"
+        if not cfg_file.exists() or latest_checkpoint(self.checkpoints) is None:
+            data = json.dumps(config, indent=2, default=_jsonable).encode()
+            _atomic_write(cfg_file, lambda f: f.write(data))
         with open(self.path / "command.sh", "a") as f:
             f.write(" ".join(shlex.quote(a) for a in argv) + "\n")
 
+    def _mkdir(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+
     # ------------------------------------------------------------ checkpoints
-    def save(self, step: int, state: Any) -> Path:
-        path = checkpoint_path(self.checkpoints, step)
-        return save_checkpoint(path, state) if self.primary else path
+    def save(self, step: int, state: Any) -> Path | None:
+        """Write the checkpoint of ``step`` (and, the first time, the config), then flush
+        TensorBoard so that its scalars are as durable as the checkpoint."""
+        if not self.writes:
+            return None
+        self._mkdir()
+        # config first: a checkpoint never exists without the config it was made with
+        self._write_start()
+        out = save_checkpoint(checkpoint_path(self.checkpoints, step), state)
+        if self._writer is not None:
+            self._writer.flush()
+        return out
 
     def latest(self) -> tuple[int, Any] | None:
         """``(step, state)`` of the latest checkpoint, or ``None`` for a fresh run."""
+        if self.in_memory:
+            return None
         path = latest_checkpoint(self.checkpoints)
         if path is None:
             return None
         state = load_checkpoint(path)
-        return state["step"], state
+        return int(state["step"]), state
 
     # ---------------------------------------------------------------- metrics
     def truncate_metrics(self, last_step: int) -> None:
-        """Drop metrics lines after ``last_step`` (before a resumed run rewrites them)."""
-        if not self.primary or not self.metrics_file.exists():
+        """Drop metrics lines after ``last_step`` (before a resumed run rewrites them);
+        ``0`` drops every line a run that never checkpointed left behind."""
+        self._records = [r for r in self._records if r.get("step", 0) <= last_step]
+        if not self.writes or not self.metrics_file.exists():
             return
         lines = self.metrics_file.read_text().splitlines()
         keep = [ln for ln in lines if ln.strip() and json.loads(ln).get("step", 0) <= last_step]
@@ -147,46 +195,67 @@ class RunDir:
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
         """Append one metrics record (and its scalars to TensorBoard)."""
+        record = {"step": step, **{k: _jsonable(v) for k, v in metrics.items()}}
+        if self.in_memory:
+            self._records.append(record)
+            return
         if not self.primary:
             return
-        record = {"step": step, **{k: _jsonable(v) for k, v in metrics.items()}}
+        self._mkdir()
         with open(self.metrics_file, "a") as f:
             f.write(json.dumps(record) + "\n")
         if self._tensorboard:
             if self._writer is None:
                 from tensorboardX import SummaryWriter
 
-                # events are flushed by the writer's own thread every 10 s and at close();
-                # flushing after every record costs ~0.4 s an iteration
+                # events are flushed with every checkpoint (``save``), by the writer's own
+                # thread every 10 s, and at close(); flushing after every record costs
+                # ~0.4 s an iteration
                 self._writer = SummaryWriter(str(self.path / "tensorboard"), flush_secs=10)
             for k, v in metrics.items():
                 if isinstance(v, int | float | np.number) and not isinstance(v, bool):
                     self._writer.add_scalar(k, float(v), step)
 
     def read_metrics(self) -> list[dict[str, Any]]:
+        if self.in_memory:
+            return list(self._records)
         if not self.metrics_file.exists():
             return []
         return [json.loads(ln) for ln in self.metrics_file.read_text().splitlines() if ln.strip()]
 
     # ------------------------------------------------------------------ draws
     def save_draw(self, step: int, **arrays: np.ndarray) -> None:
-        if not self.primary:
+        if not self.writes:
             return
-        self.draws.mkdir(exist_ok=True)
+        self.draws.mkdir(parents=True, exist_ok=True)
         _atomic_write(self.draws / f"draw_{step:06d}.npz", lambda f: np.savez(f, **arrays))
 
     def load_draws(self) -> list[tuple[int, dict[str, np.ndarray]]]:
         out = []
+        if self.in_memory:
+            return out
         for p in sorted(self.draws.glob("draw_*.npz")):
             with np.load(p) as f:
                 out.append((int(p.stem.split("_")[1]), {k: f[k] for k in f.files}))
         return out
 
+    def write_array(self, name: str, array: np.ndarray) -> Path | None:
+        """``RUN_DIR/name`` (``.npy``), atomically; an identical file is left untouched."""
+        if not self.writes:
+            return None
+        path = self.path / name
+        buffer = io.BytesIO()
+        np.save(buffer, array)
+        data = buffer.getvalue()
+        if not (path.is_file() and path.read_bytes() == data):
+            _atomic_write(path, lambda f: f.write(data))
+        return path
+
     # ---------------------------------------------------------------- summary
-    def write_summary(self, summary: dict[str, Any]) -> Path:
+    def write_summary(self, summary: dict[str, Any]) -> Path | None:
+        if not self.writes:
+            return None
         path = self.path / "summary.json"
-        if not self.primary:
-            return path
         data = json.dumps(summary, indent=2, default=_jsonable).encode()
         _atomic_write(path, lambda f: f.write(data))
         return path

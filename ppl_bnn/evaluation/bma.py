@@ -11,7 +11,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["EnsembleState", "ensemble_init", "ensemble_prediction", "ensemble_update"]
+__all__ = [
+    "EnsembleState",
+    "average",
+    "ensemble_init",
+    "ensemble_prediction",
+    "ensemble_update",
+]
 
 
 class EnsembleState(NamedTuple):
@@ -46,3 +52,11 @@ def ensemble_prediction(state: EnsembleState, task: str) -> np.ndarray:
     mu = state.first[..., 0]
     std = np.sqrt(np.maximum(state.second - mu**2, 1e-30))
     return np.stack([mu, std], -1)
+
+
+def average(members: np.ndarray, task: str) -> np.ndarray:
+    """The Bayesian model average of a stack of member predictions ``(m, n, k)``: the
+    prediction of an online average that saw exactly these members."""
+    members = np.asarray(members)
+    state = ensemble_update(ensemble_init(members.shape[1:]), members, task)
+    return ensemble_prediction(state, task)

@@ -43,12 +43,20 @@ __all__ = [
 
 
 class HMCInfo(NamedTuple):
-    """What one iteration reports (per chain); never fed back into the sampler."""
+    """What one iteration reports (per chain); never fed back into the sampler.
+
+    ``is_divergent``: the trajectory's energy error is not finite or exceeds the
+    divergence threshold; ``energy``: the Hamiltonian of the proposal; ``logdensity``:
+    the chain's log density after the step (``proposal_logdensity``: the proposal's).
+    """
 
     acceptance_rate: Array
     is_accepted: Array
     is_divergent: Array
     proposal_logdensity: Array
+    num_integration_steps: Array
+    energy: Array
+    logdensity: Array
 
 
 def num_leapfrog_steps(trajectory_len: float, step_size: float, max_num_leapfrog_steps: int) -> int:
@@ -106,10 +114,13 @@ def build_kernel(
 
     ``kernel(keys, state, batch, step_size, inverse_mass_matrix, num_steps, do_mh)`` with
     one key, step size, flat diagonal inverse mass matrix and step count per chain.
-    ``do_mh=False`` takes every finite proposal (the original's burn-in); a proposal whose
-    log density is not finite is always rejected. BlackJAX integrates the trajectory and
-    makes the accept decision; with ``precise_accept`` its energy difference is replaced
-    by :func:`precise_energy_difference`.
+    ``do_mh=False`` takes every proposal (the original's burn-in) except a divergent one:
+    a proposal whose log density is not finite, or whose energy error is not finite or
+    exceeds ``divergence_threshold``, is never taken, with or without the MH test (with
+    it, such a proposal has acceptance probability ``exp(-error) < e^-1000`` anyway).
+    BlackJAX integrates the trajectory and makes the accept decision; with
+    ``precise_accept`` its energy difference is replaced by
+    :func:`precise_energy_difference`.
     """
 
     def one(key, state, batch, step_size, inverse_mass_matrix, num_steps, do_mh):
@@ -133,7 +144,7 @@ def build_kernel(
         proposal = HMCState(
             info.proposal.position, info.proposal.logdensity, info.proposal.logdensity_grad
         )
-        take = jnp.isfinite(proposal.logdensity)
+        take = jnp.isfinite(proposal.logdensity) & ~info.is_divergent
         accepted = jnp.where(do_mh, info.is_accepted, take)
         chosen = jax.tree.map(
             lambda mh, raw, old: jnp.where(do_mh, mh, jnp.where(take, raw, old)),
@@ -142,7 +153,13 @@ def build_kernel(
             state,
         )
         return chosen, HMCInfo(
-            info.acceptance_rate, accepted, info.is_divergent, proposal.logdensity
+            info.acceptance_rate,
+            accepted,
+            info.is_divergent,
+            proposal.logdensity,
+            jnp.asarray(num_steps),
+            info.energy,
+            chosen.logdensity,
         )
 
     return jax.jit(jax.vmap(one, in_axes=(0, 0, None, 0, 0, 0, None)))
