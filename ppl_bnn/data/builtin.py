@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import os
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from ppl_bnn.data.dataset import DATASETS, Dataset, register_dataset
+from ppl_bnn.data.dataset import DATASETS, Dataset, check_dataset, register_dataset
 
 __all__ = ["load_digits", "load_synthetic_regression", "load_dataset", "load_uci", "uci_data_dir"]
 
@@ -173,12 +174,18 @@ def load_dataset(
     an ``.npz`` file with ``x_train, y_train, x_test, y_test`` (classification), a UCI
     folder name (with ``uci_split``) or ``<uci name>_<seed>``.
     """
+    source = None
+    uci_name = re.fullmatch(r"(.+)_(\d+)", name)
+    if uci_split is not None and (name in DATASETS or name.endswith(".npz") or uci_name):
+        raise ValueError(
+            f"--uci_split={uci_split} applies to plain UCI dataset names, not {name!r}"
+        )
     if name in DATASETS:
         ds = DATASETS[name](data_dir=data_dir, uci_split=uci_split)
     elif name.endswith(".npz"):
-        ds = _load_npz(name)
-    elif (m := re.fullmatch(r"(.+)_(\d+)", name)) and uci_split is None:
-        ds = load_uci(m.group(1), data_dir, seed=int(m.group(2)))
+        ds, source = _load_npz(name), f"dataset file {name}"
+    elif uci_name:
+        ds = load_uci(uci_name.group(1), data_dir, seed=int(uci_name.group(2)))
     elif uci_data_dir(data_dir).joinpath(UCI_ALIASES.get(name, name)).is_dir():
         ds = load_uci(name, data_dir, split=0 if uci_split is None else uci_split)
     else:
@@ -187,21 +194,69 @@ def load_dataset(
             f"unknown dataset {name!r}: not one of {known}, an .npz file, or a UCI folder "
             f"under {uci_data_dir(data_dir)} (set --data_dir)"
         )
+    check_dataset(ds, source)  # before the subset: a bad row anywhere is refused
     return ds.subset_train(subset_train_to)
 
 
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
 def _load_npz(path: str) -> Dataset:
+    """A classification dataset from an ``.npz`` with :data:`NPZ_KEYS` (and optionally
+    ``num_classes``; default: the largest training label + 1).
+
+    Read without pickle; a missing key, float labels or a test label that no training
+    label has (with no ``num_classes`` in the file) is a one-line ``ValueError``.
+    """
     if not Path(path).is_file():
         raise FileNotFoundError(f"dataset file {path} does not exist")
-    with np.load(path) as f:
-        arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
-    n_classes = int(max(arrays["y_train"].max(), arrays["y_test"].max()) + 1)
+    where = f"dataset file {path}"
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in NPZ_KEYS if k not in f.files]
+            if missing:
+                raise ValueError(
+                    f"{where} has no {missing[0]!r} array (it needs {', '.join(NPZ_KEYS)})"
+                )
+            arrays = {k: f[k] for k in NPZ_KEYS}
+            num_classes = int(f["num_classes"]) if "num_classes" in f.files else None
+    except ValueError as e:
+        if str(e).startswith(where):
+            raise
+        raise ValueError(f"{where} is not a readable .npz of arrays: {e}") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{where} is not a readable .npz: {e}") from None
+    for name in NPZ_KEYS:
+        a = arrays[name]
+        if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+            raise ValueError(f"{where}: {name} has dtype {a.dtype}, not numbers")
+        if name.startswith("y") and not np.issubdtype(a.dtype, np.integer):
+            raise ValueError(
+                f"{where}: {name} has dtype {a.dtype}: class labels must be integers "
+                "(float labels are not truncated; store them with y.astype(int) if whole)"
+            )
+    y_train, y_test = arrays["y_train"], arrays["y_test"]
+    if num_classes is None and len(y_train):
+        num_classes = int(y_train.max()) + 1
+        if len(y_test) and y_test.max() >= num_classes:
+            raise ValueError(
+                f"{where}: y_test holds label {int(y_test.max())}, which no training label "
+                f"has (training labels 0..{num_classes - 1}); store num_classes in the file "
+                "if the model has more classes"
+            )
+    for name, y in (("y_train", y_train), ("y_test", y_test)):  # before int32 can wrap them
+        if len(y) and num_classes and (y.min() < 0 or y.max() >= num_classes):
+            bad = int(y[(y < 0) | (y >= num_classes)][0])
+            raise ValueError(
+                f"{where}: {name} holds label {bad}, outside 0..{num_classes - 1} "
+                f"(num_classes={num_classes})"
+            )
     return Dataset(
         Path(path).stem,
         arrays["x_train"].astype(np.float32),
-        arrays["y_train"].astype(np.int32),
+        y_train.astype(np.int32),
         arrays["x_test"].astype(np.float32),
-        arrays["y_test"].astype(np.int32),
+        y_test.astype(np.int32),
         "classification",
-        num_classes=n_classes,
+        num_classes=num_classes,
     )

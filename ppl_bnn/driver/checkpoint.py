@@ -79,6 +79,7 @@ def _allowed_types() -> dict[str, type]:
     """
     import optax
     from blackjax.mcmc.hmc import HMCState
+    from numpyro.contrib.module import ParamShape
     from numpyro.infer.svi import SVIState
 
     from ppl_bnn.evaluation.bma import EnsembleState
@@ -89,6 +90,7 @@ def _allowed_types() -> dict[str, type]:
     found = [
         HMCState,
         SVIState,
+        ParamShape,  # flax modules' parameter shapes in a VI state
         EnsembleState,
         MassMatrixEstimate,
         SGDState,
