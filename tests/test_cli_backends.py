@@ -121,7 +121,7 @@ def sgd_solution(tmp_path_factory):
 
     run_dir = tmp_path_factory.mktemp("sgd_solution")
     assert main(to_ppl_bnn(SGD["resnet_cifar10"], run_dir)) == 0
-    return run_dir / "checkpoints" / "checkpoint_000003.pkl"
+    return run_dir / "checkpoints" / "checkpoint_000003.npz"
 
 
 @pytest.mark.parametrize("name", sorted(SGD))
@@ -156,9 +156,9 @@ def test_readme_sgmcmc_commands(name, tmp_path, cli):
     draws = sorted((tmp_path / "draws").glob("*.npz"))
     assert [d.name for d in draws] == ["draw_000003.npz"] and summary["num_ensembled"] == 1
     if "clr" in name:  # --save_all_ensembled: a checkpoint at every ensembled epoch
-        ckpts = {p.name for p in (tmp_path / "checkpoints").glob("*.pkl")}
+        ckpts = {p.name for p in (tmp_path / "checkpoints").glob("*.npz")}
         assert {
-            d.name.replace("draw", "checkpoint").replace(".npz", ".pkl") for d in draws
+            d.name.replace("draw", "checkpoint") for d in draws
         } <= ckpts
 
 

@@ -73,7 +73,7 @@ def check_run_dir(run_dir, num_iterations: int, num_chains: int, task: str) -> d
     assert config["num_chains"] == num_chains and config["dir"] == str(run_dir)
     assert "ppl-bnn hmc" in (run_dir / "command.sh").read_text()
     checkpoints = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
-    assert checkpoints == [f"checkpoint_{i:06d}.pkl" for i in range(1, num_iterations + 1)]
+    assert checkpoints == [f"checkpoint_{i:06d}.npz" for i in range(1, num_iterations + 1)]
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(1, num_iterations + 1))
     last = records[-1]
@@ -184,7 +184,7 @@ def test_synthetic_regression_two_chains_homoscedastic_learned_noise(tmp_path, c
     assert summary["num_parameters"] == 2 * 50 + 50 + 50 + 1 + 1  # one output, one noise
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert all(len(r["accept_prob_per_chain"]) == 2 for r in records)
-    final = load_checkpoint(run / "checkpoints/checkpoint_000003.pkl")
+    final = load_checkpoint(run / "checkpoints/checkpoint_000003.npz")
     assert final["position"]["net/Dense_0.kernel"].shape == (2, 2, 50)
     assert final["position"]["noise_std"].shape == (2,)  # a latent site (log space), per chain
     sigma = np.exp(final["position"]["noise_std"].astype(np.float64))
@@ -212,7 +212,7 @@ def test_uci_yacht_heteroscedastic(tmp_path, cli, uci_dir):
     assert rc == 0, err
     summary = check_run_dir(run, 2, 1, "regression")
     assert summary["dataset"] == "yacht@split0"
-    ckpt = load_checkpoint(run / "checkpoints/checkpoint_000002.pkl")
+    ckpt = load_checkpoint(run / "checkpoints/checkpoint_000002.npz")
     assert ckpt["position"]["net/Dense_1.kernel"].shape == (1, 50, 2)  # mean and std heads
     assert summary["num_parameters"] == 6 * 50 + 50 + 50 * 2 + 2
     with np.load(run / "draws/draw_000002.npz") as d:
@@ -268,7 +268,7 @@ def test_every_prior_family_end_to_end(tmp_path, cli, family):
     )
     assert rc == 0, err
     check_run_dir(run, 1, 2, "classification")
-    position = load_checkpoint(run / "checkpoints/checkpoint_000001.pkl")["position"]
+    position = load_checkpoint(run / "checkpoints/checkpoint_000001.npz")["position"]
     kernel = position["net/Dense_0.kernel"].astype(np.float64)  # (chains, 64, 10)
     bias = position["net/Dense_0.bias"].astype(np.float64)  # (chains, 10)
     f = FAMILY_FORMULAS[family]

@@ -54,7 +54,7 @@ def test_average_counts_every_post_burn_in_draw(run_dir):
     probs = post.predict(post.problem.dataset.x_test)
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
     # the run's own online average over the same draws
-    last = load_checkpoint(run_dir / "checkpoints" / "checkpoint_000004.pkl")
+    last = load_checkpoint(run_dir / "checkpoints" / "checkpoint_000004.npz")
     np.testing.assert_allclose(probs, last["ensemble"].first, atol=2e-6)
     # by hand: the mean over the 3 checkpoints x 2 chains of each draw's predictions
     ld, test = post.problem.logdensity, post.problem.test
@@ -66,7 +66,7 @@ def test_average_counts_every_post_burn_in_draw(run_dir):
                     {
                         k: v[c]
                         for k, v in load_checkpoint(
-                            run_dir / "checkpoints" / f"checkpoint_{s:06d}.pkl"
+                            run_dir / "checkpoints" / f"checkpoint_{s:06d}.npz"
                         )["position"].items()
                     },
                     test.x,

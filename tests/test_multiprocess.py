@@ -85,7 +85,7 @@ def test_log_density_and_gradient_match(runs):
 @pytest.mark.parametrize("step", [1, 2])
 def test_hmc_iterations_match(runs, step):
     multi, single = (
-        load_checkpoint(d / "run" / "checkpoints" / f"checkpoint_{step:06d}.pkl") for d in runs
+        load_checkpoint(d / "run" / "checkpoints" / f"checkpoint_{step:06d}.npz") for d in runs
     )
     for k, v in single["position"].items():
         np.testing.assert_allclose(multi["position"][k], v, rtol=1e-5, atol=1e-6, err_msg=k)
