@@ -140,3 +140,24 @@ def test_cli(run_dir, cli, monkeypatch, tmp_path):
 
     rc, out, err = cli("domain-shift", tmp_path / "nothing")
     assert rc == 2 and "no config.json" in err and len(err.strip().splitlines()) == 1
+
+
+def test_samples_are_read_before_checkpoints(run_dir, tmp_path):
+    """A run directory with ``samples/`` is averaged over those draws (plain .npz files of
+    constrained values), without reading a checkpoint."""
+    import shutil
+
+    from ppl_bnn.driver.samples import SampleStore
+
+    post = RunPredictive(run_dir)
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("checkpoints"))
+    store = SampleStore(copy / "samples")
+    constrain = jax.vmap(post.problem.logdensity.constrain)
+    for step, draw in zip(post.steps, post.draws, strict=True):
+        store.append(step, jax.tree.map(np.asarray, constrain(draw)))
+    from_samples = RunPredictive(copy, problem=post.problem)
+    assert from_samples.from_samples and from_samples.steps == post.steps
+    x = post.problem.dataset.x_test
+    np.testing.assert_allclose(from_samples.predict(x), post.predict(x), atol=1e-6)
+    assert RunPredictive(copy, thin=2, problem=post.problem).steps == post.steps[::2]

@@ -3,23 +3,24 @@
 The paper (Izmailov et al. 2021, Section 8) reports that HMC's Bayesian model average
 generalises surprisingly poorly under covariate shift. This module re-evaluates a finished
 (or running) run on new inputs: it rebuilds the model from the run's ``config.json``
-(:func:`ppl_bnn.declare.problem.build_problem`), reads the run's draws from its checkpoints and
+(:func:`ppl_bnn.declare.problem.build_problem`), reads the run's posterior samples and
 averages the predictive probabilities over them, then reports accuracy, NLL and ECE for
 every CIFAR-10-C corruption and severity, per severity (mean over corruptions) and per
 corruption (mean over severities), with the clean test set as a reference.
 
-Draws: ``ppl-bnn hmc`` writes one checkpoint per iteration with the positions of every
-chain. Each post-burn-in iteration is one draw per chain, a rejected proposal included
-(it repeats the previous state, and counts again, as standard MCMC averaging does; the
-original code skipped rejected states). Checkpoints ``1..num_burn_in_iterations`` are the
-burn-in and are left out.
+Draws: a run keeps its posterior samples in ``RUN_DIR/samples/`` (one plain ``.npz`` per
+kept step, the positions of every chain; :class:`~ppl_bnn.driver.samples.SampleStore`).
+Each post-burn-in iteration is one draw per chain, a rejected proposal included (it
+repeats the previous state, and counts again, as standard MCMC averaging does; the
+original code skipped rejected states). A run directory without ``samples/`` (written
+before samples were kept apart) is read from its checkpoints instead; there, checkpoints
+``1..num_burn_in_iterations`` are the burn-in and are left out. Nothing read can run code.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -32,13 +33,13 @@ from ppl_bnn.config import CommonConfig
 from ppl_bnn.data import Dataset
 from ppl_bnn.declare.problem import Problem, build_problem
 from ppl_bnn.density.sharding import replicate, shard_batch, to_host
-from ppl_bnn.driver.checkpoint import CheckpointError, load_checkpoint
+from ppl_bnn.driver.checkpoint import CheckpointStore, checkpoint_path, latest_checkpoint
+from ppl_bnn.driver.samples import SampleStore, read_positions
 from ppl_bnn.evaluation import metrics
 
 __all__ = ["RunPredictive", "evaluate_domain_shift", "format_report", "run_config"]
 
 Loader = Callable[[str, int], tuple[np.ndarray, np.ndarray]]
-_CHECKPOINT = re.compile(r"checkpoint_(\d+)\.pkl$")
 
 
 def run_config(run_dir: str | Path, **overrides) -> CommonConfig:
@@ -73,9 +74,11 @@ class RunPredictive:
     """The posterior predictive of a run: predictions averaged over its draws.
 
     Args:
-        run_dir: a run directory with ``config.json`` and ``checkpoints/``.
-        include_burn_in: also average the burn-in iterations.
-        thin: keep every ``thin``-th post-burn-in checkpoint.
+        run_dir: a run directory with ``config.json`` and ``samples/`` (or, written by
+            an older ppl_bnn, one checkpoint per iteration in ``checkpoints/``).
+        include_burn_in: also average the burn-in iterations (checkpoints only: the
+            samples are post-burn-in).
+        thin: keep every ``thin``-th stored draw.
         problem: the rebuilt problem (default: ``build_problem`` of the run's config).
         batch_size: rows predicted per compiled call (default: a whole array at once).
 
@@ -102,12 +105,14 @@ class RunPredictive:
         self.config = run_config(run_dir)
         saved = json.loads((self.run_dir / "config.json").read_text())
         self.num_burn_in = 0 if include_burn_in else int(saved.get("num_burn_in_iterations", 0))
-        steps = self._checkpoint_steps()
+        self.samples = SampleStore(self.run_dir / "samples", writer=False)
+        self.from_samples = bool(self.samples.steps())
+        steps = self.samples.steps() if self.from_samples else self._checkpoint_steps()
         self.steps = [s for s in steps if s > self.num_burn_in][::thin]
         if not self.steps:
             raise ValueError(
-                f"{self.run_dir} has no post-burn-in checkpoint (burn-in: {self.num_burn_in} "
-                f"iterations, checkpoints: {len(steps)})"
+                f"{self.run_dir} has no post-burn-in draw (burn-in: {self.num_burn_in} "
+                f"iterations, stored steps: {len(steps)})"
             )
         self.problem = problem or build_problem(self.config, dataset)
         self.batch_size = batch_size
@@ -119,38 +124,19 @@ class RunPredictive:
         self._add = jax.jit(lambda acc, pos, x: acc + predict(pos, x).sum(0))
 
     def _checkpoint_steps(self) -> list[int]:
+        """Steps of the checkpoints on disk (an older run kept one per iteration)."""
         folder = self.run_dir / "checkpoints"
-        found = (
-            [
-                int(m.group(1))
-                for p in folder.glob("checkpoint_*.pkl")
-                if (m := _CHECKPOINT.search(p.name))
-            ]
-            if folder.is_dir()
-            else []
-        )
-        return sorted(found)
+        latest_checkpoint(folder)  # refuses a folder of old pickle checkpoints in one line
+        return CheckpointStore(folder, writer=False).steps()
 
     def _position(self, step: int) -> dict[str, np.ndarray]:
-        """The positions of every chain at ``step``, stacked ``(chains, ...)``."""
-        ld = self.problem.logdensity
-        path = self.run_dir / "checkpoints" / f"checkpoint_{step:06d}.pkl"
-        saved = load_checkpoint(path)
-        position = saved.get("position") if isinstance(saved, dict) else None
-        if not isinstance(position, dict) or set(ld.latent_sites) - set(position):
-            raise CheckpointError(f"checkpoint {path} holds no parameters of this run's model")
-        out = {}
-        for name in ld.latent_sites:
-            value, shape = np.asarray(position[name]), tuple(ld.shapes[name])
-            if value.shape == shape:
-                value = value[None]
-            elif value.shape[1:] != shape:
-                raise CheckpointError(
-                    f"checkpoint {path}: {name} has shape {value.shape}, "
-                    f"expected (chains, *{shape})"
-                )
-            out[name] = value
-        return out
+        """The unconstrained positions of every chain at ``step``, stacked ``(chains, ...)``."""
+        path = (
+            self.samples.path(step)
+            if self.from_samples
+            else checkpoint_path(self.run_dir / "checkpoints", step)
+        )
+        return read_positions(path, self.problem.logdensity)
 
     def predict_many(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Averaged predictive statistics for several input arrays, in one pass over draws.
@@ -257,7 +243,7 @@ def evaluate_domain_shift(
     report = {
         "run_dir": str(run_dir),
         "dataset": ds.name,
-        "num_checkpoints": len(post.steps),
+        "num_steps": len(post.steps),
         "num_draws": post.num_draws,
         "burn_in_iterations": post.num_burn_in,
         "clean": clean,
@@ -294,7 +280,7 @@ def format_report(report: dict[str, Any]) -> str:
 
     head = [
         f"run: {report['run_dir']}  draws: {report['num_draws']} "
-        f"({report['num_checkpoints']} checkpoints after {report['burn_in_iterations']} "
+        f"({report['num_steps']} stored steps after {report['burn_in_iterations']} "
         "burn-in iterations)",
         "",
     ]

@@ -35,7 +35,8 @@ from ppl_bnn.config import SurfaceConfig
 from ppl_bnn.declare.problem import Problem, build_problem
 from ppl_bnn.density.logdensity import LogDensity
 from ppl_bnn.density.sharding import Batch, replicate, to_host
-from ppl_bnn.driver.checkpoint import CheckpointError, load_checkpoint
+from ppl_bnn.driver.checkpoint import CheckpointError
+from ppl_bnn.driver.samples import read_positions
 
 __all__ = [
     "Plane",
@@ -92,37 +93,22 @@ def make_plane(theta1: np.ndarray, theta2: np.ndarray, theta3: np.ndarray) -> Pl
 
 
 def load_position(spec: str, logdensity: LogDensity) -> dict[str, np.ndarray]:
-    """One chain's position from a checkpoint written by a ppl_bnn run.
+    """One chain's (unconstrained) position from a sample file or a checkpoint of a run.
 
-    ``spec`` is ``PATH`` (chain 0) or ``PATH:CHAIN``. The checkpoint's ``"position"`` may
-    be stacked over chains (as ``ppl-bnn hmc`` writes it) or a single position.
-    Raises ``CheckpointError`` (missing, corrupt, not a position) or ``ValueError``
-    (another model's parameters).
+    ``spec`` is ``PATH`` (chain 0) or ``PATH:CHAIN``; ``PATH`` is a posterior sample
+    (``RUN_DIR/samples/sample_000123.npz``) or a checkpoint
+    (``RUN_DIR/checkpoints/checkpoint_000123.npz``), stacked over chains or a single
+    position. Raises ``CheckpointError`` (missing, corrupt, not a position) or
+    ``ValueError`` (another model's parameters, no such chain). Nothing read can run code.
     """
-    path, chain = spec, None
+    path, chain = spec, 0
     if not Path(spec).exists() and (m := re.fullmatch(r"(.+):(\d+)", spec)):
         path, chain = m.group(1), int(m.group(2))
-    saved = load_checkpoint(path)
-    position = saved.get("position") if isinstance(saved, dict) else None
-    if not isinstance(position, dict):
-        raise CheckpointError(f"checkpoint {path} holds no parameters ('position')")
-    missing = sorted(set(logdensity.latent_sites) - set(position))
-    if missing:
-        raise ValueError(f"checkpoint {path} lacks parameters {missing[:3]} of this model")
-    out = {}
-    for name in logdensity.latent_sites:
-        value, shape = np.asarray(position[name]), tuple(logdensity.shapes[name])
-        if value.shape == shape and chain in (None, 0):
-            out[name] = value
-        elif value.shape[1:] == shape:
-            if (chain or 0) >= value.shape[0]:
-                raise ValueError(
-                    f"checkpoint {path} has {value.shape[0]} chain(s), not chain {chain}"
-                )
-            out[name] = value[chain or 0]
-        else:
-            raise ValueError(f"checkpoint {path}: {name} has shape {value.shape}, expected {shape}")
-    return out
+    stacked = read_positions(path, logdensity)
+    chains = next(iter(stacked.values())).shape[0]
+    if chain >= chains:
+        raise ValueError(f"{path} has {chains} chain(s), not chain {chain}")
+    return {name: value[chain] for name, value in stacked.items()}
 
 
 @partial(jax.jit, static_argnames=("logdensity", "unravel", "batch_size"))
