@@ -1,10 +1,11 @@
-"""MkDocs hook: write the CLI reference page (``cli.md``) from the argparse parser.
+"""MkDocs hook: generate the CLI reference page (``cli.md``) from the argparse parser.
 
 The ``ppl-bnn`` parser is built from the config dataclasses' field metadata
 (``ppl_bnn.cli.build_parser``), so this page is generated from the same source as
 ``ppl-bnn <command> --help``; nothing here is kept by hand. ``tests/test_docs.py`` checks
 that every command's block equals its ``--help`` output.
 
+It also serves ``CONTRIBUTING.md`` as the page ``contributing.md`` (one source).
 Used by ``mkdocs.yml`` (``hooks:``); ``render_cli_reference()`` can also be called directly.
 """
 
@@ -14,6 +15,7 @@ import argparse
 import contextlib
 import io
 import os
+from pathlib import Path
 
 HELP_COLUMNS = 100  # terminal width the help texts are formatted for
 
@@ -100,8 +102,15 @@ def render_cli_reference() -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_contributing(root: Path) -> str:
+    """``CONTRIBUTING.md`` as a docs page: its links into ``docs/`` made relative to it."""
+    return (root / "CONTRIBUTING.md").read_text().replace("](docs/", "](")
+
+
 def on_files(files, config):  # mkdocs hook
     from mkdocs.structure.files import File
 
+    root = Path(config["config_file_path"]).parent
     files.append(File.generated(config, "cli.md", content=render_cli_reference()))
+    files.append(File.generated(config, "contributing.md", content=render_contributing(root)))
     return files
