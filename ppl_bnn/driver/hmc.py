@@ -332,7 +332,6 @@ def mcmc_summary(records: list[dict]) -> dict[str, Any]:
     """Acceptance and divergences over the run, from its metrics records."""
     post = [r for r in records if not r.get("burn_in")]
     return {
-        "num_ensembled": int(records[-1].get("num_ensembled", 0)) if records else 0,
         "mean_accept_prob": float(np.mean([r["accept_prob"] for r in post])) if post else None,
         "num_divergent": int(sum(r.get("num_divergent", 0) for r in records)),
         "num_divergent_after_burn_in": int(sum(r.get("num_divergent", 0) for r in post)),

@@ -414,7 +414,8 @@ def run(
                 record["time"] = step_time
                 # everything since the previous row: this step, predictions, metrics, and
                 # the previous step's draws, metrics line and checkpoint
-                record["iteration_wall"], last_end = now - last_end, now
+                if sched.log_every_step:
+                    record["iteration_wall"], last_end = now - last_end, now
                 if alg.approximation is not None:
                     record.pop("num_ensembled")
             checkpoint = None
@@ -607,6 +608,7 @@ def _finish(
         "num_parameters": problem.logdensity.num_parameters(),
         f"{alg.unit}s_done": done,
         f"num_{alg.unit}s": alg.num_steps,
+        **({"num_ensembled": int(ens.count)} if alg.approximation is None else {}),
         **alg.summary(state),
         **(extra_summary(records) if extra_summary else {}),
         **(

@@ -9,44 +9,74 @@ from the schedule at a traced global step, so no epoch recompiles.
 
 from __future__ import annotations
 
-import dataclasses
-import time
-import weakref
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ppl_bnn.declare.problem import Problem
-from ppl_bnn.density.sharding import to_host
+from ppl_bnn.density.sharding import replicate
+from ppl_bnn.driver.loop import RunResult
+from ppl_bnn.driver.loop import run as run_loop
 from ppl_bnn.driver.rundir import RunDir
-from ppl_bnn.evaluation.bma import ensemble_init, ensemble_prediction, ensemble_update
-from ppl_bnn.evaluation.predictive import evaluate, mean_over_members
-from ppl_bnn.evaluation.reference import compare_to_reference, load_reference
+from ppl_bnn.evaluation.reference import load_reference
 from ppl_bnn.inference.minibatch import epoch_indices, gather, num_batches
 from ppl_bnn.types import PRNGKey
 
 __all__ = [
-    "start_run",
-    "Evaluator",
-    "TrainingClock",
+    "Members",
     "build_epoch",
-    "finish_run",
-    "is_due",
+    "check_minibatch_config",
+    "initial_members",
     "member_keys",
+    "prepare",
+    "run_minibatch",
     "split_member_keys",
 ]
 
 
-def start_run(cfg, problem: Problem | None, argv: list[str] | None) -> tuple[Problem, RunDir]:
-    """Build the problem, check the reference and augmentation, then open the run dir.
+class Members(NamedTuple):
+    """The state of a minibatch method: every member's own key and the inner state
+    (``SGDState``, a sampler state, an ``SVIState``), stacked on a leading member axis.
+
+    Member ``i`` carries the key ``key(seed + i)``, so it proceeds like a one-member run
+    with that seed; the loop's run key is not used by these methods.
+    """
+
+    keys: PRNGKey
+    inner: Any
+
+
+def check_minibatch_config(cfg) -> None:
+    """Refuse impossible settings before anything is built or written (the one place
+    the minibatch flags shared by SGD, SG-MCMC and VI are validated)."""
+    if cfg.num_epochs < 1:
+        raise ValueError(f"--num_epochs must be at least 1, got {cfg.num_epochs}")
+    if cfg.eval_freq < 1 or cfg.save_freq < 1:
+        raise ValueError("--eval_freq and --save_freq must be at least 1")
+    if cfg.init_step_size <= 0:
+        raise ValueError(f"--init_step_size must be positive, got {cfg.init_step_size}")
+    if cfg.batch_size < 1:
+        raise ValueError(f"--batch_size must be positive, got {cfg.batch_size}")
+    if not 0.0 <= cfg.momentum_decay < 1.0:
+        raise ValueError(f"--momentum_decay must lie in [0, 1), got {cfg.momentum_decay}")
+    for flag in ("init_checkpoint", "mean_init_checkpoint"):
+        path = getattr(cfg, flag, None)
+        if path is not None and not Path(path).is_file():
+            raise FileNotFoundError(f"--{flag}={path} does not exist")
+
+
+def prepare(cfg, problem: Problem | None) -> Problem:
+    """Build the problem; check the batch size, the reference and the augmentation.
 
     Every input is read and checked before the run directory is written.
     """
     from ppl_bnn.declare.problem import build_problem
 
+    check_minibatch_config(cfg)
     problem = problem or build_problem(cfg)
     num_batches(problem.train.num_examples, cfg.batch_size)  # refuses a bad batch size
     if cfg.reference:
@@ -55,9 +85,20 @@ def start_run(cfg, problem: Problem | None, argv: list[str] | None) -> tuple[Pro
         from ppl_bnn.data.augment import check_augmentable
 
         check_augmentable(problem.dataset)
-    rd = RunDir(cfg.dir)
-    rd.start(dataclasses.asdict(cfg), argv)
-    return problem, rd
+    return problem
+
+
+def initial_members(problem: Problem, seed: int, num: int, init_checkpoint: str | None):
+    """``(keys, positions)``: member ``i`` starts from ``key(seed + i)`` or the checkpoint."""
+    from ppl_bnn.driver.hmc import initial_positions
+
+    keys = member_keys(seed, num)
+    keys, init_keys = split_member_keys(keys)
+    if init_checkpoint is not None:
+        return keys, initial_positions(problem, None, num, init_checkpoint)
+    ld = problem.logdensity
+    positions = [ld.init(k) for k in init_keys]
+    return keys, jax.tree.map(lambda *xs: jnp.stack(xs), *positions)
 
 
 def member_keys(seed: int, num_members: int) -> PRNGKey:
@@ -138,143 +179,55 @@ def build_epoch(
     return jax.jit(epoch_fn)
 
 
-_COMPILED: dict[int, tuple[Any, Callable, Callable]] = {}
+def epoch_step(epoch_fn: Callable, mesh) -> Callable:
+    """The loop's ``step(key, state, t)`` for a compiled epoch (the run key is unused)."""
+
+    def step(key, state: Members, t: int):
+        del key  # members carry their own keys
+        keys, inner, infos = epoch_fn(state.keys, state.inner, np.int32(t))
+        return Members(keys, inner), infos
+
+    return step
 
 
-def _compiled(problem: Problem) -> tuple[Callable, Callable]:
-    """Jitted predictions and log densities, one pair per problem: runs that share a
-    ``Problem`` (``compare``, tests) compile them once."""
-    hit = _COMPILED.get(id(problem))
-    if hit is None or hit[0]() is not problem:
-        for key in [k for k, v in _COMPILED.items() if v[0]() is None]:
-            del _COMPILED[key]  # problems that are gone
-        ld = problem.logdensity
-        predict = jax.jit(jax.vmap(ld.predict, in_axes=(0, None)))
-        log_prob = jax.jit(jax.vmap(ld, in_axes=(0, None)))
-        hit = _COMPILED[id(problem)] = (weakref.ref(problem), predict, log_prob)
-    return hit[1], hit[2]
+def keys_to_disk(keys) -> np.ndarray:
+    return np.asarray(jax.random.key_data(keys))
 
 
-class Evaluator:
-    """Predictions of a stack of positions on the test and training sets (host arrays)."""
-
-    def __init__(self, problem: Problem):
-        self.problem = problem
-        self._predict, self._log_prob = _compiled(problem)
-
-    def test(self, positions) -> np.ndarray:
-        n = self.problem.dataset.x_test.shape[0]
-        return to_host(self._predict(positions, self.problem.test.x))[:, :n]
-
-    def train(self, positions) -> np.ndarray:
-        n = self.problem.dataset.x_train.shape[0]
-        return to_host(self._predict(positions, self.problem.train.x))[:, :n]
-
-    def log_prob(self, positions) -> np.ndarray:
-        """Full-batch tempered log posterior of every member."""
-        return np.asarray(self._log_prob(positions, self.problem.train))
-
-    def metrics(self, train_preds, test_preds, ens_pred: np.ndarray | None) -> dict[str, float]:
-        """``train/*`` and ``test/*`` (mean over members) and ``test/ens_*`` of ``ens_pred``."""
-        ds = self.problem.dataset
-        out = {}
-        for split, preds in (("train", train_preds), ("test", test_preds)):
-            per_member = [evaluate(p, ds, split) for p in preds]
-            out.update({f"{split}/{k}": v for k, v in mean_over_members(per_member).items()})
-        if ens_pred is not None:
-            out.update({f"test/ens_{k}": v for k, v in evaluate(ens_pred, ds, "test").items()})
-        return out
+def keys_from_disk(data) -> PRNGKey:
+    return jax.random.wrap_key_data(jnp.asarray(data))
 
 
-def average(members: np.ndarray, task: str) -> np.ndarray:
-    """The Bayesian model average of a stack of member predictions ``(m, n, k)``."""
-    ens = ensemble_update(ensemble_init(members.shape[1:]), members, task)
-    return ensemble_prediction(ens, task)
+def place_members(problem: Problem, keys, inner) -> Members:
+    return Members(keys, replicate(problem.mesh, inner))
 
 
-def is_due(epoch: int, freq: int, num_epochs: int) -> bool:
-    """Whether 0-based ``epoch`` ends a period of ``freq`` epochs or the run."""
-    return (epoch + 1) % max(freq, 1) == 0 or epoch + 1 == num_epochs
-
-
-class TrainingClock:
-    """Training time, without a device sync after every epoch.
-
-    Epochs are dispatched asynchronously; the clock stops (and waits for the device) only
-    where the host needs the state: evaluations, checkpoints, the end. Evaluation and
-    checkpointing are not counted (``restart`` after them).
-    """
-
-    def __init__(self, elapsed: float = 0.0):
-        self.elapsed = elapsed
-        self._start = time.perf_counter()
-        self._epochs = 0
-
-    def tick(self) -> None:
-        self._epochs += 1
-
-    def stop(self, state) -> float:
-        """Wait for ``state``; add the segment; return its mean seconds per epoch."""
-        jax.block_until_ready(state)
-        segment = time.perf_counter() - self._start
-        self.elapsed += segment
-        per_epoch, self._epochs = segment / max(self._epochs, 1), 0
-        return per_epoch
-
-    def restart(self) -> None:
-        self._start = time.perf_counter()
-
-
-class Timer:
-    """Wall time of the whole call, for the summary."""
-
-    def __init__(self):
-        self.start = time.perf_counter()
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start
-
-
-def finish_run(
-    rd: RunDir,
+def run_minibatch(
+    algorithm,
     cfg,
     problem: Problem,
     *,
-    method: str,
-    members: np.ndarray | None,
-    prediction: np.ndarray | None,
-    epochs_done: int,
-    extra: dict[str, Any],
-) -> dict[str, Any]:
-    """Write ``predictions.npy`` and ``summary.json`` (with reference metrics) and return it.
+    argv: list[str] | None,
+    progress: bool | None,
+    stop_after: int | None,
+    collect: bool | None = None,
+    log_likelihood: bool = False,
+) -> RunResult:
+    """Run a minibatch :class:`~ppl_bnn.driver.loop.Algorithm` through the loop."""
+    from ppl_bnn.driver.hmc import run_record
 
-    ``members``: ``(m, n, k)`` test predictions whose average is ``prediction`` (the
-    members of an ensemble, the draws of a sampler, samples of a variational posterior).
-    """
-    records = rd.read_metrics()
-    last = records[-1] if records else {}
-    ds = problem.dataset
-    summary = {
-        "method": method,
-        "dataset": ds.name,
-        "task": ds.task,
-        "model": cfg.model_name,
-        "num_parameters": problem.logdensity.num_parameters(),
-        "epochs_done": epochs_done,
-        "num_epochs": cfg.num_epochs,
-        **extra,
-        "final": {k: v for k, v in last.items() if "/" in k},
-        "complete": epochs_done >= cfg.num_epochs,
-        "config": dataclasses.asdict(cfg),
-    }
-    if prediction is not None and rd.primary:
-        np.save(rd.path / "predictions.npy", np.asarray(prediction, np.float32))
-        summary["predictions"] = str(rd.path / "predictions.npy")
-    if cfg.reference and members is not None:
-        ref = load_reference(cfg.reference, ds)
-        summary["reference"] = {
-            "path": str(cfg.reference),
-            **compare_to_reference(members, ref, ds, seed=cfg.seed),
-        }
-    rd.write_summary(summary)
-    return summary
+    return run_loop(
+        algorithm,
+        problem,
+        rundir=RunDir(cfg.dir),
+        config=run_record(cfg, problem),
+        seed=cfg.seed,
+        argv=argv,
+        progress=progress,
+        stop_after=stop_after,
+        tabulate_freq=cfg.tabulate_freq,
+        num_param_draws=cfg.num_param_draws,
+        collect=collect,
+        log_likelihood=log_likelihood,
+        reference=cfg.reference,
+    )

@@ -1,69 +1,38 @@
-"""``run_sgd`` and ``run_ensemble``: MAP by SGD, and deep ensembles of it, resumable."""
+"""MAP by SGD and deep ensembles of it, as loop :class:`~ppl_bnn.driver.loop.Algorithm` s.
+
+With ``ensemble_size`` members (``EnsembleConfig``) SGD is a deep ensemble: members use
+seeds ``seed, seed + 1, ...`` and are trained side by side (vectorised); the reported
+``test/ens_*`` metrics and ``predictions.npy`` are their average, and the final members
+are saved as one draw of ``ensemble_size`` chains.
+"""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 from ppl_bnn.config import EnsembleConfig, SGDConfig
 from ppl_bnn.declare.problem import Problem
-from ppl_bnn.density.sharding import replicate
+from ppl_bnn.driver.loop import Algorithm, Evaluator, RunResult, Schedule, every
 from ppl_bnn.driver.minibatch import (
-    Evaluator,
-    Timer,
-    TrainingClock,
-    average,
+    Members,
     build_epoch,
-    finish_run,
-    is_due,
-    member_keys,
-    split_member_keys,
-    start_run,
+    check_minibatch_config,
+    epoch_step,
+    initial_members,
+    keys_from_disk,
+    keys_to_disk,
+    place_members,
+    prepare,
+    run_minibatch,
 )
-from ppl_bnn.driver.rundir import ConsoleTable
-from ppl_bnn.evaluation.predictive import ParamTracker, headline_columns
 from ppl_bnn.inference import optimize
 from ppl_bnn.inference.minibatch import logdensity_estimator, num_batches
 from ppl_bnn.inference.schedules import cosine
 
-__all__ = ["initial_members", "run_ensemble", "run_sgd"]
-
-
-def check_minibatch_config(cfg: SGDConfig) -> None:
-    """Refuse impossible settings before anything is built or written."""
-    if cfg.num_epochs < 1:
-        raise ValueError(f"--num_epochs must be at least 1, got {cfg.num_epochs}")
-    if cfg.eval_freq < 1 or cfg.save_freq < 1:
-        raise ValueError("--eval_freq and --save_freq must be at least 1")
-    if cfg.init_step_size <= 0:
-        raise ValueError(f"--init_step_size must be positive, got {cfg.init_step_size}")
-    if cfg.batch_size < 1:
-        raise ValueError(f"--batch_size must be positive, got {cfg.batch_size}")
-    if not 0.0 <= cfg.momentum_decay < 1.0:
-        raise ValueError(f"--momentum_decay must lie in [0, 1), got {cfg.momentum_decay}")
-    for flag in ("init_checkpoint", "mean_init_checkpoint"):
-        path = getattr(cfg, flag, None)
-        if path is not None and not Path(path).is_file():
-            raise FileNotFoundError(f"--{flag}={path} does not exist")
-
-
-def initial_members(problem: Problem, seed: int, num: int, init_checkpoint: str | None):
-    """``(keys, positions)``: member ``i`` starts from ``key(seed + i)`` or the checkpoint."""
-    from ppl_bnn.driver.hmc import initial_positions
-
-    keys = member_keys(seed, num)
-    keys, init_keys = split_member_keys(keys)
-    if init_checkpoint is not None:
-        return keys, initial_positions(problem, None, num, init_checkpoint)
-    ld = problem.logdensity
-    positions = [ld.init(k) for k in init_keys]
-    return keys, jax.tree.map(lambda *xs: jnp.stack(xs), *positions)
+__all__ = ["build_sgd", "check_minibatch_config", "initial_members", "run_ensemble", "run_sgd"]
 
 
 def _sgd_step(kernel):
@@ -74,33 +43,15 @@ def _sgd_step(kernel):
     return step
 
 
-def run_sgd(
-    cfg: SGDConfig,
-    *,
-    problem: Problem | None = None,
-    argv: list[str] | None = None,
-    progress: bool | None = None,
-    stop_after: int | None = None,
-    method: str | None = None,
-) -> dict[str, Any]:
-    """Train (or resume) SGD as configured; returns the summary dictionary.
-
-    With ``ensemble_size`` members (``EnsembleConfig``) this is a deep ensemble: members
-    use seeds ``seed, seed + 1, ...`` and are trained side by side; the reported
-    ``test/ens_*`` metrics and ``predictions.npy`` are their average. ``stop_after`` stops
-    after that many epochs of this call, with a checkpoint (for tests).
-    """
-    check_minibatch_config(cfg)
+def build_sgd(cfg: SGDConfig, problem: Problem, *, method: str | None = None) -> Algorithm:
+    """SGD (``ensemble_size`` members) as a loop :class:`Algorithm`."""
     M = getattr(cfg, "ensemble_size", 1)
     if M < 1:
         raise ValueError(f"--ensemble_size must be at least 1, got {M}")
-    method = method or ("ensemble" if M > 1 else "sgd")
-    problem, rd = start_run(cfg, problem, argv)
-    ld, ds = problem.logdensity, problem.dataset
+    ld = problem.logdensity
     nb = num_batches(problem.train.num_examples, cfg.batch_size)
-    timer = Timer()
-
-    opt = optimize.optimizer(cosine(cfg.init_step_size, cfg.num_epochs * nb), cfg.momentum_decay)
+    schedule = cosine(cfg.init_step_size, cfg.num_epochs * nb)
+    opt = optimize.optimizer(schedule, cfg.momentum_decay)
     kernel = optimize.build_kernel(logdensity_estimator(ld, problem.train.num_examples), opt)
     epoch_fn = build_epoch(
         _sgd_step(kernel),
@@ -110,101 +61,80 @@ def run_sgd(
         augment=cfg.data_augmentation,
         step_keys=False,
     )
-    evaluator = Evaluator(problem)
+    evaluator = Evaluator.of(problem)
 
-    resumed = rd.latest()
-    if resumed is None:
+    def init(key) -> Members:
+        del key  # member i is seeded with seed + i
         keys, positions = initial_members(problem, cfg.seed, M, cfg.init_checkpoint)
-        state = jax.vmap(lambda p: optimize.init(p, opt))(positions)
-        start, elapsed = 0, 0.0
-    else:
-        start, saved = resumed
-        start = int(start)  # a checkpoint stores numbers as numpy arrays
-        keys = jax.random.wrap_key_data(jnp.asarray(saved["key"]))
-        state = optimize.SGDState(saved["position"], saved["opt_state"])
-        elapsed = float(saved["elapsed"])
-        rd.truncate_metrics(start)
-    state = replicate(problem.mesh, state)
-    tracker = ParamTracker(jax.tree.map(lambda a: a[0], state.position), cfg.num_param_draws)
+        return place_members(problem, keys, jax.vmap(lambda p: optimize.init(p, opt))(positions))
 
-    table = ConsoleTable(
-        ["epoch", "step_size", "log_prob", *headline_columns(ds.task), "time"],
-        cfg.tabulate_freq,
-        write=tqdm.write if rd.primary else lambda *_: None,
+    def stats(state: Members, info, t: int) -> dict[str, Any]:
+        return {
+            "step_size": float(schedule((t + 1) * nb - 1)),
+            "log_prob": float(np.mean(evaluator.log_prob(state.inner.position))),
+        }
+
+    def save(state: Members) -> dict[str, Any]:
+        return {
+            "member_keys": keys_to_disk(state.keys),
+            "position": state.inner.position,
+            "opt_state": state.inner.opt_state,
+        }
+
+    def load(saved: dict) -> Members:
+        inner = optimize.SGDState(saved["position"], saved["opt_state"])
+        return place_members(problem, keys_from_disk(saved["member_keys"]), inner)
+
+    return Algorithm(
+        name=method or ("ensemble" if M > 1 else "sgd"),
+        unit="epoch",
+        num_steps=cfg.num_epochs,
+        init=init,
+        step=epoch_step(epoch_fn, problem.mesh),
+        schedule=Schedule(
+            sample=lambda t: False,
+            evaluate=every(cfg.eval_freq, cfg.num_epochs),
+            save=every(cfg.save_freq, cfg.num_epochs),
+        ),
+        positions=lambda s: s.inner.position,
+        stats=stats,
+        columns=("step_size", "log_prob"),
+        save=save,
+        load=load,
+        approximation=lambda s, t: s.inner.position,
+        approximation_as_chains=True,
+        summary=lambda s: {"ensemble_size": M, "num_ensembled": M},
     )
-    show = (sys.stderr.isatty() if progress is None else progress) and rd.primary
-    bar = tqdm(total=cfg.num_epochs, initial=start, disable=not show, desc=method)
-    end = cfg.num_epochs if stop_after is None else min(cfg.num_epochs, start + stop_after)
-    schedule = cosine(cfg.init_step_size, cfg.num_epochs * nb)
-    test_preds = None
-    clock = TrainingClock(elapsed)
-    for epoch in range(start, end):
-        keys, state, _ = epoch_fn(keys, state, np.int32(epoch))
-        clock.tick()
-        last = epoch + 1 == end  # the last epoch of this call: always checkpointed
-        evaluate = is_due(epoch, cfg.eval_freq, cfg.num_epochs)
-        save = is_due(epoch, cfg.save_freq, cfg.num_epochs) or last
-        if evaluate or save:
-            epoch_time = clock.stop(state)
-        if evaluate:
-            test_preds = evaluator.test(state.position)
-            train_preds = evaluator.train(state.position)
-            record = {
-                "epoch": epoch + 1,
-                "step_size": float(schedule((epoch + 1) * nb - 1)),
-                "log_prob": float(np.mean(evaluator.log_prob(state.position))),
-                "time": epoch_time,
-                **evaluator.metrics(train_preds, test_preds, average(test_preds, ds.task)),
-            }
-            rd.log(epoch + 1, record)
-            table.row(record)
-        if save:
-            rd.save(
-                epoch + 1,
-                {
-                    "step": epoch + 1,
-                    "key": np.asarray(jax.random.key_data(keys)),
-                    "position": state.position,
-                    "opt_state": state.opt_state,
-                    "elapsed": clock.elapsed,
-                    "param_names": tracker.names,
-                },
-            )
-        if evaluate or save:
-            clock.restart()
-        bar.update(1)
-    bar.close()
-    elapsed = clock.elapsed
 
-    done = max(start, end)
-    if test_preds is None:  # nothing ran in this call (already complete): predict once
-        test_preds = evaluator.test(state.position)
-    if done >= cfg.num_epochs:
-        rd.save_draw(
-            cfg.num_epochs,
-            predictions=test_preds.astype(np.float32),
-            params=tracker.take(state.position),
-            burn_in=np.asarray(False),
-        )
-    summary = finish_run(
-        rd,
+
+def run_sgd(
+    cfg: SGDConfig,
+    *,
+    problem: Problem | None = None,
+    argv: list[str] | None = None,
+    progress: bool | None = None,
+    stop_after: int | None = None,
+    method: str | None = None,
+    collect: bool | None = None,
+    log_likelihood: bool = False,
+) -> RunResult:
+    """Train (or resume) SGD as configured; returns the :class:`RunResult`.
+
+    ``stop_after`` stops after that many epochs of this call, with a checkpoint (tests).
+    """
+    problem = prepare(cfg, problem)
+    return run_minibatch(
+        build_sgd(cfg, problem, method=method),
         cfg,
         problem,
-        method=method,
-        members=test_preds,
-        prediction=average(test_preds, ds.task),
-        epochs_done=done,
-        extra={
-            "ensemble_size": M,
-            "num_ensembled": M,
-            "wall_time_training": elapsed,
-            "wall_time_call": timer.elapsed(),
-        },
+        argv=argv,
+        progress=progress,
+        stop_after=stop_after,
+        collect=collect,
+        log_likelihood=log_likelihood,
     )
-    rd.close()
-    return summary
 
 
-def run_ensemble(cfg: EnsembleConfig, **kwargs) -> dict[str, Any]:
+def run_ensemble(cfg: EnsembleConfig, **kwargs) -> RunResult:
     """A deep ensemble: ``run_sgd`` with ``cfg.ensemble_size`` members (default 5)."""
     return run_sgd(cfg, method="ensemble", **kwargs)

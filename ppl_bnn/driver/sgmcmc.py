@@ -10,36 +10,30 @@ updates the online Bayesian model average of the test predictions and is saved a
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 from ppl_bnn.config import SGMCMCConfig
 from ppl_bnn.declare.problem import Problem
-from ppl_bnn.density.sharding import replicate
+from ppl_bnn.driver.loop import Algorithm, Evaluator, RunResult, Schedule, every
 from ppl_bnn.driver.minibatch import (
-    Evaluator,
-    Timer,
-    TrainingClock,
+    Members,
     build_epoch,
-    finish_run,
-    is_due,
-    start_run,
+    epoch_step,
+    initial_members,
+    keys_from_disk,
+    keys_to_disk,
+    place_members,
+    prepare,
+    run_minibatch,
 )
-from ppl_bnn.driver.rundir import ConsoleTable
-from ppl_bnn.driver.sgd import check_minibatch_config, initial_members
-from ppl_bnn.evaluation.bma import ensemble_init, ensemble_prediction, ensemble_update
-from ppl_bnn.evaluation.predictive import ParamTracker, headline_columns
-from ppl_bnn.evaluation.reference import run_predictions
 from ppl_bnn.inference import sgmcmc
 from ppl_bnn.inference.minibatch import grad_estimator, num_batches
 from ppl_bnn.inference.schedules import sgmcmc_schedule
 
-__all__ = ["is_ensembling_epoch", "method_name", "run_sgmcmc"]
+__all__ = ["build_sgmcmc", "is_ensembling_epoch", "method_name", "run_sgmcmc"]
 
 
 def is_ensembling_epoch(epoch: int, num_burnin_epochs: int, ensemble_freq: int) -> bool:
@@ -58,7 +52,6 @@ def method_name(cfg: SGMCMCConfig) -> str:
 
 
 def _check(cfg: SGMCMCConfig) -> None:
-    check_minibatch_config(cfg)
     if cfg.num_chains < 1:
         raise ValueError(f"--num_chains must be at least 1, got {cfg.num_chains}")
     if cfg.ensemble_freq < 1:
@@ -73,8 +66,6 @@ def _check(cfg: SGMCMCConfig) -> None:
         )
     if cfg.step_size_cycle_length_epochs < 1:
         raise ValueError("--step_size_cycle_length_epochs must be at least 1")
-    if not 0 <= cfg.momentum_decay < 1:
-        raise ValueError(f"--momentum_decay must lie in [0, 1), got {cfg.momentum_decay}")
 
 
 def _step(algorithm: sgmcmc.SGMCMCAlgorithm):
@@ -84,26 +75,13 @@ def _step(algorithm: sgmcmc.SGMCMCAlgorithm):
     return step
 
 
-def run_sgmcmc(
-    cfg: SGMCMCConfig,
-    *,
-    problem: Problem | None = None,
-    argv: list[str] | None = None,
-    progress: bool | None = None,
-    stop_after: int | None = None,
-) -> dict[str, Any]:
-    """Run (or resume) SG-MCMC as configured; returns the summary dictionary.
-
-    ``stop_after`` stops after that many epochs of this call, with a checkpoint (tests).
-    """
+def build_sgmcmc(cfg: SGMCMCConfig, problem: Problem) -> Algorithm:
+    """SGLD / SGHMC (constant or cyclical, optionally preconditioned) as an Algorithm."""
     _check(cfg)
-    problem, rd = start_run(cfg, problem, argv)
-    ld, ds = problem.logdensity, problem.dataset
+    ld = problem.logdensity
     n = problem.train.num_examples
     nb = num_batches(n, cfg.batch_size)
-    timer = Timer()
-    C, method = cfg.num_chains, method_name(cfg)
-
+    C = cfg.num_chains
     schedule = sgmcmc_schedule(
         cfg.step_size_schedule,
         init_step_size=cfg.init_step_size,
@@ -125,107 +103,76 @@ def run_sgmcmc(
         schedule=schedule,
         augment=cfg.data_augmentation,
     )
-    evaluator = Evaluator(problem)
+    evaluator = Evaluator.of(problem)
+    sample = lambda t: is_ensembling_epoch(t, cfg.num_burnin_epochs, cfg.ensemble_freq)  # noqa: E731
 
-    resumed = rd.latest()
-    if resumed is None:
+    def init(key) -> Members:
+        del key  # chain i is seeded with seed + i
         keys, positions = initial_members(problem, cfg.seed, C, cfg.init_checkpoint)
-        state = jax.vmap(algorithm.init)(positions)
-        ens = ensemble_init((ds.x_test.shape[0], ds.num_outputs))
-        start, elapsed = 0, 0.0
-    else:
-        start, saved = resumed
-        start = int(start)  # a checkpoint stores numbers as numpy arrays
-        keys = jax.random.wrap_key_data(jnp.asarray(saved["key"]))
-        state = saved["sampler_state"]._replace(position=saved["position"])
-        ens, elapsed = saved["ensemble"], float(saved["elapsed"])
-        rd.truncate_metrics(start)
-    state = replicate(problem.mesh, state)
-    tracker = ParamTracker(jax.tree.map(lambda a: a[0], state.position), cfg.num_param_draws)
+        return place_members(problem, keys, jax.vmap(algorithm.init)(positions))
 
-    table = ConsoleTable(
-        ["epoch", "step_size", "log_prob", "ensembled", *headline_columns(ds.task), "time"],
-        cfg.tabulate_freq,
-        write=tqdm.write if rd.primary else lambda *_: None,
+    def stats(state: Members, info, t: int) -> dict[str, Any]:
+        return {
+            "step_size": float(schedule((t + 1) * nb - 1)),
+            "log_prob": float(np.mean(evaluator.log_prob(state.inner.position))),
+            "ensembled": bool(sample(t)),
+        }
+
+    def save(state: Members) -> dict[str, Any]:
+        return {
+            "member_keys": keys_to_disk(state.keys),
+            "position": state.inner.position,
+            "sampler_state": state.inner._replace(position=None),
+        }
+
+    def load(saved: dict) -> Members:
+        inner = saved["sampler_state"]._replace(position=saved["position"])
+        return place_members(problem, keys_from_disk(saved["member_keys"]), inner)
+
+    save_every = every(cfg.save_freq, cfg.num_epochs)
+    return Algorithm(
+        name=method_name(cfg),
+        unit="epoch",
+        num_steps=cfg.num_epochs,
+        init=init,
+        step=epoch_step(epoch_fn, problem.mesh),
+        schedule=Schedule(
+            sample=sample,
+            evaluate=every(cfg.eval_freq, cfg.num_epochs),
+            save=lambda t: save_every(t) or (sample(t) and cfg.save_all_ensembled),
+        ),
+        positions=lambda s: s.inner.position,
+        stats=stats,
+        columns=("step_size", "log_prob", "ensembled"),
+        save=save,
+        load=load,
+        summary=lambda s: {"num_chains": C},
     )
-    show = (sys.stderr.isatty() if progress is None else progress) and rd.primary
-    bar = tqdm(total=cfg.num_epochs, initial=start, disable=not show, desc=method)
-    end = cfg.num_epochs if stop_after is None else min(cfg.num_epochs, start + stop_after)
-    clock = TrainingClock(elapsed)
-    for epoch in range(start, end):
-        keys, state, _ = epoch_fn(keys, state, np.int32(epoch))
-        clock.tick()
-        sample = is_ensembling_epoch(epoch, cfg.num_burnin_epochs, cfg.ensemble_freq)
-        evaluate = is_due(epoch, cfg.eval_freq, cfg.num_epochs)
-        save = (
-            is_due(epoch, cfg.save_freq, cfg.num_epochs)
-            or epoch + 1 == end
-            or (sample and cfg.save_all_ensembled)
-        )
-        if sample or evaluate or save:
-            epoch_time = clock.stop(state)
-        if sample or evaluate:
-            test_preds = evaluator.test(state.position)
-        if sample:
-            ens = ensemble_update(ens, test_preds, ds.task)
-            rd.save_draw(
-                epoch + 1,
-                predictions=test_preds.astype(np.float32),
-                params=tracker.take(state.position),
-                burn_in=np.asarray(False),
-            )
-        if evaluate:
-            record = {
-                "epoch": epoch + 1,
-                "step_size": float(schedule((epoch + 1) * nb - 1)),
-                "log_prob": float(np.mean(evaluator.log_prob(state.position))),
-                "ensembled": bool(sample),
-                "num_ensembled": int(ens.count),
-                "time": epoch_time,
-                **evaluator.metrics(
-                    evaluator.train(state.position),
-                    test_preds,
-                    ensemble_prediction(ens, ds.task) if ens.count else None,
-                ),
-            }
-            rd.log(epoch + 1, record)
-            table.row(record)
-        if save:
-            rd.save(
-                epoch + 1,
-                {
-                    "step": epoch + 1,
-                    "key": np.asarray(jax.random.key_data(keys)),
-                    "position": state.position,
-                    "sampler_state": state._replace(position=None),
-                    "ensemble": ens,
-                    "elapsed": clock.elapsed,
-                    "param_names": tracker.names,
-                    **({"test_predictions": test_preds} if sample else {}),
-                },
-            )
-        if sample or evaluate or save:
-            clock.restart()
-        bar.update(1)
-    bar.close()
-    elapsed = clock.elapsed
 
-    done = max(start, end)
-    members = run_predictions(rd.path) if ens.count and rd.primary else None
-    summary = finish_run(
-        rd,
+
+def run_sgmcmc(
+    cfg: SGMCMCConfig,
+    *,
+    problem: Problem | None = None,
+    argv: list[str] | None = None,
+    progress: bool | None = None,
+    stop_after: int | None = None,
+    collect: bool | None = None,
+    log_likelihood: bool = False,
+) -> RunResult:
+    """Run (or resume) SG-MCMC as configured; returns the :class:`RunResult`.
+
+    ``stop_after`` stops after that many epochs of this call, with a checkpoint (tests).
+    """
+    _check(cfg)
+    problem = prepare(cfg, problem)
+    return run_minibatch(
+        build_sgmcmc(cfg, problem),
         cfg,
         problem,
-        method=method,
-        members=members,
-        prediction=ensemble_prediction(ens, ds.task) if ens.count else None,
-        epochs_done=done,
-        extra={
-            "num_chains": C,
-            "num_ensembled": int(ens.count),
-            "wall_time_training": elapsed,
-            "wall_time_call": timer.elapsed(),
-        },
+        argv=argv,
+        progress=progress,
+        stop_after=stop_after,
+        collect=collect,
+        log_likelihood=log_likelihood,
     )
-    rd.close()
-    return summary
