@@ -223,6 +223,11 @@ def _load_npz(path: str) -> Dataset:
     except ValueError as e:
         if str(e).startswith(where):
             raise
+        if "pickle" in str(e):  # numpy's message suggests allow_pickle=True: never
+            raise ValueError(
+                f"{where} is not a readable .npz of arrays: it holds Python objects or is "
+                "no .npz, and pickles are never loaded (they can run code)"
+            ) from None
         raise ValueError(f"{where} is not a readable .npz of arrays: {e}") from None
     except (OSError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f"{where} is not a readable .npz: {e}") from None

@@ -47,6 +47,7 @@ __all__ = [
     "CheckpointError",
     "CheckpointStore",
     "allowed_types",
+    "atomic_write",
     "checkpoint_path",
     "convert_pickle_checkpoint",
     "latest_checkpoint",
@@ -265,9 +266,18 @@ class _Decoder:
 
 
 # ------------------------------------------------------------------ save / load
-def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], Any]) -> None:
-    """``write(file)`` to a temporary file next to ``path``, fsync it, rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX, suffix=path.suffix)
+def atomic_write(path: Path, write: Callable[[io.BufferedWriter], Any]) -> None:
+    """``write(file)`` to a temporary file next to ``path``, fsync it, rename it over ``path``.
+
+    A crash at any point leaves ``path`` as it was (or complete); the temporary
+    ``.tmp-*`` file is removed on failure (and by :func:`remove_orphans` after a kill).
+    An ``OSError`` names ``path`` (not the temporary file), so that a full disk or a
+    read-only folder is reported against the file the user knows.
+    """
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX, suffix=path.suffix)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from e
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -303,15 +313,15 @@ def save_checkpoint(path: str | os.PathLike, tree: Any) -> Path:
     path = Path(path)
     members = _encode(tree)  # before touching the disk: a bad tree writes nothing
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda f: np.savez(f, **members))
+    atomic_write(path, lambda f: np.savez(f, **members))
     return path
 
 
 def _refuse_pickle(path: Path) -> CheckpointError:
     return CheckpointError(
-        f"checkpoint {path} is a ppl_bnn 0.1 pickle, which can run code when read, so it is "
-        "not loaded: rerun into a new --dir (or, for a file you wrote yourself, convert it "
-        f"with: python -m ppl_bnn.driver.checkpoint --convert-pickle {path})"
+        f"checkpoint {path} is a pickle (ppl_bnn 0.1), which can run code when read, so it "
+        "is not loaded; if you wrote it yourself, convert it: "
+        f"python -m ppl_bnn.driver.checkpoint --convert-pickle {path}"
     )
 
 
@@ -405,7 +415,9 @@ def _refuse_old_folder(folder: Path) -> None:
     if old:
         raise CheckpointError(
             f"{folder} holds ppl_bnn 0.1 pickle checkpoints ({old[-1]}), which can run code "
-            "when read, so they are not loaded: rerun into a new --dir"
+            "when read, so they are not loaded: rerun into a new --dir, or convert the ones "
+            f"you wrote yourself: python -m ppl_bnn.driver.checkpoint --convert-pickle "
+            f"{folder}/checkpoint_*.pkl"
         )
 
 

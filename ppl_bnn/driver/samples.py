@@ -31,7 +31,7 @@ import numpy as np
 
 from ppl_bnn.driver.checkpoint import (
     CheckpointError,
-    _atomic_write,
+    atomic_write,
     load_checkpoint,
     remove_orphans,
 )
@@ -60,7 +60,7 @@ def write_arrays(path: str | os.PathLike, arrays: Mapping[str, Any]) -> Path:
                     np.lib.format.write_array(member, value, allow_pickle=False)
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, write)
+    atomic_write(path, write)
     return path
 
 
