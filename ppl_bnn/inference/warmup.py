@@ -260,11 +260,12 @@ def build_window_adaptation(
         da = da_init(step_size)
         return WindowAdaptationState(da, mm, jnp.asarray(step_size), mm.inverse_mass_matrix)
 
+    @jax.jit
     def init(state: HMCState, init_step_size) -> WindowAdaptationState:
         chains = jax.tree.leaves(state.position)[0].shape[0]
         dtype = jax.tree.leaves(state.position)[0].dtype
         eps = jnp.broadcast_to(jnp.asarray(init_step_size, dtype), (chains,))
-        return jax.vmap(init_one)(state.position, eps)
+        return _strong(jax.vmap(init_one)(state.position, eps))
 
     def step_one(key, state, wstate, batch, stage, window_end):
         new_state, info = inner(key, state, batch, wstate.step_size, wstate.inverse_mass_matrix)
@@ -290,7 +291,8 @@ def build_window_adaptation(
             stage, end = jnp.asarray(0), jnp.asarray(False)
         else:
             stage, end = stages[i], window_ends[i]
-        return stacked_step(keys, state, wstate, batch, stage, end)
+        state, wstate, info = stacked_step(keys, state, wstate, batch, stage, end)
+        return state, _strong(wstate), info
 
     def final(wstate: WindowAdaptationState) -> tuple[Array, Array]:
         return jnp.exp(wstate.da.log_step_size_avg), wstate.inverse_mass_matrix
@@ -298,6 +300,12 @@ def build_window_adaptation(
     find_step_size = _build_find_step_size(logdensity, target_accept, dense_mass)
     sampler = jax.jit(jax.vmap(inner, in_axes=(0, 0, None, 0, 0)))
     return WindowAdaptation(init, step, final, find_step_size, sampler, schedule)
+
+
+def _strong(tree):
+    """Every leaf with a fixed (not weak) dtype, so that a state rebuilt from a
+    checkpoint's numpy arrays has exactly the avals of the live one (no retrace)."""
+    return jax.tree.map(lambda a: jnp.asarray(a, dtype=jnp.asarray(a).dtype), tree)
 
 
 def _build_find_step_size(logdensity: Callable, target_accept: float, dense_mass: bool):
