@@ -11,8 +11,9 @@ Table of contents:
   :mod:`ppl_bnn.models` (architectures by name)
 * data: :func:`load_dataset`, :class:`Dataset`
 * densities and devices: :class:`LogDensity`, :func:`make_mesh`, :func:`shard_batch`
-* inference: :mod:`ppl_bnn.inference.hmc` (kernels), :func:`run` / :func:`run_hmc`
-  (whole runs from a config), :class:`HMCConfig`
+* inference: :func:`infer` (any NumPyro model, any backend, one call),
+  :mod:`ppl_bnn.inference` (kernels), :func:`run` / :func:`run_hmc` (whole runs from a
+  config, resumable), :class:`HMCConfig`, :class:`RunResult`
 * evaluation: :mod:`ppl_bnn.evaluation.metrics`, :mod:`ppl_bnn.diagnostics`
 """
 
@@ -30,10 +31,14 @@ def __getattr__(name: str):
     # ``run`` and ``run_hmc`` load on first use: they import blackjax, whose import already
     # starts JAX's backend, and ``jax.distributed.initialize`` (multi-process runs,
     # ``ppl_bnn.density.distributed``) must come before that, so ``import ppl_bnn`` must not.
-    if name in ("run", "run_hmc"):
+    if name in ("run", "run_hmc", "RunResult"):
         from ppl_bnn import driver
 
         return getattr(driver, name)
+    if name == "infer":
+        from ppl_bnn.api import infer
+
+        return infer
     raise AttributeError(f"module 'ppl_bnn' has no attribute {name!r}")
 
 
@@ -44,9 +49,11 @@ __all__ = [
     "Dataset",
     "HMCConfig",
     "LogDensity",
+    "RunResult",
     "Problem",
     "bnn_model",
     "build_problem",
+    "infer",
     "likelihoods",
     "load_dataset",
     "make_mesh",

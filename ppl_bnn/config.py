@@ -14,6 +14,7 @@ __all__ = [
     "CommonConfig",
     "EnsembleConfig",
     "HMCConfig",
+    "MCMCConfig",
     "SGDConfig",
     "SGLDConfig",
     "SGMCMCConfig",
@@ -172,7 +173,7 @@ class HMCConfig(CommonConfig):
         1000.0, "a trajectory whose energy error exceeds this (or is not finite) is divergent"
     )
     zero_accept_patience: int = _f(
-        10, "warn when no chain accepted a proposal for this many consecutive MH iterations"
+        10, "warn when a chain takes no proposal for this many consecutive iterations"
     )
 
 
@@ -265,3 +266,28 @@ class VIConfig(SGDConfig):
     vi_guide_rank: int | None = _f(
         None, "rank of AutoLowRankMultivariateNormal (default: NumPyro's)"
     )
+
+
+@dataclass
+class MCMCConfig(CommonConfig):
+    """HMC or NUTS with Stan's window adaptation (``ppl_bnn.infer(method="nuts")``, and
+    ``method="hmc"`` without a hand-set step size and trajectory length)."""
+
+    kernel: str = _f("nuts", "nuts, or hmc (the window-adapted trajectory-length rule)")
+    num_warmup: int = _f(1000, "warmup iterations (step size and mass matrix adapted)")
+    num_samples: int = _f(1000, "iterations after the warmup, kept as samples")
+    num_chains: int = _f(4, "chains run side by side (vectorised)")
+    step_size: float | None = _f(
+        None, "initial step size of the adaptation (default: Stan's heuristic)"
+    )
+    target_accept: float = _f(0.8, "dual averaging's target mean acceptance probability")
+    dense_mass: bool = _f(False, "adapt a dense mass matrix (default diagonal)")
+    max_num_doublings: int = _f(10, "NUTS: at most 2**this leapfrog steps per iteration")
+    trajectory_length: float | None = _f(
+        None, "hmc: trajectory length in whitened units (default pi/2)"
+    )
+    max_num_steps: int = _f(1024, "hmc: bound on the leapfrog steps of one trajectory (clamped)")
+    init_strategy: str = _f("median", "initial positions: median, uniform or optimize")
+    divergence_threshold: float = _f(1000.0, "energy error above which a trajectory diverged")
+    eval_freq: int = _f(1, "train-set predictions and metrics every this many iterations")
+    num_param_draws: int = _f(16, "parameter coordinates kept per draw for R-hat")

@@ -10,9 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from ppl_bnn.config import EnsembleConfig, HMCConfig, SGDConfig, SGLDConfig, SGMCMCConfig, VIConfig
+from ppl_bnn.config import (
+    EnsembleConfig,
+    HMCConfig,
+    MCMCConfig,
+    SGDConfig,
+    SGLDConfig,
+    SGMCMCConfig,
+    VIConfig,
+)
 from ppl_bnn.driver.hmc import run_hmc
 from ppl_bnn.driver.loop import RunResult
+from ppl_bnn.driver.mcmc import run_mcmc
 from ppl_bnn.driver.sgd import run_ensemble, run_sgd
 from ppl_bnn.driver.sgmcmc import run_sgmcmc
 from ppl_bnn.driver.vi import run_vi
@@ -30,6 +39,8 @@ __all__ = [
 
 RUNNERS: dict[str, tuple[type, Any]] = {
     "hmc": (HMCConfig, run_hmc),
+    "nuts": (MCMCConfig, run_mcmc),
+    "mcmc": (MCMCConfig, run_mcmc),
     "sgd": (SGDConfig, run_sgd),
     "ensemble": (EnsembleConfig, run_ensemble),
     "sgld": (SGLDConfig, run_sgmcmc),

@@ -28,9 +28,10 @@ A diagonal mass matrix can be estimated from the burn-in draws (``--adapt_mass_m
 set once, at the end of the burn-in).
 
 **Divergences** are counted per iteration (``num_divergent``: chains whose trajectory
-diverged; ``num_rejected``: chains that did not move) and in the summary; when no chain
-accepts a proposal for ``--zero_accept_patience`` consecutive MH iterations, one warning
-line says so.
+diverged; ``num_rejected``: chains that did not move) and in the summary; when a chain
+takes no proposal (rejected by the MH test, or divergent) for ``--zero_accept_patience``
+consecutive iterations, one warning line names it. A chain whose every proposal diverges
+stays where it is (during the burn-in too): the warning is the sign to lower the step size.
 """
 
 from __future__ import annotations
@@ -225,7 +226,7 @@ def build_hmc(cfg: HMCConfig, problem: Problem) -> Algorithm:
         )
         return out, (info, steps, clamped, do_mh)
 
-    zero_streak = [0]
+    zero_streak = [np.zeros(C, int)]
 
     def stats(state: HMCRunState, extra, t: int) -> dict[str, Any]:
         info, steps, clamped, do_mh = extra
@@ -241,11 +242,13 @@ def build_hmc(cfg: HMCConfig, problem: Problem) -> Algorithm:
                 f"{cfg.max_num_leapfrog_steps} leapfrog steps: L is clamped to it "
                 "(num_leapfrog_steps_clamped counts the chains at the bound)"
             )
-        zero_streak[0] = zero_streak[0] + 1 if do_mh and not accepted.any() else 0
-        if zero_streak[0] >= cfg.zero_accept_patience:
+        zero_streak[0] = np.where(accepted, 0, zero_streak[0] + 1)
+        stuck = np.flatnonzero(zero_streak[0] >= cfg.zero_accept_patience)
+        if stuck.size:
             notes.append(
-                f"no chain accepted a proposal for {cfg.zero_accept_patience} consecutive "
-                "iterations: the step size is probably too large"
+                f"chain(s) {', '.join(map(str, stuck[:8]))} took no proposal for "
+                f"{cfg.zero_accept_patience} consecutive iterations (rejected or divergent): "
+                "the step size is probably too large"
             )
         record = {
             "burn_in": t < burn_in,

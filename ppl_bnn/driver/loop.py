@@ -317,13 +317,15 @@ def run(
     log_likelihood: bool = False,
     reference: str | None = None,
     extra_summary: Callable[[list[dict]], dict] | None = None,
+    console: bool | None = None,
 ) -> RunResult:
     """Run (or resume) ``algorithm`` on ``problem``; returns the :class:`RunResult`.
 
     ``config`` is recorded (``config.json``, with the first checkpoint) and compared with
     a resumed run's. ``stop_after`` stops after that many steps of this call, with a
     checkpoint. ``collect`` keeps the samples in memory (default: for in-memory runs);
-    ``log_likelihood`` also keeps the per-row log likelihood of every sample.
+    ``log_likelihood`` also keeps the per-row log likelihood of every sample. ``console``
+    prints the metrics table and warnings (default: for on-disk runs).
     """
     t_call = time.perf_counter()
     ds, alg, sched = problem.dataset, algorithm, algorithm.schedule
@@ -360,7 +362,8 @@ def run(
         rd.truncate_metrics(start)
     tracker = ParamTracker(jax.tree.map(lambda a: a[0], alg.positions(state)), num_param_draws)
 
-    write = tqdm.write if rd.primary else (lambda *_: None)
+    console = not rd.in_memory if console is None else console
+    write = tqdm.write if (rd.primary and console) else (lambda *_: None)
     table = ConsoleTable(
         [alg.unit, *alg.columns, *_headline(ds.task, problem.has_test), "time"],
         tabulate_freq,

@@ -1,0 +1,296 @@
+"""``ppl_bnn.infer``: any NumPyro model, any backend, one call.
+
+    >>> def model(x, y=None):
+    ...     w = numpyro.sample("w", dist.Normal(0, 10).expand([x.shape[1]]).to_event(1))
+    ...     sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
+    ...     with numpyro.plate("data", x.shape[0]):
+    ...         numpyro.sample("y", dist.Normal(x @ w, sigma), obs=y)
+    >>> result = ppl_bnn.infer(model, x, y, method="nuts")     # or "hmc", "sgld", "vi", ...
+    >>> result.samples["w"].shape                              # (4, 1000, d)
+    >>> az.summary(result.to_datatree())
+
+Changing ``method`` and nothing else runs another backend. The common options mean the
+same everywhere:
+
+* ``num_warmup``: MCMC: warmup (adaptation) iterations, or the original HMC's burn-in;
+  SG-MCMC: burn-in epochs; VI, SGD, ensembles: training epochs.
+* ``num_samples``: draws kept per chain (SG-MCMC: one per ``thinning`` epochs after the
+  burn-in; VI: draws from the fitted guide, one chain; SGD and ensembles: ignored, one
+  draw per member).
+* ``num_chains``: chains side by side (SGD and ``ensemble``: members; VI: ignored).
+* ``seed``; ``step_size``: MCMC: the initial step size of the adaptation (original HMC:
+  the fixed step size); SG-MCMC, SGD, VI: the (initial) learning rate.
+
+Method keywords (``**method_options``) are validated: an unknown one is a one-line
+``ValueError`` naming it and the accepted ones.
+
+=============  ==========================================================================
+method         what runs
+=============  ==========================================================================
+``"nuts"``     BlackJAX NUTS with Stan's window adaptation (step size, diagonal mass
+               matrix; ``dense_mass=True``), started at ``init_to_median``
+``"hmc"``      HMC with the same warmup and a trajectory-length rule; with
+               ``step_size`` and ``trajectory_len`` the original's semantics (fixed
+               step size and ``L``, no MH during the ``num_warmup`` burn-in)
+``"sgld"``     SGLD; ``"sghmc"`` SGHMC (``momentum_decay``); both take
+               ``schedule="cyclical"`` and ``preconditioner="RMSprop"``
+``"vi"``       SVI with any NumPyro autoguide by name (``guide="AutoNormal"``)
+``"sgd"``      MAP by SGD with momentum (``"map"`` too), one per chain
+``"ensemble"`` a deep ensemble of ``num_chains`` SGD members
+=============  ==========================================================================
+
+Nothing is written unless ``run_dir`` is given; with it the same call is resumable (run
+it again to continue or extend), with checkpoints, metrics and TensorBoard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ppl_bnn.driver.loop import RunResult
+
+__all__ = ["METHODS", "infer"]
+
+# method -> its own keywords (the common ones are infer's arguments)
+_MCMC = (
+    "target_accept",
+    "dense_mass",
+    "max_num_doublings",
+    "init_strategy",
+    "divergence_threshold",
+    "eval_freq",
+)
+_HMC_ORIGINAL = (
+    "trajectory_len",
+    "max_num_leapfrog_steps",
+    "no_mh",
+    "step_size_adaptation_speed",
+    "target_accept_rate",
+    "adapt_mass_matrix",
+    "divergence_threshold",
+    "eval_freq",
+)
+_MINIBATCH = ("batch_size", "eval_freq", "save_freq", "momentum_decay", "init_checkpoint")
+_SGMCMC = (*_MINIBATCH, "schedule", "preconditioner", "cycle_length", "thinning", "final_step_size")
+METHODS: dict[str, tuple[str, ...]] = {
+    "nuts": _MCMC,
+    "hmc": tuple(dict.fromkeys((*_MCMC, "trajectory_length", "max_num_steps", *_HMC_ORIGINAL))),
+    "sgld": _SGMCMC,
+    "sghmc": _SGMCMC,
+    "vi": (*_MINIBATCH, "guide", "guide_rank", "init_scale", "optimizer"),
+    "sgd": _MINIBATCH,
+    "map": _MINIBATCH,
+    "ensemble": _MINIBATCH,
+}
+
+
+def _check_options(method: str, options: dict[str, Any]) -> None:
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    bad = [k for k in options if k not in METHODS[method]]
+    if bad:
+        raise ValueError(
+            f"method {method!r} takes no keyword {bad[0]!r}; its keywords are "
+            f"{', '.join(METHODS[method])} (and num_warmup, num_samples, num_chains, seed, "
+            "step_size, x_test, y_test, run_dir, log_likelihood)"
+        )
+
+
+def infer(
+    model: Callable,
+    x,
+    y,
+    *,
+    method: str = "nuts",
+    num_warmup: int = 1000,
+    num_samples: int = 1000,
+    num_chains: int = 4,
+    seed: int = 0,
+    step_size: float | None = None,
+    x_test=None,
+    y_test=None,
+    run_dir: str | None = None,
+    log_likelihood: bool | None = None,
+    progress: bool = False,
+    **method_options,
+) -> RunResult:
+    """Run ``method`` on the NumPyro model ``model(x, y=None)``; returns a :class:`RunResult`.
+
+    Args:
+        model: a NumPyro model called as ``model(x, y)``; its observed site(s) inside a
+            plate over the rows of ``x`` (or a ``to_event`` likelihood over the rows).
+        x, y: the training data (integer ``y``: a classification task).
+        method: see the module docstring; ``method_options`` are that method's keywords.
+        x_test, y_test: optional test inputs (and targets): ``RunResult.predictions``
+            then holds function-space draws on them, and the metrics include the test
+            split. Without them nothing is predicted.
+        run_dir: a run directory (resumable) instead of memory.
+        log_likelihood: keep the per-row log likelihood of every draw (for ``az.loo``);
+            default: when ``x`` has at most 10,000 rows.
+
+    Returns:
+        A :class:`RunResult`: ``.samples`` (site -> ``(chain, draw, ...)``), ``.sample_stats``,
+        ``.predictions``, ``.log_likelihood``, ``.observed``, ``.summary`` and
+        ``.to_datatree()``.
+    """
+    _check_options(method, method_options)
+    if num_warmup < 0 or num_samples < 1 or num_chains < 1:
+        raise ValueError(
+            "num_warmup must be >= 0, num_samples and num_chains >= 1; got "
+            f"{num_warmup}, {num_samples}, {num_chains}"
+        )
+    from ppl_bnn.declare.problem import problem_from_arrays
+
+    problem = problem_from_arrays(model, x, y, x_test, y_test)
+    if log_likelihood is None:
+        log_likelihood = problem.dataset.x_train.shape[0] <= 10_000
+    common = {"dir": run_dir or "", "seed": seed}
+    run, cfg = _configure(
+        method,
+        problem,
+        common,
+        num_warmup,
+        num_samples,
+        num_chains,
+        step_size,
+        dict(method_options),
+    )
+    return run(cfg, problem=problem, progress=progress, collect=True, log_likelihood=log_likelihood)
+
+
+def _configure(method, problem, common, num_warmup, num_samples, num_chains, step_size, opts):
+    """``(run function, config)`` for ``method`` (keywords already validated)."""
+    from ppl_bnn import config as C
+    from ppl_bnn import driver
+
+    n = problem.dataset.x_train.shape[0]
+    if method == "hmc" and ("trajectory_len" in opts or step_size is not None):
+        if step_size is None or "trajectory_len" not in opts:
+            raise ValueError(
+                "hmc with the original's semantics needs both step_size and trajectory_len "
+                "(give neither for the window-adapted warmup)"
+            )
+        kw = {k: v for k, v in opts.items() if k in _HMC_ORIGINAL}
+        bad = [k for k in opts if k not in _HMC_ORIGINAL]
+        if bad:
+            raise ValueError(
+                f"hmc with step_size and trajectory_len takes no keyword {bad[0]!r}; its "
+                f"keywords are {', '.join(_HMC_ORIGINAL)}"
+            )
+        cfg = C.HMCConfig(
+            **common,
+            step_size=step_size,
+            num_iterations=num_warmup + num_samples,
+            num_burn_in_iterations=num_warmup,
+            num_chains=num_chains,
+            **kw,
+        )
+        return driver.run_hmc, cfg
+    if method in ("nuts", "hmc"):
+        bad = [k for k in opts if k in _HMC_ORIGINAL and k not in _MCMC]
+        if bad:
+            raise ValueError(
+                f"{bad[0]!r} belongs to hmc with the original's semantics: give step_size "
+                "and trajectory_len with it"
+            )
+        cfg = C.MCMCConfig(
+            **common,
+            kernel=method,
+            num_warmup=num_warmup,
+            num_samples=num_samples,
+            num_chains=num_chains,
+            step_size=step_size,
+            **opts,
+        )
+        from ppl_bnn.driver.mcmc import run_mcmc
+
+        return run_mcmc, cfg
+    batch = {"batch_size": min(opts.pop("batch_size", 80), n)}
+    for k in ("eval_freq", "save_freq", "momentum_decay", "init_checkpoint"):
+        if k in opts:
+            batch[k] = opts.pop(k)
+    lr = {} if step_size is None else {"init_step_size": step_size}
+    if method in ("sgld", "sghmc"):
+        thinning = int(opts.pop("thinning", 1))
+        epochs = _sgmcmc_epochs(num_warmup, num_samples, thinning)
+        kw = {
+            "step_size_schedule": opts.pop("schedule", "constant"),
+            "preconditioner": str(opts.pop("preconditioner", "None")),
+        }
+        if "cycle_length" in opts:
+            kw["step_size_cycle_length_epochs"] = opts.pop("cycle_length")
+        if "final_step_size" in opts:
+            kw["final_step_size"] = opts.pop("final_step_size")
+        cls = C.SGLDConfig if method == "sgld" else C.SGMCMCConfig
+        if method == "sgld" and batch.get("momentum_decay", 0.0) != 0.0:
+            raise ValueError("sgld has momentum_decay 0; use method='sghmc'")
+        cfg = cls(
+            **common,
+            **batch,
+            **lr,
+            **kw,
+            num_epochs=epochs,
+            num_burnin_epochs=num_warmup,
+            ensemble_freq=thinning,
+            num_chains=num_chains,
+            eval_freq=batch.get("eval_freq", epochs),
+        )
+        return driver.run_sgmcmc, cfg
+    if method == "vi":
+        from ppl_bnn.inference import vi
+
+        guide = opts.pop("guide", "AutoNormal")
+        _register_guide(vi, guide)
+        cfg = C.VIConfig(
+            **common,
+            **{**batch, "eval_freq": batch.get("eval_freq", max(num_warmup, 1))},
+            init_step_size=1e-2 if step_size is None else step_size,
+            num_epochs=max(num_warmup, 1),
+            vi_ensemble_size=num_samples,
+            vi_guide=guide,
+            vi_guide_rank=opts.pop("guide_rank", None),
+            vi_sigma_init=opts.pop("init_scale", 0.1),
+            optimizer=opts.pop("optimizer", "Adam"),
+        )
+        return driver.run_vi, cfg
+    # sgd, map, ensemble: num_chains members
+    cfg = C.EnsembleConfig(
+        **common,
+        **{**batch, "eval_freq": batch.get("eval_freq", max(num_warmup, 1))},
+        **lr,
+        num_epochs=max(num_warmup, 1),
+        ensemble_size=num_chains,
+    )
+    name = "ensemble" if method == "ensemble" else "sgd"
+    return (lambda cfg, **kw: driver.run_sgd(cfg, method=name, **kw)), cfg
+
+
+def _sgmcmc_epochs(num_burnin: int, num_samples: int, thinning: int) -> int:
+    """The fewest epochs with ``num_samples`` sampling epochs under the original's rule."""
+    from ppl_bnn.driver.sgmcmc import is_ensembling_epoch
+
+    if thinning < 1:
+        raise ValueError(f"thinning must be at least 1, got {thinning}")
+    epoch, found = 0, 0
+    while found < num_samples:
+        found += is_ensembling_epoch(epoch, num_burnin, thinning)
+        epoch += 1
+    return epoch
+
+
+def _register_guide(vi, name: str) -> None:
+    """Make any NumPyro autoguide usable by name."""
+    if name in vi.GUIDES:
+        return
+    from numpyro.infer import autoguide
+
+    guide = getattr(autoguide, name, None)
+    if not (isinstance(guide, type) and issubclass(guide, autoguide.AutoGuide)):
+        names = sorted(
+            k
+            for k, v in vars(autoguide).items()
+            if isinstance(v, type) and issubclass(v, autoguide.AutoGuide) and k != "AutoGuide"
+        )
+        raise ValueError(f"unknown guide {name!r}; NumPyro's autoguides are {', '.join(names)}")
+    vi.GUIDES[name] = guide

@@ -1,0 +1,226 @@
+"""HMC and NUTS with Stan's window adaptation, as a loop :class:`~ppl_bnn.driver.loop.Algorithm`.
+
+The first ``num_warmup`` iterations run :func:`ppl_bnn.inference.warmup.build_window_adaptation`
+one iteration at a time (dual-averaging step size, windowed mass matrix; every piece of
+adaptation state is in the checkpoint, so a resumed run is bit for bit the uninterrupted
+one); the last warmup iteration fixes the step size and the inverse mass matrix, and the
+following ``num_samples`` iterations sample with them and are the posterior samples.
+``kernel="hmc"`` is the trajectory-length rule of :mod:`ppl_bnn.inference.warmup`
+(``L`` clamped to ``max_num_steps``, counted, never fatal), ``kernel="nuts"`` BlackJAX's
+NUTS.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ppl_bnn.config import MCMCConfig
+from ppl_bnn.declare.problem import Problem, build_problem
+from ppl_bnn.density.sharding import replicate
+from ppl_bnn.driver.loop import Algorithm, Evaluator, RunResult, Schedule, every
+from ppl_bnn.driver.loop import run as run_loop
+from ppl_bnn.driver.rundir import RunDir
+from ppl_bnn.inference import warmup as warmup_lib
+from ppl_bnn.inference.hmc import build_init
+
+__all__ = ["MCMCState", "build_mcmc", "run_mcmc"]
+
+
+class MCMCState(NamedTuple):
+    """Chains (a BlackJAX ``HMCState``'s fields), the adaptation state, and the step size
+    and inverse mass matrix the sampling iterations use (set at the end of the warmup)."""
+
+    position: Any
+    logdensity: Any
+    logdensity_grad: Any
+    adaptation: warmup_lib.WindowAdaptationState
+    step_size: Any
+    inverse_mass_matrix: Any
+
+
+def check_config(cfg: MCMCConfig) -> None:
+    if cfg.kernel not in ("hmc", "nuts"):
+        raise ValueError(f"unknown kernel {cfg.kernel!r}; choose hmc or nuts")
+    if cfg.num_warmup < 0 or cfg.num_samples < 1:
+        raise ValueError("num_warmup must be >= 0 and num_samples >= 1")
+    if cfg.num_chains < 1:
+        raise ValueError(f"num_chains must be at least 1, got {cfg.num_chains}")
+    if not 0 < cfg.target_accept < 1:
+        raise ValueError(f"target_accept must lie in (0, 1), got {cfg.target_accept}")
+    if cfg.init_strategy not in ("median", "uniform", "optimize"):
+        raise ValueError(
+            f"unknown init_strategy {cfg.init_strategy!r}; choose median, uniform or optimize"
+        )
+    if cfg.step_size is not None and cfg.step_size <= 0:
+        raise ValueError(f"step_size must be positive, got {cfg.step_size}")
+
+
+def build_mcmc(cfg: MCMCConfig, problem: Problem) -> Algorithm:
+    """Window-adapted HMC or NUTS as a loop :class:`Algorithm` (module docstring)."""
+    check_config(cfg)
+    ld, mesh, C, W = problem.logdensity, problem.mesh, cfg.num_chains, cfg.num_warmup
+    options = {}
+    if cfg.kernel == "hmc":
+        options["max_num_steps"] = cfg.max_num_steps
+        if cfg.trajectory_length is not None:
+            options["trajectory_length"] = cfg.trajectory_length
+    else:
+        options["max_num_doublings"] = cfg.max_num_doublings
+    warmup = warmup_lib.build_window_adaptation(
+        W,
+        logdensity=ld,
+        target_accept=cfg.target_accept,
+        dense_mass=cfg.dense_mass,
+        kernel=cfg.kernel,
+        divergence_threshold=cfg.divergence_threshold,
+        **options,
+    )
+    init_states = build_init(ld)
+    evaluator = Evaluator.of(problem)
+
+    def chains(state: MCMCState):
+        from blackjax.mcmc.hmc import HMCState
+
+        return replicate(mesh, HMCState(state.position, state.logdensity, state.logdensity_grad))
+
+    def init(key) -> MCMCState:
+        key_pos, key_eps = jax.random.split(key)
+        positions = warmup_lib.initial_positions(
+            ld, key_pos, C, strategy=cfg.init_strategy, batch=problem.train
+        )
+        state = init_states(replicate(mesh, positions), problem.train)
+        if cfg.step_size is None:
+            eps = warmup.find_step_size(jax.random.split(key_eps, C), state, problem.train)
+        else:
+            eps = jnp.full((C,), cfg.step_size, jax.tree.leaves(positions)[0].dtype)
+        wstate = warmup.init(state, eps)
+        return MCMCState(*state, wstate, wstate.step_size, wstate.inverse_mass_matrix)
+
+    def step(key, state: MCMCState, t: int):
+        keys = jax.random.split(key, C)
+        if t < W:
+            used = state.adaptation.step_size
+            new, wstate, info = warmup.step(keys, chains(state), state.adaptation, problem.train, t)
+            eps, imm = (
+                warmup.final(wstate)
+                if t == W - 1
+                else (wstate.step_size, wstate.inverse_mass_matrix)
+            )
+        else:
+            used, wstate = state.step_size, state.adaptation
+            eps, imm = state.step_size, state.inverse_mass_matrix
+            new, info = warmup.kernel(keys, chains(state), problem.train, eps, imm)
+        return MCMCState(*new, wstate, eps, imm), (info, used)
+
+    def stats(state: MCMCState, extra, t: int) -> dict[str, Any]:
+        info, used = extra
+        accept = np.asarray(info.acceptance_rate)
+        accepted = np.asarray(info.is_accepted)
+        lp = np.asarray(state.logdensity)
+        prior = evaluator.log_prior(state.position)
+        steps = np.asarray(info.num_integration_steps)
+        record = {
+            "burn_in": t < W,
+            "do_mh": True,
+            "accept_prob": float(np.mean(np.nan_to_num(accept))),
+            "accepted": int(accepted.sum()),
+            "num_rejected": int(C - accepted.sum()),
+            "num_divergent": int(np.asarray(info.is_divergent).sum()),
+            "log_prob": float(lp.mean()),
+            "log_likelihood": float((lp - prior).mean()),
+            "log_prior": float(prior.mean()),
+            "step_size": float(np.mean(np.asarray(used))),
+            "num_leapfrog_steps": int(steps.max()),
+        }
+        if hasattr(info, "is_clamped"):
+            record["num_leapfrog_steps_clamped"] = int(np.asarray(info.is_clamped).sum())
+            if record["num_leapfrog_steps_clamped"]:
+                record["_warnings"] = [
+                    f"trajectories asked for more than max_num_steps={cfg.max_num_steps} "
+                    "leapfrog steps: L is clamped to it (num_leapfrog_steps_clamped)"
+                ]
+        if hasattr(info, "tree_depth"):
+            record["tree_depth"] = float(np.mean(np.asarray(info.tree_depth)))
+        return record
+
+    def sample_stats(state: MCMCState, extra) -> dict[str, np.ndarray]:
+        info, used = extra
+        out = {
+            "acceptance_rate": np.asarray(info.acceptance_rate),
+            "is_accepted": np.asarray(info.is_accepted),
+            "diverging": np.asarray(info.is_divergent),
+            "n_steps": np.asarray(info.num_integration_steps),
+            "step_size": np.asarray(used),
+            "energy": np.asarray(info.energy),
+            "lp": np.asarray(state.logdensity),
+        }
+        if hasattr(info, "tree_depth"):
+            out["tree_depth"] = np.asarray(info.tree_depth)
+        return out
+
+    def save(state: MCMCState) -> dict[str, Any]:
+        return state._asdict()
+
+    def load(saved: dict) -> MCMCState:
+        return MCMCState(**{k: saved[k] for k in MCMCState._fields})
+
+    total = W + cfg.num_samples
+    is_eval = every(cfg.eval_freq, total)
+    sample = lambda t: t >= W  # noqa: E731
+    return Algorithm(
+        name=cfg.kernel if cfg.kernel == "nuts" else "hmc-window",
+        unit="iteration",
+        num_steps=total,
+        init=init,
+        step=step,
+        schedule=Schedule(
+            sample=sample,
+            evaluate=is_eval,
+            save=lambda t: True,
+            log_every_step=True,
+            draw=lambda t: sample(t) or is_eval(t),
+        ),
+        positions=lambda s: s.position,
+        stats=stats,
+        columns=("burn_in", "accept_prob", "step_size", "num_leapfrog_steps", "log_prob"),
+        save=save,
+        load=load,
+        sample_stats=sample_stats,
+        summary=lambda s: {"num_chains": C, "kernel": cfg.kernel},
+    )
+
+
+def run_mcmc(
+    cfg: MCMCConfig,
+    *,
+    problem: Problem | None = None,
+    argv: list[str] | None = None,
+    progress: bool | None = None,
+    stop_after: int | None = None,
+    collect: bool | None = None,
+    log_likelihood: bool = False,
+) -> RunResult:
+    """Run (or resume) window-adapted HMC or NUTS; returns the :class:`RunResult`."""
+    from ppl_bnn.driver.hmc import mcmc_summary, run_record
+
+    check_config(cfg)
+    problem = problem or build_problem(cfg)
+    return run_loop(
+        build_mcmc(cfg, problem),
+        problem,
+        rundir=RunDir(cfg.dir),
+        config=run_record(cfg, problem),
+        seed=cfg.seed,
+        argv=argv,
+        progress=progress,
+        stop_after=stop_after,
+        tabulate_freq=cfg.tabulate_freq,
+        num_param_draws=cfg.num_param_draws,
+        collect=collect,
+        log_likelihood=log_likelihood,
+        extra_summary=mcmc_summary,
+    )
