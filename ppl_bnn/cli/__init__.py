@@ -29,6 +29,8 @@ COMMANDS = {
     "vi": "vi",
     "mfvi": "vi",
     "compare": "compare",
+    "uci-benchmark": "uci_benchmark",
+    "reproduce": "reproduce",
 }
 
 
