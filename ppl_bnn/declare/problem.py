@@ -131,8 +131,12 @@ def build_problem(cfg: ProblemConfig, dataset: Dataset | None = None) -> Problem
         model, name = tempered(user_model, cfg.temperature), cfg.model
     record = {k: v for k, v in vars(problem_config(cfg)).items()}
     if user_model is not None:
+        from ppl_bnn.declare.user_model import model_file_digest
+
         for k in BNN_FIELDS:
             record.pop(k)
+        # resuming under an edited model file is refused like any other change
+        record["model_sha256"] = model_file_digest(cfg.model)
     return place(
         dataset,
         model,

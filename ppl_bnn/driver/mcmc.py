@@ -30,6 +30,18 @@ from ppl_bnn.inference.hmc import build_init
 __all__ = ["MCMCState", "build_mcmc", "run_mcmc"]
 
 
+def _register_checkpoint_types() -> None:
+    """BlackJAX's adaptation states travel in checkpoints (inside the window state)."""
+    from blackjax.adaptation.mass_matrix import MassMatrixAdaptationState, WelfordAlgorithmState
+    from blackjax.adaptation.step_size import DualAveragingAdaptationState
+
+    from ppl_bnn.driver import checkpoint
+
+    if hasattr(checkpoint, "register_type"):
+        for t in (MassMatrixAdaptationState, WelfordAlgorithmState, DualAveragingAdaptationState):
+            checkpoint.register_type(t)
+
+
 class MCMCState(NamedTuple):
     """Chains (a BlackJAX ``HMCState``'s fields), the adaptation state, and the step size
     and inverse mass matrix the sampling iterations use (set at the end of the warmup)."""
@@ -62,6 +74,7 @@ def check_config(cfg: MCMCConfig) -> None:
 def build_mcmc(cfg: MCMCConfig, problem: Problem) -> Algorithm:
     """Window-adapted HMC or NUTS as a loop :class:`Algorithm` (module docstring)."""
     check_config(cfg)
+    _register_checkpoint_types()
     ld, mesh, C, W = problem.logdensity, problem.mesh, cfg.num_chains, cfg.num_warmup
     options = {}
     if cfg.kernel == "hmc":

@@ -98,7 +98,10 @@ def build_vi(cfg: VIConfig, problem: Problem) -> Algorithm:
     x0, y0 = (np.asarray(a[: cfg.batch_size]) for a in (ds.x_train, ds.y_train))
     # init also sets up the guide (needed on resume too). Compiled, it takes ~1 s; run
     # eagerly, NumPyro's initialisation compiles each small op on its own (~20 s on CPU)
-    svi_state0 = jax.jit(svi.init)(svi_key, x0, y0)
+    # NumPyro's guide set-up binds deterministic sites to its arguments, which leaks
+    # tracers under jit: models with deterministic sites (small user models) init eagerly
+    init = svi.init if _has_deterministic(problem.model, x0, y0) else jax.jit(svi.init)
+    svi_state0 = init(svi_key, x0, y0)
     epoch_fn = build_epoch(
         _svi_step(svi), problem, cfg.batch_size, 1, augment=cfg.data_augmentation
     )
@@ -194,6 +197,20 @@ def run_vi(
         collect=collect,
         log_likelihood=log_likelihood,
     )
+
+
+def _has_deterministic(model, x, y) -> bool:
+    from numpyro import handlers
+    from numpyro.infer.initialization import init_to_uniform
+
+    def structure(x, y):
+        traced = handlers.substitute(handlers.seed(model, 0), substitute_fn=init_to_uniform)
+        trace = handlers.trace(traced).get_trace(x, y)
+        found.extend(s["type"] == "deterministic" for s in trace.values())
+
+    found: list[bool] = []
+    jax.eval_shape(structure, x[:2], y[:2])
+    return any(found)
 
 
 def _posterior_scale(samples) -> dict[str, float]:
