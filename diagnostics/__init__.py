@@ -6,5 +6,13 @@ from ppl_bnn.diagnostics.convergence import (
     load_run_draws,
     runs_to_datatree,
 )
+from ppl_bnn.diagnostics.datatree import from_run_dir, to_datatree
 
-__all__ = ["DiagnosticsReport", "diagnose_runs", "load_run_draws", "runs_to_datatree"]
+__all__ = [
+    "DiagnosticsReport",
+    "diagnose_runs",
+    "from_run_dir",
+    "load_run_draws",
+    "runs_to_datatree",
+    "to_datatree",
+]

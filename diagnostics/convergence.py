@@ -21,6 +21,15 @@ from ppl_bnn.driver.rundir import RunDir
 __all__ = ["DiagnosticsReport", "diagnose_runs", "load_run_draws", "runs_to_datatree"]
 
 
+def runs_to_datatree(run_dirs, *, include_burn_in: bool = False):
+    """Merge the chains of one or several runs into one ArviZ ``DataTree``: the model's
+    sites (or tracked weight coordinates) in ``posterior``, the function-space draws in
+    ``predictions`` (``ppl_bnn.diagnostics.datatree.runs_to_datatree``)."""
+    from ppl_bnn.diagnostics.datatree import runs_to_datatree as convert
+
+    return convert(run_dirs, include_burn_in=include_burn_in)
+
+
 def load_run_draws(run_dir: str | os.PathLike, *, include_burn_in: bool = False) -> dict:
     """The draws one run saved: ``predictions`` ``(chains, draws, n, k)`` and ``params``
     ``(chains, draws, p)``, with ``param_names`` and the run's ``task``."""
@@ -49,42 +58,6 @@ def _param_names(rd: RunDir) -> list[str] | None:
     return list(state.get("param_names", [])) or None
 
 
-def runs_to_datatree(run_dirs, *, include_burn_in: bool = False):
-    """Merge the chains of one or several runs into one ArviZ ``DataTree``.
-
-    Each run contributes its chains; all are cut to the shortest run's number of draws.
-    Variables of the ``posterior`` group: ``test_prob`` ``(chain, draw, test_point, class)``
-    for classification, or ``test_mean`` and ``test_std`` ``(chain, draw, test_point)`` for
-    regression; and ``weight`` ``(chain, draw, coordinate)``, the tracked parameter
-    coordinates by name.
-    """
-    import arviz as az
-
-    runs = [load_run_draws(d, include_burn_in=include_burn_in) for d in run_dirs]
-    shapes = {r["predictions"].shape[2:] for r in runs}
-    if len(shapes) > 1:
-        raise ValueError(
-            f"runs predict different test sets (shapes {sorted(shapes)}): cannot merge"
-        )
-    n_draws = min(r["predictions"].shape[1] for r in runs)
-    preds = np.concatenate([r["predictions"][:, :n_draws] for r in runs], axis=0)
-    params = np.concatenate([r["params"][:, :n_draws] for r in runs], axis=0)
-    task = runs[0]["task"]
-    names = runs[0]["param_names"] or [f"p{i}" for i in range(params.shape[-1])]
-    if task == "classification":
-        posterior = {"test_prob": preds}
-        dims = {"test_prob": ["test_point", "class"]}
-    else:
-        posterior = {"test_mean": preds[..., 0], "test_std": preds[..., 1]}
-        dims = {"test_mean": ["test_point"], "test_std": ["test_point"]}
-    coords = {}
-    if params.shape[-1]:
-        posterior["weight"] = params
-        dims["weight"] = ["coordinate"]
-        coords["coordinate"] = names
-    return az.from_dict({"posterior": posterior}, dims=dims, coords=coords)
-
-
 @dataclass
 class DiagnosticsReport:
     """Worst-case convergence figures of merged runs (``format()`` prints them)."""
@@ -97,11 +70,19 @@ class DiagnosticsReport:
 
     def format(self) -> str:
         lines = [f"chains: {self.num_chains}   draws per chain: {self.num_draws}"]
+        if self.num_chains < 2:
+            lines.append(
+                "R-hat: not computed (one chain: R-hat compares chains; "
+                "run two or more chains or pass several run directories)"
+            )
         for var, e in self.entries.items():
+            ess = f"lowest ESS {e['min_ess']:.1f} at {e['min_ess_at']}"
+            if e["max_rhat"] is None:
+                lines.append(f"{var:>10}: {ess}")
+                continue
             lines.append(
                 f"{var:>10}: worst R-hat {e['max_rhat']:.4f} at {e['max_rhat_at']}   "
-                f"lowest ESS {e['min_ess']:.1f} at {e['min_ess_at']}   "
-                f"R-hat > 1.1: {100 * e['frac_rhat_gt_1.1']:.1f}%   "
+                f"{ess}   R-hat > 1.1: {100 * e['frac_rhat_gt_1.1']:.1f}%   "
                 f"median R-hat {e['median_rhat']:.4f}"
             )
         return "\n".join(lines)
@@ -139,51 +120,66 @@ def diagnose_runs(
 
     run_dirs = [Path(d) for d in run_dirs]
     dt = runs_to_datatree(run_dirs, include_burn_in=include_burn_in)
-    post = dt["posterior"]
-    if post.sizes["draw"] < 4:
+    groups = [g for g in ("predictions", "posterior") if g in dt.children]
+    first = dt[groups[0]]
+    chains, draws = first.sizes["chain"], first.sizes["draw"]
+    if draws < 4:
         raise ValueError(
-            f"R-hat and ESS need at least 4 draws per chain; these runs have {post.sizes['draw']}"
+            f"R-hat and ESS need at least 4 draws per chain; these runs have {draws}"
             " (after burn-in; --include_burn_in counts burn-in draws too)"
         )
-    rhat, ess = az.rhat(dt), az.ess(dt)
-    report = DiagnosticsReport(post.sizes["chain"], post.sizes["draw"])
-    for var in post.data_vars:
-        r_da, e_da = rhat[var], ess[var]
-        max_r, max_at = _locate(r_da, np.nanargmax)
-        min_e, min_at = _locate(e_da, np.nanargmin)
-        r = np.asarray(r_da.values, float)
-        report.entries[var] = {
-            "max_rhat": max_r,
-            "max_rhat_at": max_at,
-            "median_rhat": float(np.nanmedian(r)),
-            "frac_rhat_gt_1.1": float(np.mean(r > 1.1)),
-            "min_ess": min_e,
-            "min_ess_at": min_at,
-        }
+    report = DiagnosticsReport(chains, draws)
+    rhats, esss = {}, {}
+    for group in groups:
+        ess = az.ess(dt, group=group)
+        rhat = az.rhat(dt, group=group) if chains >= 2 else None
+        for var in dt[group].data_vars:
+            e_da = ess[var]
+            min_e, min_at = _locate(e_da, np.nanargmin)
+            entry = {"min_ess": min_e, "min_ess_at": min_at, "group": group}
+            esss[var] = e_da
+            if rhat is None:
+                entry.update(max_rhat=None, max_rhat_at=None, median_rhat=None)
+                entry["frac_rhat_gt_1.1"] = None
+            else:
+                r_da = rhat[var]
+                rhats[var] = r_da
+                max_r, max_at = _locate(r_da, np.nanargmax)
+                r = np.asarray(r_da.values, float)
+                entry.update(
+                    max_rhat=max_r,
+                    max_rhat_at=max_at,
+                    median_rhat=float(np.nanmedian(r)),
+                )
+                entry["frac_rhat_gt_1.1"] = float(np.mean(r > 1.1))
+            report.entries[var] = entry
     out = Path(output) if output else run_dirs[0] / "diagnostics.nc"
     out.parent.mkdir(parents=True, exist_ok=True)
-    full = xr.DataTree.from_dict(
-        {
-            "posterior": post.to_dataset(),
-            "rhat": rhat.to_dataset() if hasattr(rhat, "to_dataset") else rhat,
-            "ess": ess.to_dataset() if hasattr(ess, "to_dataset") else ess,
-        }
-    )
+    tree = {g: dt[g].to_dataset() for g in groups}
+    tree["ess"] = xr.Dataset({k: v.variable for k, v in esss.items()})
+    if rhats:
+        tree["rhat"] = xr.Dataset({k: v.variable for k, v in rhats.items()})
+    full = xr.DataTree.from_dict(tree)
     tmp = out.with_name("." + out.name + ".tmp")
     full.to_netcdf(tmp, engine="netcdf4")
     os.replace(tmp, out)
     report.netcdf_path = out
     (out.with_suffix(".json")).write_text(json.dumps(report.to_dict(), indent=2))
     if plots:
-        report.plots = _plots(post, rhat, out.parent)
+        report.plots = _plots(dt, rhats, out.parent)
     return report
 
 
-def _plots(post, rhat, folder: Path) -> list[Path]:
+def _plots(dt, rhats: dict, folder: Path) -> list[Path]:
     from ppl_bnn.diagnostics.plots import plot_rank, plot_rhat_histogram, plot_trace
 
-    paths = [plot_rhat_histogram({v: rhat[v].values for v in post.data_vars}, folder / "rhat.png")]
-    if "weight" in post.data_vars:
+    paths = []
+    if rhats:
+        paths.append(
+            plot_rhat_histogram({v: r.values for v, r in rhats.items()}, folder / "rhat.png")
+        )
+    post = dt["posterior"] if "posterior" in dt.children else None
+    if post is not None and "weight" in post.data_vars:
         w = np.asarray(post["weight"].values)
         names = [str(c) for c in post["weight"].coords["coordinate"].values]
         paths.append(plot_trace(w, names, folder / "trace_weights.png"))

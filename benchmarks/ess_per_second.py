@@ -1,0 +1,256 @@
+"""Function-space ESS per second on the digits BNN, five samplers side by side.
+
+The model is ``ppl-bnn compare``'s: an MLP 64-50-10 on the embedded ``digits`` data with
+a Gaussian prior (variance 1 / weight_decay = 1), 3 chains. The figure of merit is the
+bulk ESS of the test predictive probabilities (every test point and class; Izmailov et
+al. 2021, Sec. 5), divided by the wall time of the whole method, compilation and
+predictions included. Methods:
+
+* ``hmc-recipe``: ``ppl-bnn hmc`` with the paper's recipe as ``ppl-bnn compare`` sets it
+  (step size 0.01, trajectory length 1.5, so L = 150; 100 burn-in + 300 iterations);
+* ``hmc-warmup``: ppl_bnn's HMC with the default window adaptation and trajectory-length
+  rule (nothing hand-set), ``--num_warmup`` + ``--num_samples`` iterations;
+* ``nuts``: ppl_bnn's NUTS with the default window adaptation;
+* ``numpyro-nuts``: NumPyro's NUTS (vectorised chains) on the same log density;
+* ``blackjax-nuts``: BlackJAX's ``window_adaptation`` + NUTS on the same log density.
+
+One JSON line per method: min / median ESS, ESS per second, ESS per 1000 gradient
+evaluations (all chains), max R-hat, wall time and the machine's load average.
+
+    python benchmarks/ess_per_second.py [--methods hmc-recipe,hmc-warmup] \
+        [--num_warmup 100] [--num_samples 300] [--subset_train_to 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+METHODS = ("hmc-recipe", "hmc-warmup", "nuts", "numpyro-nuts", "blackjax-nuts")
+
+
+def function_space(preds: np.ndarray) -> dict:
+    """Bulk ESS and R-hat over every test point and class of ``(chain, draw, n, k)``."""
+    import arviz as az
+
+    dt = az.from_dict({"posterior": {"p": preds.reshape(preds.shape[:2] + (-1,))}})
+    ess = np.asarray(az.ess(dt, method="bulk")["p"].values, float)
+    rhat = np.asarray(az.rhat(dt)["p"].values, float)
+    return {
+        "ess_min": float(np.nanmin(ess)),
+        "ess_median": float(np.nanmedian(ess)),
+        "rhat_max": float(np.nanmax(rhat)),
+    }
+
+
+def problem(args):
+    from ppl_bnn.config import ProblemConfig
+    from ppl_bnn.declare.problem import build_problem
+
+    return build_problem(
+        ProblemConfig(
+            dataset_name="digits",
+            model_name="mlp_regression_small",
+            weight_decay=1.0,
+            subset_train_to=args.subset_train_to,
+        )
+    )
+
+
+def predictor(pr):
+    predict = jax.jit(jax.vmap(pr.logdensity.predict, in_axes=(0, None)))
+    n = pr.dataset.x_test.shape[0]
+    return lambda positions: np.asarray(predict(positions, pr.test.x))[:, :n]
+
+
+def run_recipe(args, pr) -> tuple[np.ndarray, float]:
+    from ppl_bnn.config import HMCConfig
+    from ppl_bnn.diagnostics.convergence import load_run_draws
+    from ppl_bnn.driver import run
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = HMCConfig(
+            dir=os.path.join(tmp, "hmc"),
+            dataset_name="digits",
+            model_name="mlp_regression_small",
+            weight_decay=1.0,
+            subset_train_to=args.subset_train_to,
+            step_size=0.01,
+            trajectory_len=1.5,
+            num_iterations=args.recipe_iterations,
+            num_burn_in_iterations=args.recipe_burn_in,
+            num_chains=args.num_chains,
+            max_num_leapfrog_steps=100_000,
+            seed=args.seed,
+            tabulate_freq=1000,
+        )
+        run("hmc", cfg, progress=False)
+        preds = load_run_draws(cfg.dir)["predictions"]
+    grads = args.num_chains * args.recipe_iterations * 150
+    return preds, grads
+
+
+def run_ppl_bnn(args, pr, kernel: str):
+    from ppl_bnn.inference.hmc import build_init
+    from ppl_bnn.inference.warmup import build_window_adaptation, initial_positions
+
+    ld, batch, C = pr.logdensity, pr.train, args.num_chains
+    predict = predictor(pr)
+    key = jax.random.key(args.seed)
+    key, k_init, k_eps = jax.random.split(key, 3)
+    state = build_init(ld)(initial_positions(ld, k_init, C), batch)
+    options = {
+        k: v
+        for k, v in (
+            ("target_accept", args.target_accept),
+            ("trajectory_length", args.trajectory_length),
+        )
+        if v is not None and not (k == "trajectory_length" and kernel == "nuts")
+    }
+    warmup = build_window_adaptation(args.num_warmup, logdensity=ld, kernel=kernel, **options)
+    wstate = warmup.init(state, warmup.find_step_size(jax.random.split(k_eps, C), state, batch))
+    grads, clamped = 0, 0
+    for i in range(args.num_warmup):
+        key, k = jax.random.split(key)
+        state, wstate, info = warmup.step(jax.random.split(k, C), state, wstate, batch, i)
+        grads += int(np.sum(info.num_integration_steps))
+        clamped += int(np.sum(getattr(info, "is_clamped", 0)))
+    eps, imm = warmup.final(wstate)
+    preds = []
+    for _ in range(args.num_samples):
+        key, k = jax.random.split(key)
+        state, info = warmup.kernel(jax.random.split(k, C), state, batch, eps, imm)
+        grads += int(np.sum(info.num_integration_steps))
+        clamped += int(np.sum(getattr(info, "is_clamped", 0)))
+        preds.append(predict(state.position))
+    extra = {"step_size": np.asarray(eps).round(5).tolist(), "clamped": clamped}
+    return np.stack(preds, axis=1), grads, extra
+
+
+def run_numpyro(args, pr):
+    from numpyro.infer import MCMC, NUTS
+
+    from ppl_bnn.inference.warmup import initial_positions
+
+    ld, batch, C = pr.logdensity, pr.train, args.num_chains
+    init = initial_positions(ld, jax.random.key(args.seed), C)
+    mcmc = MCMC(
+        NUTS(potential_fn=lambda p: -ld(p, batch)),
+        num_warmup=args.num_warmup,
+        num_samples=args.num_samples,
+        num_chains=C,
+        chain_method="vectorized",
+        progress_bar=False,
+    )
+    mcmc.run(jax.random.key(args.seed + 1), init_params=init, extra_fields=("num_steps",))
+    positions = mcmc.get_samples(group_by_chain=True)
+    steps = mcmc.get_extra_fields()["num_steps"]
+    predict = predictor(pr)
+    preds = [
+        predict(jax.tree.map(lambda a, d=d: a[:, d], positions)) for d in range(args.num_samples)
+    ]
+    # warmup steps are not recorded by NumPyro: count the sampling ones only
+    return np.stack(preds, axis=1), int(np.sum(steps)), {"grads_exclude_warmup": True}
+
+
+def run_blackjax(args, pr):
+    import blackjax
+
+    from ppl_bnn.inference.warmup import initial_positions
+
+    ld, batch, C = pr.logdensity, pr.train, args.num_chains
+    logdensity = lambda p: ld(p, batch)  # noqa: E731
+    init = initial_positions(ld, jax.random.key(args.seed), C)
+    adapt = blackjax.window_adaptation(blackjax.nuts, logdensity)
+    keys = jax.random.split(jax.random.key(args.seed + 1), C)
+
+    @jax.jit
+    def warm(keys, init):
+        (states, params), info = jax.vmap(lambda k, p: adapt.run(k, p, args.num_warmup))(keys, init)
+        return states, params, jnp.sum(info.info.num_integration_steps)
+
+    states, params, warm_steps = warm(keys, init)
+
+    @jax.jit
+    def sample(keys, states, params):
+        def one(key, state, params):
+            kernel = blackjax.nuts(logdensity, **params)
+
+            def body(s, k):
+                s, info = kernel.step(k, s)
+                return s, (s.position, info.num_integration_steps)
+
+            _, (pos, n) = jax.lax.scan(body, state, jax.random.split(key, args.num_samples))
+            return pos, n
+
+        return jax.vmap(one)(keys, states, params)
+
+    positions, steps = sample(jax.random.split(keys[0], C), states, params)
+    predict = predictor(pr)
+    preds = [
+        predict(jax.tree.map(lambda a, d=d: a[:, d], positions)) for d in range(args.num_samples)
+    ]
+    return np.stack(preds, axis=1), int(warm_steps) + int(np.sum(steps)), {}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--num_chains", type=int, default=3)
+    p.add_argument("--num_warmup", type=int, default=100, help="warmup of the adapted methods")
+    p.add_argument("--num_samples", type=int, default=300, help="draws of the adapted methods")
+    p.add_argument("--recipe_iterations", type=int, default=400)
+    p.add_argument("--recipe_burn_in", type=int, default=100)
+    p.add_argument("--subset_train_to", type=int, default=None, help="shrink the training set")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--target_accept", type=float, default=None, help="override (ppl_bnn only)")
+    p.add_argument("--trajectory_length", type=float, default=None, help="override (hmc-warmup)")
+    args = p.parse_args(argv)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        raise SystemExit(f"unknown methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
+    for method in methods:
+        load = os.getloadavg()[0]
+        t0 = time.perf_counter()
+        pr = problem(args)
+        extra = {}
+        if method == "hmc-recipe":
+            preds, grads = run_recipe(args, pr)
+        elif method in ("hmc-warmup", "nuts"):
+            preds, grads, extra = run_ppl_bnn(args, pr, "hmc" if method == "hmc-warmup" else "nuts")
+        elif method == "numpyro-nuts":
+            preds, grads, extra = run_numpyro(args, pr)
+        else:
+            preds, grads, extra = run_blackjax(args, pr)
+        wall = time.perf_counter() - t0
+        fs = function_space(preds)
+        row = {
+            "benchmark": "ess_per_second",
+            "method": method,
+            **fs,
+            "ess_per_s": fs["ess_median"] / wall,
+            "ess_min_per_s": fs["ess_min"] / wall,
+            "ess_per_1000_grads": 1000 * fs["ess_median"] / max(grads, 1),
+            "grads": grads,
+            "wall_s": wall,
+            "draws": list(preds.shape[:2]),
+            "load_avg_start": load,
+            "load_avg_end": os.getloadavg()[0],
+            "cpu_count": os.cpu_count(),
+            "target_accept": args.target_accept,
+            "trajectory_length": args.trajectory_length,
+            **extra,
+        }
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
