@@ -300,3 +300,17 @@ def test_sample_files_refuse_objects_and_report_corruption(tmp_path):
     store.path(2).write_bytes(store.path(2).read_bytes()[:30])
     with pytest.raises(CheckpointError, match="corrupt sample file .*sample_000002.npz"):
         store.read()
+
+
+def test_an_old_pickle_checkpoint_you_trust_converts_to_the_safe_format(tmp_path):
+    """``convert_pickle_checkpoint`` (the explicit, documented way to read an old file)."""
+    tree = {"step": 2, "position": {"w": np.arange(3.0)}, "ensemble": EnsembleState(1, 2, 3)}
+    body = pickle.dumps(tree, protocol=5)
+    old = tmp_path / "checkpoint_000002.pkl"
+    old.write_bytes(ckpt._OLD_MAGIC + body + hashlib.sha256(body).digest())
+    new = ckpt.convert_pickle_checkpoint(old)
+    assert new == tmp_path / "checkpoint_000002.npz"
+    assert_same(load_checkpoint(new), tree)
+    old.write_bytes(ckpt._OLD_MAGIC + body + b"\0" * 32)
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        ckpt.convert_pickle_checkpoint(old)
