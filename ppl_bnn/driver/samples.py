@@ -36,7 +36,7 @@ from ppl_bnn.driver.checkpoint import (
     remove_orphans,
 )
 
-__all__ = ["SampleStore", "read_positions", "write_arrays"]
+__all__ = ["SampleStore", "read_arrays", "read_positions", "write_arrays"]
 
 _NAME = re.compile(r"sample_(\d{6,})\.npz")
 
@@ -64,8 +64,12 @@ def write_arrays(path: str | os.PathLike, arrays: Mapping[str, Any]) -> Path:
     return path
 
 
-def _read_arrays(path: Path) -> dict[str, np.ndarray]:
-    """Every array in the plain ``.npz`` at ``path`` (no pickle); one-line errors."""
+def read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array in the plain ``.npz`` at ``path``, read without pickle.
+
+    Raises ``CheckpointError`` in one line naming the file: unreadable, truncated, or
+    holding Python objects (which would need pickle, and are never loaded).
+    """
     try:
         with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
@@ -136,7 +140,7 @@ class SampleStore:
             path = self.path(step)
             if not path.is_file():
                 raise CheckpointError(f"sample file {path} does not exist")
-            draw = _read_arrays(path)
+            draw = read_arrays(path)
             layout = {k: v.shape for k, v in draw.items()}
             if first is None:
                 first = layout
@@ -167,7 +171,7 @@ def read_positions(path: str | os.PathLike, logdensity) -> dict[str, np.ndarray]
             raise CheckpointError(f"checkpoint {path} holds no parameters ('position')")
         constrained = False
     else:
-        position, constrained = _read_arrays(path), True
+        position, constrained = read_arrays(path), True
     missing = sorted(set(logdensity.latent_sites) - set(position))
     if missing:
         raise ValueError(f"{path} lacks parameters {missing[:3]} of this model")
