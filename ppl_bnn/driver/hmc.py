@@ -91,12 +91,13 @@ def adapt_step_size(
     speed: float,
     target: float,
     floor: float,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """The burn-in rule (module docstring): bounded factor, non-finite acceptance as 0,
-    never below ``floor``."""
+    never below ``floor``. Returns ``(step sizes, held at the floor)`` per chain."""
     a = np.nan_to_num(np.asarray(acceptance_rate, np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     factor = np.clip(np.exp(speed * (a - target)), 0.5, 2.0)
-    return np.maximum(step_size * factor, floor)
+    wanted = step_size * factor
+    return np.maximum(wanted, floor), wanted < floor
 
 
 def clamped_num_steps(
@@ -187,9 +188,9 @@ def build_hmc(cfg: HMCConfig, problem: Problem) -> Algorithm:
         )
 
     def step(key, state: HMCRunState, t: int):
-        step_size = state.step_size
+        step_size, floored = state.step_size, np.zeros(C, bool)
         if adapting and 0 < t <= burn_in:  # the previous iteration was a burn-in one
-            step_size = adapt_step_size(
+            step_size, floored = adapt_step_size(
                 step_size,
                 np.asarray(state.acceptance_rate),
                 speed=cfg.step_size_adaptation_speed,
@@ -199,6 +200,7 @@ def build_hmc(cfg: HMCConfig, problem: Problem) -> Algorithm:
         steps, clamped = clamped_num_steps(
             cfg.trajectory_len, step_size, cfg.max_num_leapfrog_steps
         )
+        clamped = clamped | floored  # the rule asked for more steps than the bound
         in_burnin = t < burn_in
         do_mh = not (cfg.no_mh or in_burnin)
         new, info = kernel(

@@ -398,9 +398,9 @@ def run(
             if sched.log_every_step or is_eval:
                 record = {alg.unit: t + 1, **alg.stats(state, info, t)}
                 for line in record.pop("_warnings", ()):
-                    if line not in warned:
-                        warned.add(line)
-                        write(f"warning: {line}")
+                    if line not in warned and rd.primary:
+                        warned.add(line)  # one line per kind, on stderr, even in memory
+                        tqdm.write(f"warning: {line}", file=sys.stderr)
             positions = alg.positions(state) if (sample or is_eval or draw) else None
             test_preds = None
             if problem.has_test and (sample or draw or (is_eval and alg.approximation is None)):
