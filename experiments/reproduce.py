@@ -754,7 +754,8 @@ def finding_cold(ctx: Context) -> dict[str, Any]:
         "augmentation", {}
     ).get("cold_effect", False)
     parts = [
-        f"{s}: best T<1 (T={fmt(e['best_cold_temperature'])}) minus T=1 NLL "
+        f"{s}: NLL at the best colder T ({fmt(e['best_cold_temperature'])}) minus at T "
+        f"{fmt(1.0)}: "
         f"{fmt(e['nll_best_cold_minus_t1']['diff'])} "
         f"(95% CI {fmt(e['nll_best_cold_minus_t1']['ci_low'])} "
         f"to {fmt(e['nll_best_cold_minus_t1']['ci_high'])})"
@@ -1260,7 +1261,8 @@ def render_report(out: str | os.PathLike) -> str:
         f"Total wall time {fmt(run['wall_s'])} s; load average before {fmt(run['load_before'])}, "
         f"after {fmt(run['load_after'])} on {fmt(run['cpu_count'])} CPUs.",
         "",
-        "Setting: digits (8x8), one hidden layer of 50 ReLU units, full-batch NUTS "
+        f"Setting: scikit-learn's digits images, a one-hidden-layer MLP of "
+        f"{fmt(run['hidden_units'])} ReLU units, full-batch NUTS "
         "(window adaptation) for HMC, the project's SGD / ensemble / SGLD / SGHMC / MFVI "
         "runners for the baselines. Every number below is read from the JSON files of this "
         "run (`<finding>/result.json`). Uncertainties are bootstrap standard errors and 95% "
@@ -1388,6 +1390,7 @@ def run_reproduce(cfg: ReproduceConfig, *, command: str = "ppl-bnn reproduce", w
             "load_after": os.getloadavg()[0],
             "cpu_count": os.cpu_count(),
             "prior": ctx.__dict__.get("prior"),
+            "hidden_units": 50,
             "config": dataclasses.asdict(cfg),
         }
     )
@@ -1407,17 +1410,19 @@ def paper_plan(names) -> str:
     """The paper-scale commands per finding and their cost from the measured step time."""
     from ppl_bnn.experiments import get_experiment
 
-    steps = math.ceil(round((math.pi / 2) * math.sqrt(1 / 5) / 1e-5, 6))  # CIFAR-10, Table 3
+    hmc = get_experiment("hmc_cifar10_table3").flags  # the paper's Table 3 run
+    steps = math.ceil(round(hmc["trajectory_len"] / hmc["step_size"], 6))
     it_h = steps * H200_LEAPFROG_S / 3600
-    chain_its = 290  # 50 burn-in + 240 samples per chain (Table 3)
+    chain_its, chains = int(hmc["num_iterations"]), int(hmc["num_chains"])
     lines = [
         "# Paper-scale plan",
         "",
-        f"CIFAR-10 HMC (Table 3): {steps} leapfrog steps per iteration x {chain_its} iterations "
-        f"x 3 chains. At {H200_LEAPFROG_S} s per full-batch leapfrog step on one H200 an "
-        f"iteration takes {it_h:.1f} h, a chain {chain_its * it_h:.0f} h, the three chains "
-        f"{3 * chain_its * it_h:.0f} H200-hours; on a pod of N devices with linear scaling of "
-        f"the data-parallel sum, divide by N (N = 512: {3 * chain_its * it_h / 512:.1f} h of "
+        f"CIFAR-10 HMC (Table 3, `ppl-bnn experiment hmc_cifar10_table3`): {steps} leapfrog "
+        f"steps per iteration x {chain_its} iterations x {chains} chains. At "
+        f"{H200_LEAPFROG_S} s per full-batch leapfrog step on one H200 an "
+        f"iteration takes {it_h:.1f} h, a chain {chain_its * it_h:.0f} h, all {chains} chains "
+        f"{chains * chain_its * it_h:.0f} H200-hours; on a pod of N devices with linear scaling of "
+        f"the data-parallel sum, divide by N (N = 512: {chains * chain_its * it_h / 512:.1f} h of "
         "wall time; small per-device chunks use a device less well, so expect more).",
         "",
     ]

@@ -53,9 +53,9 @@ __all__ = [
     "summarise",
 ]
 
-#: the MCMC backend of every fit: "nuts" (BlackJAX NUTS + window adaptation). Once the
-#: project's warmup lands, "warmup_hmc" (``ppl_bnn.inference.warmup`` with the HMC inner
-#: kernel) is the one-line switch.
+#: the MCMC backend of every fit (and of ``ppl-bnn reproduce``): "nuts" (BlackJAX NUTS with
+#: BlackJAX's window adaptation), "warmup_hmc" / "warmup_nuts" (the project's own window
+#: adaptation, ``ppl_bnn.inference.warmup``, with HMC's trajectory-length rule or NUTS).
 SAMPLER = "nuts"
 
 #: Published test log-likelihood per point and RMSE (mean +- standard error over the 20
@@ -322,8 +322,13 @@ def _sample_chain(sampler, logp, key, position, num_warmup, num_samples, depth, 
         )
         (state, params), _ = warmup.run(k_warm, position, num_steps=num_warmup)
         kernel = blackjax.nuts(logp, **params)
-    elif sampler == "warmup_hmc":  # the project's warmup (ppl_bnn.inference.warmup)
-        raise NotImplementedError("warmup_hmc: waits for ppl_bnn.inference.warmup")
+    elif sampler in ("warmup_hmc", "warmup_nuts"):
+        # the project's Stan-style window adaptation (ppl_bnn.inference.warmup), whose
+        # functions are stacked over chains: run them on a stack of one chain
+        kernel, params = _project_warmup(
+            sampler.split("_")[1], logp, k_warm, position, num_warmup, depth
+        )
+        state = kernel.state
     else:
         raise ValueError(f"unknown sampler {sampler!r}")
 
@@ -341,6 +346,58 @@ def _sample_chain(sampler, logp, key, position, num_warmup, num_samples, depth, 
         "num_integration_steps": steps,
         "step_size": params["step_size"],
     }
+
+
+class _OneChain:
+    """A stacked-over-chains kernel ``(keys, state, batch, eps, imm)`` used on one chain."""
+
+    def __init__(self, stacked, step_size, inverse_mass_matrix, state):
+        self.stacked, self.eps, self.imm, self.state = (
+            stacked,
+            step_size,
+            inverse_mass_matrix,
+            state,
+        )
+
+    def step(self, key, state):
+        import jax
+
+        add = lambda t: jax.tree.map(lambda a: a[None], t)  # noqa: E731
+        new, info = self.stacked(key[None], add(state), None, self.eps, self.imm)
+        return jax.tree.map(lambda a: a[0], (new, info))
+
+
+def _project_warmup(kernel, logp, key, position, num_warmup, depth):
+    """``ppl_bnn.inference.warmup`` (HMC with the trajectory-length rule, or NUTS) on one
+    chain; returns the sampling kernel (with the warmed-up state) and its parameters."""
+    import blackjax
+    import jax
+    import jax.numpy as jnp
+
+    from ppl_bnn.inference import warmup as pw
+
+    with jax.ensure_compile_time_eval():  # its schedule is numpy, built while tracing
+        wa = pw.build_window_adaptation(
+            num_warmup,
+            logdensity=lambda p, batch: logp(p),
+            kernel=kernel,
+            max_num_steps=2**depth - 1,
+            max_num_doublings=depth,
+        )
+    add = lambda t: jax.tree.map(lambda a: a[None], t)  # noqa: E731
+    state = add(blackjax.mcmc.hmc.init(position, logp))
+    keys = jax.random.split(key, num_warmup + 1)
+    wstate = wa.init(state, wa.find_step_size(keys[:1], state, None))
+
+    def body(carry, xs):
+        st, ws = carry
+        st, ws, _ = wa.step(xs[0][None], st, ws, None, xs[1])
+        return (st, ws), None
+
+    (state, wstate), _ = jax.lax.scan(body, (state, wstate), (keys[1:], jnp.arange(num_warmup)))
+    eps, imm = wa.final(wstate)
+    one = jax.tree.map(lambda a: a[0], state)
+    return _OneChain(wa.kernel, eps, imm, one), {"step_size": eps[0]}
 
 
 def _split_rhat(x: np.ndarray) -> np.ndarray:
@@ -491,7 +548,7 @@ def run_benchmark(cfg: UCIBenchmarkConfig, *, write=print) -> dict[str, Any]:
                 f"chose {r['chosen']['likelihood']} wd={r['chosen']['weight_decay']:g}, "
                 f"{r['wall_s']:.0f} s wall, {r['cpu_s']:.0f} s CPU"
             )
-    summary = summarise(out)
+    summary = summarise(out, data_dir)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     (out / "summary.md").write_text(format_summary(summary))
     write(format_summary(summary))
@@ -514,8 +571,27 @@ def best_published(name: str, metric: str = "test_ll") -> tuple[str, float] | No
     return pick(vals, key=lambda v: v[1])
 
 
-def summarise(out: str | os.PathLike) -> dict[str, Any]:
-    """Mean +- standard error over the split files found under ``out``."""
+def mc_dropout_files(folder: Path) -> dict[str, Any] | None:
+    """The per-split MC-dropout results shipped with the data (``mc_dropout_results/``:
+    Gal's 2018 grid-search rerun, 10x epochs), as mean +- standard error and per split."""
+    res = Path(folder) / "mc_dropout_results"
+    ll = sorted(res.glob("test_ll_*.txt")) if res.is_dir() else []
+    rmse = sorted(res.glob("test_MC_rmse_*.txt")) if res.is_dir() else []
+    if not ll or not rmse:
+        return None
+    lls, rmses = np.loadtxt(ll[0], ndmin=1), np.loadtxt(rmse[0], ndmin=1)
+    return {
+        "file": f"{res.name}/{ll[0].name}",
+        "test_ll": _mean_se(lls.tolist()),
+        "rmse": _mean_se(rmses.tolist()),
+        "per_split_test_ll": lls.tolist(),
+        "per_split_rmse": rmses.tolist(),
+    }
+
+
+def summarise(out: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Mean +- standard error over the split files found under ``out``; with ``data_dir``,
+    also the MC-dropout result files shipped with each dataset, split by split."""
     rows = {}
     for folder in sorted(p for p in Path(out).iterdir() if p.is_dir()):
         files = sorted(folder.glob("split_*.json"), key=lambda p: int(p.stem.split("_")[1]))
@@ -524,7 +600,15 @@ def summarise(out: str | os.PathLike) -> dict[str, Any]:
             continue
         ll, rmse = _mean_se([r["test_ll"] for r in res]), _mean_se([r["rmse"] for r in res])
         best = best_published(folder.name)
+        mcd = mc_dropout_files(Path(data_dir) / folder.name) if data_dir else None
+        wins = None
+        if mcd is not None:
+            ours = {r["split"]: r["test_ll"] for r in res}
+            wins = sum(ours[i] > v for i, v in enumerate(mcd["per_split_test_ll"]) if i in ours)
         rows[folder.name] = {
+            "mc_dropout_files": mcd,
+            "splits_beating_mc_dropout_files": wins,
+            "beats_mc_dropout_files_ll": None if mcd is None else bool(ll[0] > mcd["test_ll"][0]),
             "num_splits": len(res),
             "test_ll": ll,
             "rmse": rmse,
@@ -551,8 +635,11 @@ def summarise(out: str | os.PathLike) -> dict[str, Any]:
             "beats_best_published_ll": None if best is None else bool(ll[0] > best[1]),
         }
     beats = [r["beats_best_published_ll"] for r in rows.values()]
+    files = [r["beats_mc_dropout_files_ll"] for r in rows.values()]
     return {
         "datasets": rows,
+        "num_with_mc_dropout_files": sum(b is not None for b in files),
+        "num_beating_mc_dropout_files_ll": sum(bool(b) for b in files),
         "num_compared": sum(b is not None for b in beats),
         "num_beating_best_published_ll": sum(bool(b) for b in beats),
     }
@@ -587,6 +674,25 @@ def format_summary(summary: dict[str, Any]) -> str:
             + ", ".join(f"{k} ×{v}" for k, v in r["chosen"].items())
             + " |"
         )
+    extra = [(n, r) for n, r in summary["datasets"].items() if r.get("mc_dropout_files")]
+    if extra:
+        lines += [
+            "",
+            "MC dropout per-split result files shipped with the data (2018 grid-search rerun, "
+            "10x epochs; `mc_dropout_results/`), on the same splits:",
+            "",
+            "| dataset | MC dropout files test LL | RMSE | HMC better on splits "
+            "| HMC mean better? |",
+            "|---|---:|---:|---:|:---:|",
+        ]
+        for n, r in extra:
+            m = r["mc_dropout_files"]
+            lines.append(
+                f"| {n} | {m['test_ll'][0]:.2f} ± {m['test_ll'][1]:.2f} | "
+                f"{m['rmse'][0]:.2f} ± {m['rmse'][1]:.2f} | "
+                f"{r['splits_beating_mc_dropout_files']} of {r['num_splits']} | "
+                f"{'yes' if r['beats_mc_dropout_files_ll'] else 'no'} |"
+            )
     lines += [
         "",
         f"HMC's mean test log-likelihood beats the best published figure on "
