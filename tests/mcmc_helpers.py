@@ -115,6 +115,7 @@ def check_against(
         f"{name}: mean error / MCSE {np.round(err, 2)}, sd ratio {np.round(ratio, 3)}, "
         f"bulk ESS {np.round(s['ess'])}, R-hat {np.round(s['rhat'], 4)}"
     )
+    print(msg)  # the figures, shown with pytest -s
     assert np.all(err < 4), msg
     assert np.all((ratio > sd_ratio[0]) & (ratio < sd_ratio[1])), msg
     assert np.all(s["rhat"] < max_rhat), msg
