@@ -117,6 +117,12 @@ class RunConfig:
     data_augmentation: bool = _f(
         False, "minibatch methods: random crop (pad 4) and horizontal flip of images"
     )
+    keep_samples: int = _f(
+        1,
+        "keep the positions of every k-th posterior draw in samples/ (0: none); "
+        "checkpoints are the resume state only",
+    )
+    keep_checkpoints: int = _f(2, "checkpoints kept (the latest ones; resume falls back)")
 
 
 @dataclass

@@ -38,6 +38,7 @@ SETTINGS = dict(
     num_chains=2,
     num_param_draws=8,
     seed=3,
+    keep_checkpoints=10,  # every checkpoint, to compare them all (the default keeps 2)
 )
 
 
@@ -279,7 +280,8 @@ def test_corrupt_latest_checkpoint_one_line_error_and_nothing_written(
     whole, *_ = runs
     run = tmp_path / "run"
     shutil.copytree(whole, run)
-    _truncate(run / "checkpoints/checkpoint_000005.npz")
+    for ckpt in (run / "checkpoints").glob("checkpoint_*.npz"):  # no valid one to fall back to
+        _truncate(ckpt)
     before = snapshot_dir(run)
     rc, out, err = cli(*_args(run, num_iterations=6))
     assert rc == 2
@@ -293,7 +295,8 @@ def test_corrupt_latest_checkpoint_one_line_error(runs, tmp_path, cli):
     whole, *_ = runs
     run = tmp_path / "run"
     shutil.copytree(whole, run)
-    _truncate(run / "checkpoints/checkpoint_000005.npz")
+    for ckpt in (run / "checkpoints").glob("checkpoint_*.npz"):  # no valid one to fall back to
+        _truncate(ckpt)
     checkpoints_before = sorted(p.name for p in (run / "checkpoints").iterdir())
     metrics_before = (run / "metrics.jsonl").read_bytes()
     rc, out, err = cli(*_args(run, num_iterations=6))

@@ -49,7 +49,7 @@ from ppl_bnn.density.sharding import replicate
 from ppl_bnn.driver.checkpoint import load_checkpoint
 from ppl_bnn.driver.loop import Algorithm, Evaluator, RunResult, Schedule, every
 from ppl_bnn.driver.loop import run as run_loop
-from ppl_bnn.driver.rundir import RunDir
+from ppl_bnn.driver.rundir import open_run_dir
 from ppl_bnn.inference.hmc import (
     MassMatrixEstimate,
     build_init,
@@ -369,7 +369,7 @@ def run_hmc(
     return run_loop(
         build_hmc(cfg, problem),
         problem,
-        rundir=RunDir(cfg.dir),
+        rundir=open_run_dir(cfg),
         config=run_record(cfg, problem),
         seed=cfg.seed,
         argv=argv,

@@ -136,8 +136,10 @@ class RunResult:
     Attributes:
         summary: the summary dictionary (also ``summary.json`` of an on-disk run).
         samples: site name -> ``(chain, draw, *site_shape)``, constrained values of every
-            latent and deterministic site, for the draws of this call (``None`` when not
-            collected).
+            latent and deterministic site (``None`` when not collected). A run directory
+            resumed in the middle of its sampling gives every draw, read back from its
+            sample store; the three fields below then cover the draws of this call only
+            and are left empty (their values are in the run directory).
         sample_stats: name -> ``(chain, draw)`` (acceptance rate, divergences, ...).
         predictions: function-space draws on the test inputs ``(chain, draw, n_test, k)``
             (class probabilities, or mean and std), or ``None`` without a test split.
@@ -191,6 +193,7 @@ class Evaluator:
         self._log_prob = jax.jit(jax.vmap(ld, in_axes=(0, None)))
         self._log_prior = jax.jit(jax.vmap(ld.log_prior))
         self._sites = jax.jit(jax.vmap(lambda p: site_values(problem, p)))
+        self._constrained = jax.jit(jax.vmap(ld.constrain))
         self._pointwise = jax.jit(jax.vmap(lambda p: pointwise_log_likelihood(problem, p)))
 
     @classmethod
@@ -218,6 +221,10 @@ class Evaluator:
 
     def log_prior(self, positions) -> np.ndarray:
         return np.asarray(self._log_prior(positions))
+
+    def constrained(self, positions) -> dict[str, np.ndarray]:
+        """Constrained values of the latent sites (what the sample store keeps)."""
+        return jax.device_get(self._constrained(positions))
 
     def sites(self, positions) -> dict[str, np.ndarray]:
         return jax.device_get(self._sites(positions))
@@ -353,6 +360,7 @@ def run(
         ens, start, elapsed = ensemble_init(ens_shape), 0, 0.0
         rd.start(config, argv)  # inputs all read: the run dir is written with checkpoint 1
         rd.truncate_metrics(0)  # lines of an earlier start that never checkpointed
+        rd.truncate_samples(0)
     else:
         start, saved = resumed
         rd.start(config, argv)
@@ -360,6 +368,7 @@ def run(
         state = alg.load(saved)
         ens, elapsed = saved["ensemble"], float(saved["elapsed"])
         rd.truncate_metrics(start)
+        rd.truncate_samples(start)
     tracker = ParamTracker(jax.tree.map(lambda a: a[0], alg.positions(state)), num_param_draws)
 
     console = not rd.in_memory if console is None else console
@@ -409,6 +418,9 @@ def run(
                 ens = ensemble_update(ens, test_preds, ds.task)
             if sample:
                 kept.add(evaluator, positions, test_preds, alg, state, info)
+                if rd.writes:
+                    values = evaluator.constrained(positions)
+                    pending.append(lambda s=t + 1, v=values: rd.append_sample(s, v))
             if record is not None:
                 if is_eval:
                     record.update(_evaluation(alg, evaluator, state, t, positions, test_preds, ens))
@@ -517,10 +529,10 @@ class _Kept:
         self.loglik: list[dict] = []
 
     def add(self, evaluator, positions, test_preds, alg, state, info) -> None:
-        if test_preds is not None:
-            self.preds.append(np.asarray(test_preds, np.float32))
         if not self.collect:
             return
+        if test_preds is not None:
+            self.preds.append(np.asarray(test_preds, np.float32))
         self.samples.append(evaluator.sites(positions))
         if alg.sample_stats is not None:
             self.stats.append({k: np.asarray(v) for k, v in alg.sample_stats(state, info).items()})
@@ -556,12 +568,17 @@ def _finish(
     members = None
     prediction = None
     if alg.approximation is None:
-        if kept.collect and kept.samples:
+        stored = rd.read_samples() if kept.collect else None
+        if stored is not None and len(stored[0]) > len(kept.samples):
+            # resumed: the draws of earlier calls are on disk (latent sites); their
+            # statistics and predictions are in the run directory (metrics, draws/)
+            samples = _from_store(evaluator, stored[1])
+        elif kept.collect and kept.samples:
             samples = _Kept._stack(kept.samples)
             sample_stats = _Kept._stack(kept.stats) if kept.stats else {}
             loglik = _Kept._stack(kept.loglik) if kept.loglik else None
-        if kept.preds:
-            preds = np.stack(kept.preds, axis=1)
+            if kept.preds:
+                preds = np.stack(kept.preds, axis=1)
         if ens.count:
             prediction = ensemble_prediction(ens, ds.task)
             members = _members(rd, preds)
@@ -574,6 +591,13 @@ def _finish(
             a = np.asarray(a)
             return a[:, None] if as_chains else a[None]
 
+        if complete:
+            values = evaluator.constrained(approx)
+            if as_chains:
+                rd.append_sample(alg.num_steps, values)
+            else:
+                for i in range(n):
+                    rd.append_sample(i + 1, {k: v[i : i + 1] for k, v in values.items()})
         if problem.has_test:
             members = evaluator.test(approx)
             prediction = average(members, ds.task)
@@ -647,6 +671,17 @@ def _finish(
         observed=observed,
         run_dir=None if rd.in_memory else str(rd.path),
     )
+
+
+def _from_store(evaluator: Evaluator, stored: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Site values ``(chain, draw, ...)`` of stored draws, deterministic sites added."""
+    ld = evaluator.problem.logdensity
+    unconstrain = jax.vmap(ld.unconstrain)
+    draws = [
+        evaluator.sites(unconstrain({k: v[:, i] for k, v in stored.items()}))
+        for i in range(next(iter(stored.values())).shape[1])
+    ]
+    return _Kept._stack(draws)
 
 
 def _members(rd: RunDir, preds: np.ndarray | None) -> np.ndarray | None:

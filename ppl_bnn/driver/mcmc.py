@@ -23,7 +23,7 @@ from ppl_bnn.declare.problem import Problem, build_problem
 from ppl_bnn.density.sharding import replicate
 from ppl_bnn.driver.loop import Algorithm, Evaluator, RunResult, Schedule, every
 from ppl_bnn.driver.loop import run as run_loop
-from ppl_bnn.driver.rundir import RunDir
+from ppl_bnn.driver.rundir import open_run_dir
 from ppl_bnn.inference import warmup as warmup_lib
 from ppl_bnn.inference.hmc import build_init
 
@@ -225,7 +225,7 @@ def run_mcmc(
     return run_loop(
         build_mcmc(cfg, problem),
         problem,
-        rundir=RunDir(cfg.dir),
+        rundir=open_run_dir(cfg),
         config=run_record(cfg, problem),
         seed=cfg.seed,
         argv=argv,

@@ -21,7 +21,7 @@ from ppl_bnn.declare.problem import Problem
 from ppl_bnn.density.sharding import replicate
 from ppl_bnn.driver.loop import RunResult
 from ppl_bnn.driver.loop import run as run_loop
-from ppl_bnn.driver.rundir import RunDir
+from ppl_bnn.driver.rundir import open_run_dir
 from ppl_bnn.evaluation.reference import load_reference
 from ppl_bnn.inference.minibatch import epoch_indices, gather, num_batches
 from ppl_bnn.types import PRNGKey
@@ -219,7 +219,7 @@ def run_minibatch(
     return run_loop(
         algorithm,
         problem,
-        rundir=RunDir(cfg.dir),
+        rundir=open_run_dir(cfg),
         config=run_record(cfg, problem),
         seed=cfg.seed,
         argv=argv,

@@ -6,7 +6,10 @@ Layout::
       config.json         resolved configuration (written with the first checkpoint)
       command.sh          the command line that started the run (every start appended,
                           with that start's first checkpoint)
-      checkpoints/        checkpoint_000123.pkl, atomic, one per iteration/epoch
+      checkpoints/        checkpoint_000123.npz: the resume state, the latest ``keep``
+                          (default 2) kept (``CheckpointStore``)
+      samples/            sample_000123.npz: positions (constrained site values) of every
+                          kept post-burn-in draw, plain numpy (``SampleStore``)
       metrics.jsonl       one JSON object per iteration/evaluation
       tensorboard/        TensorBoard event files (the same scalars)
       draws/              draw_000123.npz: function-space draws (and parameter coordinates)
@@ -30,14 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from ppl_bnn.driver.checkpoint import (
-    checkpoint_path,
-    latest_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-)
+from ppl_bnn.driver.checkpoint import CheckpointStore, latest_checkpoint
+from ppl_bnn.driver.samples import SampleStore
 
-__all__ = ["ConsoleTable", "RunDir"]
+__all__ = ["ConsoleTable", "RunDir", "open_run_dir"]
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -77,15 +76,23 @@ class RunDir:
         *,
         tensorboard: bool = True,
         primary: bool | None = None,
+        keep_checkpoints: int = 2,
+        keep_samples: int = 1,
     ):
         # in a multi-process run only the primary process (index 0) writes
         self._primary = primary
         self.path = Path(path) if path is not None and str(path) else None
         self.in_memory = self.path is None
+        self.store = self.samples = None
         if not self.in_memory:
             self.checkpoints = self.path / "checkpoints"
             self.draws = self.path / "draws"
             self.metrics_file = self.path / "metrics.jsonl"
+            # both remove the orphaned temporary files of a killed write
+            self.store = CheckpointStore(self.checkpoints, keep_checkpoints, writer=self.primary)
+            self.samples = SampleStore(
+                self.path / "samples", thin=keep_samples, writer=self.primary
+            )
         self._tensorboard = tensorboard and not self.in_memory
         self._writer = None
         self._records: list[dict[str, Any]] = []
@@ -125,6 +132,7 @@ class RunDir:
                 "num_epochs",
                 "tabulate_freq",
                 "eval_freq",
+                "keep_checkpoints",
                 "dir",
                 "coordinator_address",
                 "num_processes",
@@ -165,7 +173,7 @@ class RunDir:
         self._mkdir()
         # config first: a checkpoint never exists without the config it was made with
         self._write_start()
-        out = save_checkpoint(checkpoint_path(self.checkpoints, step), state)
+        out = self.store.save(step, state)
         if self._writer is not None:
             self._writer.flush()
         return out
@@ -174,11 +182,26 @@ class RunDir:
         """``(step, state)`` of the latest checkpoint, or ``None`` for a fresh run."""
         if self.in_memory:
             return None
-        path = latest_checkpoint(self.checkpoints)
-        if path is None:
+        restored = self.store.restore()  # falls back to the previous valid one, in one line
+        if restored is None:
             return None
-        state = load_checkpoint(path)
-        return int(state["step"]), state
+        return int(restored[1]["step"]), restored[1]
+
+    # ---------------------------------------------------------------- samples
+    def append_sample(self, step: int, values: dict[str, np.ndarray]) -> None:
+        """Keep the constrained site values ``(chain, ...)`` of a posterior draw."""
+        if self.writes:
+            self.samples.append(step, values)
+
+    def truncate_samples(self, last_step: int) -> None:
+        if self.writes:
+            self.samples.truncate(last_step)
+
+    def read_samples(self) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+        """``(steps, site -> (chain, draw, ...))`` of the stored draws, or ``None``."""
+        if self.in_memory or not self.samples.steps():
+            return None
+        return self.samples.read()
 
     # ---------------------------------------------------------------- metrics
     def truncate_metrics(self, last_step: int) -> None:
@@ -264,6 +287,15 @@ class RunDir:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def open_run_dir(cfg) -> RunDir:
+    """The :class:`RunDir` of a config (``dir``, ``keep_checkpoints``, ``keep_samples``)."""
+    return RunDir(
+        cfg.dir,
+        keep_checkpoints=getattr(cfg, "keep_checkpoints", 2),
+        keep_samples=getattr(cfg, "keep_samples", 1),
+    )
 
 
 class ConsoleTable:
