@@ -105,6 +105,10 @@ def build_problem(cfg: ProblemConfig, dataset: Dataset | None = None) -> Problem
         jax.config.update("jax_enable_x64", True)
     if cfg.temperature <= 0:
         raise ValueError(f"--temperature must be positive, got {cfg.temperature}")
+    if cfg.microbatch_size is not None and cfg.microbatch_size < 1:
+        raise ValueError(f"--microbatch_size must be at least 1, got {cfg.microbatch_size}")
+    if cfg.num_devices is not None and cfg.num_devices < 1:
+        raise ValueError(f"--num_devices must be at least 1, got {cfg.num_devices}")
     user_model = None
     if cfg.model:
         from ppl_bnn.declare.user_model import load_model

@@ -364,9 +364,17 @@ def run(
     else:
         start, saved = resumed
         rd.start(config, argv)
-        key = jax.random.wrap_key_data(np.asarray(saved["key"]))
-        state = alg.load(saved)
-        ens, elapsed = saved["ensemble"], float(saved["elapsed"])
+        try:
+            key = jax.random.wrap_key_data(np.asarray(saved["key"]))
+            state = alg.load(saved)
+            ens, elapsed = saved["ensemble"], float(saved["elapsed"])
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
+            from ppl_bnn.driver.checkpoint import CheckpointError
+
+            raise CheckpointError(
+                f"checkpoint {rd.store.path(start)} holds no {alg.name} run state "
+                f"({type(e).__name__}: {e}): it comes from another kind of run; use a new --dir"
+            ) from None
         rd.truncate_metrics(start)
         rd.truncate_samples(start)
     tracker = ParamTracker(jax.tree.map(lambda a: a[0], alg.positions(state)), num_param_draws)

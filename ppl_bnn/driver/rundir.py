@@ -211,7 +211,9 @@ class RunDir:
         if not self.writes or not self.metrics_file.exists():
             return
         lines = self.metrics_file.read_text().splitlines()
-        keep = [ln for ln in lines if ln.strip() and json.loads(ln).get("step", 0) <= last_step]
+        records = self._parse(lines, tolerate_last=True)
+        keep = [ln for ln, r in zip(lines, records, strict=True) if r is not None]
+        keep = [ln for ln in keep if json.loads(ln).get("step", 0) <= last_step]
         if len(keep) != len(lines):
             data = "".join(ln + "\n" for ln in keep).encode()
             _atomic_write(self.metrics_file, lambda f: f.write(data))
@@ -244,7 +246,29 @@ class RunDir:
             return list(self._records)
         if not self.metrics_file.exists():
             return []
-        return [json.loads(ln) for ln in self.metrics_file.read_text().splitlines() if ln.strip()]
+        records = self._parse(self.metrics_file.read_text().splitlines(), tolerate_last=False)
+        return [r for r in records if r is not None]
+
+    def _parse(self, lines: list[str], *, tolerate_last: bool) -> list[dict | None]:
+        """Each line's record (``None`` for a blank one). A torn line is a one-line error
+        naming the file and the line, except a torn last line when ``tolerate_last``:
+        a run killed while appending it had not checkpointed that step, so it is dropped."""
+        out: list[dict | None] = []
+        for i, ln in enumerate(lines):
+            if not ln.strip():
+                out.append(None)
+                continue
+            try:
+                out.append(json.loads(ln))
+            except json.JSONDecodeError as e:
+                if tolerate_last and i == len(lines) - 1:
+                    out.append(None)
+                    continue
+                raise ValueError(
+                    f"{self.metrics_file}: line {i + 1} is not a JSON record ({e.msg}): "
+                    "the file was cut or edited; restore it or use a new --dir"
+                ) from None
+        return out
 
     # ------------------------------------------------------------------ draws
     def save_draw(self, step: int, **arrays: np.ndarray) -> None:
