@@ -640,3 +640,26 @@ def test_bad_input(name, files, tmp_path, cli, snapshot_dir):
     assert snapshot_dir(run) == before, "the run directory changed"
     assert not new.exists(), "a new run directory was created"
     assert not files.marker.exists(), "a crafted pickle ran code"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "--microbatch_size=0",
+        pytest.param("--num_param_draws=-1", marks=pytest.mark.slow),
+        pytest.param("--weight_decay=-1", marks=pytest.mark.slow),
+    ],
+)
+def test_a_failed_start_leaves_nothing_that_blocks_or_misleads(bad, tmp_path, cli):
+    """The issue's sequence: a start that fails (here before or after the problem is
+    built), the same command without the bad flag, then an extension of that run. The
+    failed start must leave no ``config.json`` that refuses (or, worse, accepts) the
+    later runs under the wrong settings."""
+    run = tmp_path / "run"
+    rc, _, err = cli("hmc", f"--dir={run}", *TINY, bad)
+    assert rc != 0 and len(err.strip().splitlines()) == 1, err
+    assert not (run / "config.json").exists()
+    rc, _, err = cli("hmc", f"--dir={run}", *TINY)
+    assert rc == 0, err
+    rc, _, err = cli("hmc", f"--dir={run}", *replace_flags(TINY, ("--num_iterations=3",)))
+    assert rc == 0, err
