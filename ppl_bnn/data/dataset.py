@@ -30,7 +30,10 @@ class Dataset:
 
     @property
     def num_outputs(self) -> int:
-        return self.num_classes if self.task == "classification" else 2
+        if self.task == "classification":
+            assert self.num_classes is not None
+            return self.num_classes
+        return 2
 
     def subset_train(self, n: int | None) -> Dataset:
         """Keep the first ``n`` training examples (``--subset_train_to``)."""

@@ -72,51 +72,59 @@ class CheckpointError(ValueError):
 
 
 # ------------------------------------------------------------------ allowed types
+# the ppl_bnn modules whose NamedTuples (run and sampler states) checkpoints may hold
+STATE_MODULES = (
+    "ppl_bnn.evaluation.bma",
+    "ppl_bnn.inference.hmc",
+    "ppl_bnn.inference.nuts",
+    "ppl_bnn.inference.optimize",
+    "ppl_bnn.inference.sgmcmc",
+    "ppl_bnn.inference.warmup",
+    "ppl_bnn.driver.hmc",
+    "ppl_bnn.driver.mcmc",
+    "ppl_bnn.driver.minibatch",
+    "ppl_bnn.driver.sgd",
+    "ppl_bnn.driver.sgmcmc",
+    "ppl_bnn.driver.vi",
+)
+
+
+def _namedtuples(module: Any, *, defined_here: bool) -> list[type]:
+    return [
+        value
+        for value in vars(module).values()
+        if isinstance(value, type)
+        and issubclass(value, tuple)
+        and hasattr(value, "_fields")
+        and (not defined_here or value.__module__ == module.__name__)
+    ]
+
+
 def _allowed_types() -> dict[str, type]:
     """The NamedTuple types a checkpoint may hold, by ``module.QualName``.
 
     A NamedTuple in a file is restored only if its name is here; the name is looked up,
-    never imported. Add a type here (not in the file) to make it checkpointable.
+    never imported, and restoring one only calls the tuple constructor with arrays and
+    plain values. Allowed: the NamedTuples defined in :data:`STATE_MODULES`, blackjax's
+    ``HMCState``, numpyro's ``SVIState`` and ``ParamShape`` and optax's optimiser states.
+    :func:`register_type` adds one.
     """
+    import importlib
+
     import optax
     from blackjax.mcmc.hmc import HMCState
     from numpyro.contrib.module import ParamShape
     from numpyro.infer.svi import SVIState
 
-    from ppl_bnn.evaluation.bma import EnsembleState
-    from ppl_bnn.inference.hmc import MassMatrixEstimate
-    from ppl_bnn.inference.optimize import SGDState
-    from ppl_bnn.inference.sgmcmc import PreconditionedState, SGHMCState, SGLDState
-
-    found = [
-        HMCState,
-        SVIState,
-        ParamShape,  # flax modules' parameter shapes in a VI state
-        EnsembleState,
-        MassMatrixEstimate,
-        SGDState,
-        SGLDState,
-        SGHMCState,
-        PreconditionedState,
-    ]
-    # optax's optimiser states (ScaleByAdamState, TraceState, EmptyState, ...)
+    found: list[type] = [HMCState, SVIState, ParamShape]
     for module in (optax, optax.tree_utils, optax.contrib, optax.schedules):
-        for value in vars(module).values():
-            if isinstance(value, type) and issubclass(value, tuple) and hasattr(value, "_fields"):
-                found.append(value)
-    for name in ("ppl_bnn.inference.warmup", "ppl_bnn.inference.nuts"):  # optional modules
+        found += _namedtuples(module, defined_here=False)  # ScaleByAdamState, TraceState, ...
+    for name in STATE_MODULES:
         try:
-            module = __import__(name, fromlist=["_"])
-        except ImportError:
+            module = importlib.import_module(name)
+        except ImportError:  # an optional module
             continue
-        for value in vars(module).values():
-            if (
-                isinstance(value, type)
-                and issubclass(value, tuple)
-                and hasattr(value, "_fields")
-                and value.__module__ == name
-            ):
-                found.append(value)
+        found += _namedtuples(module, defined_here=True)
     return {_type_name(t): t for t in found}
 
 
@@ -256,7 +264,7 @@ class _Decoder:
             raise self._fail(f"array reference {i!r} out of range")
         value = self.arrays[i]
         if "key" in n:
-            return jax.random.wrap_key_data(value, impl=str(n["key"]))
+            return jax.random.wrap_key_data(jax.numpy.asarray(value), impl=str(n["key"]))
         if "dtype" in n:
             dtype = np.dtype(jax.numpy.dtype(str(n["dtype"])))
             return value.reshape(-1).view(dtype).reshape(value.shape[:-1])
@@ -313,7 +321,7 @@ def save_checkpoint(path: str | os.PathLike, tree: Any) -> Path:
     path = Path(path)
     members = _encode(tree)  # before touching the disk: a bad tree writes nothing
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda f: np.savez(f, **members))
+    atomic_write(path, lambda f: np.savez(f, **members))  # type: ignore[arg-type]
     return path
 
 

@@ -149,6 +149,7 @@ class SampleStore:
                     f"sample file {path} holds other sites or shapes than {self.path(steps[0])}"
                 )
             draws.append(draw)
+        assert first is not None
         stacked = {k: np.stack([d[k] for d in draws], axis=1) for k in first}
         return np.asarray(steps), stacked
 
