@@ -95,7 +95,7 @@ def _eight_schools():
 def _check_eight_schools(method, size, bounds, seed):
     es = _eight_schools()
     ref = json.loads((REFERENCE / "eight_schools.json").read_text())
-    x, y = es.SIGMA[:, None].astype(np.float32), es.Y.astype(np.float32)
+    x, y = (a.astype(np.float32) for a in es.data())
     result = infer(es.model, x, y, method=method, seed=seed, **size)
     draws = es.flat(result.samples)
     names = list(draws)

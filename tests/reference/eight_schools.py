@@ -21,14 +21,22 @@ Y = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
 SIGMA = np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
 
 
-def model(sigma, y=None):
-    """Non-centred eight schools; ``sigma`` plays the role of ``x`` (one row per school)."""
+def model(x, y=None):
+    """Non-centred eight schools. A row of ``x`` is one observation: ``(school index,
+    its standard error)``; the school effects are latent, one per school."""
+    school = x[:, 0].astype(jnp.int32)
     mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
     tau = numpyro.sample("tau", dist.HalfCauchy(5.0))
-    with numpyro.plate("school", sigma.shape[0]):
+    with numpyro.plate("school", len(Y)):
         theta_tilde = numpyro.sample("theta_tilde", dist.Normal(0.0, 1.0))
         theta = numpyro.deterministic("theta", mu + tau * theta_tilde)
-        numpyro.sample("obs", dist.Normal(theta, jnp.ravel(sigma)), obs=y)
+    with numpyro.plate("data", x.shape[0]):
+        numpyro.sample("obs", dist.Normal(theta[school], x[:, 1]), obs=y)
+
+
+def data() -> tuple[np.ndarray, np.ndarray]:
+    """``x`` (school index, standard error) and ``y`` (estimated effect), one row each."""
+    return np.stack([np.arange(len(Y)), SIGMA], axis=1), Y
 
 
 def flat(samples: dict) -> dict[str, np.ndarray]:
@@ -60,7 +68,7 @@ def main() -> None:
         chain_method="vectorized",
         progress_bar=False,
     )
-    mcmc.run(jax.random.key(20141), SIGMA[:, None], Y)
+    mcmc.run(jax.random.key(20141), *data())
     draws = flat(mcmc.get_samples(group_by_chain=True))
     dt = az.from_dict({"posterior": draws})
     mcse_mean = az.mcse(dt, method="mean")
