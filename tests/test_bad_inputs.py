@@ -234,12 +234,30 @@ def old_pickle_run(f: Files, run: Path) -> None:
 
 def evil_samples(f: Files, run: Path) -> None:
     (run / "samples").mkdir(exist_ok=True)
+    for p in sorted((run / "samples").glob("*.npz")):
+        p.unlink()
     shutil.copy(f.evil_npz("evil_sample.npz", tree=False), run / "samples/sample_000002.npz")
 
 
 def evil_draws(f: Files, run: Path) -> None:
     for p in sorted((run / "draws").iterdir()):
         shutil.copy(f.evil_npz("evil_draw.npz", tree=False), p)
+
+
+def evil_everything(f: Files, run: Path, checkpoints: Callable[[Files, Path], None]) -> None:
+    """Every file a reader of the run directory could open is malicious: samples, draws and
+    checkpoints (whichever a reader opens first, it must refuse)."""
+    for p in sorted((run / "samples").glob("*.npz")):
+        shutil.copy(f.evil_npz("evil_sample.npz", tree=False), p)
+    evil_draws(f, run)
+    checkpoints(f, run)
+
+
+def legacy_evil_checkpoints(f: Files, run: Path) -> None:
+    """A run directory of the layout before samples/ (positions only in checkpoints),
+    its checkpoints malicious: domain-shift reads them."""
+    shutil.rmtree(run / "samples", ignore_errors=True)
+    evil_run_checkpoints(f, run)
 
 
 def torn_metrics(f: Files, run: Path) -> None:
@@ -359,7 +377,6 @@ CASES: dict[str, Case] = {
     "zero microbatch": Case(
         hmc("--microbatch_size=0"),
         "microbatch_size",
-        xfail="H1: --microbatch_size=0 ends in ZeroDivisionError (exit 1), not a flag check",
     ),
     "too many devices": Case(hmc("--num_devices=64"), "--num_devices=64 but 1 device"),
     "subset larger than the data": Case(
@@ -503,13 +520,11 @@ CASES: dict[str, Case] = {
         hmc_with("--num_iterations=3", dir_="run"),
         r"checkpoint_00000\d\.npz",
         prepare=wrong_structure,
-        xfail="H1: resuming from a checkpoint of another structure is a KeyError (exit 1)",
     ),
     "torn metrics line": Case(
         hmc_with("--num_iterations=3", dir_="run"),
         r"metrics\.jsonl.* line 1",
         prepare=torn_metrics,
-        xfail="H1: RunDir.read_metrics/truncate_metrics name neither the file nor the line",
     ),
     # ------------------------------------------- malicious files, every loading path
     "malicious hmc --init_checkpoint": Case(
@@ -570,22 +585,22 @@ CASES: dict[str, Case] = {
         prepare=old_pickle_run,
         malicious=True,
     ),
-    "malicious checkpoints read by diagnose": Case(
+    "malicious run dir read by diagnose (pickles)": Case(
         lambda f, run, new: ["diagnose", str(run)],
-        CODE_RUNS,
-        prepare=evil_run_checkpoints,
+        CODE_RUNS + "|allow_pickle",
+        prepare=lambda f, run: evil_everything(f, run, evil_run_checkpoints),
         malicious=True,
     ),
-    "malicious draws read by diagnose": Case(
+    "malicious run dir read by diagnose (object arrays)": Case(
         lambda f, run, new: ["diagnose", str(run)],
-        "allow_pickle|Python objects|not readable",
-        prepare=evil_draws,
+        CODE_RUNS + "|allow_pickle",
+        prepare=lambda f, run: evil_everything(f, run, evil_npz_run_checkpoints),
         malicious=True,
     ),
     "malicious checkpoints read by domain-shift": Case(
         lambda f, run, new: ["domain-shift", str(run)],
         CODE_RUNS,
-        prepare=evil_run_checkpoints,
+        prepare=legacy_evil_checkpoints,
         malicious=True,
     ),
     "malicious samples read by domain-shift": Case(

@@ -18,7 +18,6 @@ import pytest
 
 from ppl_bnn.driver.checkpoint import load_checkpoint
 
-WIRING = "H1: RunDir does not use CheckpointStore/SampleStore yet (interface 4 of PLAN.md)"
 FLAGS = [
     "--dataset_name=digits",
     "--subset_train_to=40",
@@ -51,7 +50,6 @@ def names(folder, pattern="*"):
     return sorted(p.name for p in folder.glob(pattern))
 
 
-@pytest.mark.xfail(reason=WIRING, strict=False)
 def test_the_resume_state_is_the_latest_two_checkpoints(runs):
     assert names(runs / "5" / "checkpoints") == [
         "checkpoint_000004.npz",
@@ -59,7 +57,6 @@ def test_the_resume_state_is_the_latest_two_checkpoints(runs):
     ]
 
 
-@pytest.mark.xfail(reason=WIRING, strict=False)
 def test_one_plain_sample_file_per_post_burn_in_iteration(runs):
     run = runs / "5"
     assert names(run / "samples") == [f"sample_{s:06d}.npz" for s in (3, 4, 5)]
@@ -70,7 +67,6 @@ def test_one_plain_sample_file_per_post_burn_in_iteration(runs):
             assert f[site].shape[0] == 2  # (chain, ...)
 
 
-@pytest.mark.xfail(reason=WIRING, strict=False)
 def test_corrupt_latest_checkpoint_falls_back_in_one_line(runs, tmp_path, cli):
     run = tmp_path / "run"
     shutil.copytree(runs / "5", run)
@@ -96,7 +92,6 @@ def test_corrupt_latest_checkpoint_falls_back_in_one_line(runs, tmp_path, cli):
     assert metrics[0] == metrics[1]
 
 
-@pytest.mark.xfail(reason=WIRING, strict=False)
 def test_orphaned_temporary_files_are_removed_on_start(runs, tmp_path, cli):
     run = tmp_path / "run"
     shutil.copytree(runs / "5", run)

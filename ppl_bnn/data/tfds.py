@@ -155,8 +155,9 @@ def _data_source(name: str, tfds_name: str, split: str, data_dir):
 
     try:
         return tfds.data_source(tfds_name, split=split, data_dir=data_dir, download=False)
-    except (NotImplementedError, FileNotFoundError) as e:
-        # TFDS reports a missing dataset as "random access ... not supported for TFRECORD"
+    except (NotImplementedError, FileNotFoundError, KeyError) as e:
+        # TFDS reports a missing dataset as "random access ... not supported for TFRECORD",
+        # and a half-prepared one (a folder without dataset_info.json) as a KeyError
         raise DatasetNotPrepared(
             f"TFDS dataset {tfds_name} is not prepared as array_record in "
             f"{_default_data_dir(data_dir)}: run `{_download_command(name, data_dir)}` once "
