@@ -77,8 +77,12 @@ def run(iterations: int, run_dir: Path) -> dict:
     position = {k: np.asarray(v, np.float32) for k, v in state["position"].items()}
     chains = next(iter(position.values())).shape[0]
     params = sum(v[0].size for v in position.values())
-    sample = SampleStore(run_dir / "samples").append(iterations, position)
-    sample_bytes = sample.stat().st_size if sample else 0
+    written = folder_bytes(hmc / "samples", "sample_*.npz")  # what the run itself kept
+    if written:
+        sample_bytes = float(np.mean(written))
+    else:  # a driver that keeps no samples: the size the sample store would write
+        sample = SampleStore(run_dir / "samples").append(iterations, position)
+        sample_bytes = sample.stat().st_size if sample else 0
     checkpoint_sizes = folder_bytes(hmc / "checkpoints", "checkpoint_*.npz")
     draws = folder_bytes(hmc / "draws", "draw_*.npz")
     metrics = (hmc / "metrics.jsonl").stat().st_size / iterations
@@ -93,6 +97,8 @@ def run(iterations: int, run_dir: Path) -> dict:
         "checkpoint_before_bytes": before_ckpt,
         "checkpoint_after_bytes": after_ckpt,
         "sample_bytes": sample_bytes,
+        "samples_kept_by_the_run": len(written),
+        "checkpoints_kept_by_the_run": len(checkpoint_sizes),
         "draw_and_metrics_bytes_per_iteration": shared,
         "before_bytes_per_iteration": before_ckpt + shared,
         "after_bytes_per_iteration": sample_bytes + shared,
