@@ -94,7 +94,7 @@ def _check_report(out, names):
             "columns"
         ]
         allowed = _numeric_leaves(r) | {"95"}
-        body = sec.split("\n", 1)[1].replace(r["paper"], "")
+        body = sec.split("\n", 1)[1].replace(r["paper"], "").replace(r["title"], "")
         body = body.replace(f"{name}/result.json", "")
         found = NUMBER.findall(body)
         assert found, f"no numbers in section {title}"
