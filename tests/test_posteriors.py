@@ -175,3 +175,73 @@ def test_funnel_centred_fails_loudly(method):
     assert divergent.sum() > 0, "no divergence reported on the centred funnel"
     assert np.quantile(v, 0.01) > -7.0  # true 1% quantile: 3 * -2.33 = -7.0
     assert s["sd"][0] < 3.0
+
+
+# ------------------------------------------------------------------- BNN on digits
+def _digits(n_train=300, n_test=20):
+    from ppl_bnn.data import load_dataset
+
+    d = load_dataset("digits")
+    x = d.x_train.reshape(len(d.x_train), -1)[:n_train]
+    xt = d.x_test.reshape(len(d.x_test), -1)[:n_test]
+    return x.astype(np.float32), d.y_train[:n_train], xt.astype(np.float32)
+
+
+def _mlp(x, y=None, hidden=16, classes=10):
+    """A one-hidden-layer BNN (64-16-10), N(0, 1) priors, hand-written in NumPyro."""
+    w1 = numpyro.sample("w1", dist.Normal(0, 1).expand([x.shape[1], hidden]).to_event(2))
+    b1 = numpyro.sample("b1", dist.Normal(0, 1).expand([hidden]).to_event(1))
+    w2 = numpyro.sample("w2", dist.Normal(0, 1).expand([hidden, classes]).to_event(2))
+    b2 = numpyro.sample("b2", dist.Normal(0, 1).expand([classes]).to_event(1))
+    logits = jnp.tanh(x @ w1 + b1) @ w2 + b2
+    with numpyro.plate("data", x.shape[0]):
+        numpyro.sample("y", dist.Categorical(logits=logits), obs=y)
+
+
+def _mlp_probs(samples, xt):
+    h = np.tanh(np.einsum("ni,cdih->cdnh", xt, samples["w1"]) + samples["b1"][:, :, None])
+    logits = np.einsum("cdnh,cdhk->cdnk", h, samples["w2"]) + samples["b2"][:, :, None]
+    logits -= logits.max(-1, keepdims=True)
+    p = np.exp(logits)
+    return p / p.sum(-1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def digits_reference():
+    """Long NumPyro NUTS run (8 chains x 2000 draws after 1000 warmup) on the BNN: the
+    test predictive probabilities' mean, sd and MCSE."""
+    import jax
+    from numpyro.infer import MCMC, NUTS
+
+    x, y, xt = _digits()
+    mcmc = MCMC(
+        NUTS(_mlp),
+        num_warmup=1000,
+        num_samples=2000,
+        num_chains=8,
+        chain_method="vectorized",
+        progress_bar=False,
+    )
+    mcmc.run(jax.random.key(7), x, y)
+    probs = _mlp_probs({k: np.asarray(v) for k, v in mcmc.get_samples(True).items()}, xt)
+    return summary(probs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["hmc", "nuts"])
+def test_bnn_digits_function_space(method, digits_reference):
+    """Function space (test predictive probabilities), where a BNN posterior is
+    identifiable: our default HMC / NUTS against the long NumPyro reference."""
+    x, y, xt = _digits()
+    result = infer(_mlp, x, y, method=method, seed=0, **FULL)
+    probs = _mlp_probs(result.samples, xt)
+    ref = digits_reference
+    keep = ref["sd"] > 1e-3  # probabilities pinned at 0 or 1 have no spread to compare
+    check_against(
+        probs.reshape(probs.shape[:2] + (-1,))[..., keep.ravel()],
+        ref["mean"][keep.ravel()],
+        ref["sd"][keep.ravel()],
+        ref_mcse=ref["mcse"][keep.ravel()],
+        name=f"{method} digits BNN",
+        **FULL_BOUNDS,
+    )

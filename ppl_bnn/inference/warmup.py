@@ -22,7 +22,9 @@ i.e. gives independent draws. Every iteration draws ``T = trajectory_length * U(
 1 + j)`` (jitter ``j = 0.5`` keeps the mean cosine, the lag-one autocorrelation of a
 Gaussian coordinate, at 0 and avoids periodic orbits; Neal 2011, Sec. 5.4.5) and runs
 ``L = ceil(T / eps)`` leapfrog steps, clamped to ``max_num_steps`` (clamps are counted in
-``info.is_clamped``; no run stops for it). No per-model number is involved.
+``info.is_clamped``; no run stops for it). No per-model number is involved. The jitter
+draw is shared by the chains of one iteration: vmapped chains all wait for the longest
+trajectory, so independent draws would cost ``E[max L]`` instead of ``E[L]`` per chain.
 
 References:
     Hoffman, M. D. and Gelman, A. (2014). The No-U-Turn Sampler. JMLR 15, 1593-1623.
@@ -62,6 +64,7 @@ __all__ = [
     "build_hmc_kernel",
     "build_window_adaptation",
     "initial_positions",
+    "shared_uniform",
 ]
 
 DEFAULT_TRAJECTORY_LENGTH = 0.5 * math.pi
@@ -89,7 +92,11 @@ def hmc_one_step(
     divergence_threshold: float = 1000.0,
     precise_accept: bool = True,
 ) -> Callable:
-    """One-chain HMC step ``step(key, state, batch, step_size, inverse_mass_matrix)``.
+    """One-chain HMC step ``step(key, state, batch, step_size, inverse_mass_matrix, u)``.
+
+    ``u`` in ``[0, 1)`` draws the jitter; the stacked kernels share one ``u`` across
+    chains (:func:`shared_uniform`), so that chains with similar step sizes run
+    trajectories of similar length: vmapped, every chain waits for the longest one.
 
     ``L = clip(ceil(trajectory_length * U(1 - jitter, 1 + jitter) / step_size), 1,
     max_num_steps)`` leapfrog steps, then a Metropolis-Hastings test (difference-first
@@ -97,9 +104,11 @@ def hmc_one_step(
     :func:`ppl_bnn.inference.hmc.build_kernel`).
     """
 
-    def step(key, state, batch, step_size, inverse_mass_matrix):
+    def step(key, state, batch, step_size, inverse_mass_matrix, u=None):
         key_len, key_mh = jax.random.split(key)
-        u = jax.random.uniform(key_len, (), minval=1.0 - jitter, maxval=1.0 + jitter)
+        if u is None:
+            u = jax.random.uniform(key_len, ())
+        u = (1.0 - jitter) + 2.0 * jitter * u
         wanted = jnp.ceil(trajectory_length * u / step_size)
         wanted = jnp.where(jnp.isfinite(wanted), wanted, float(max_num_steps) + 1.0)
         num_steps = jnp.clip(wanted, 1, max_num_steps).astype(jnp.int32)
@@ -138,14 +147,26 @@ def hmc_one_step(
     return step
 
 
+def shared_uniform(keys: Array) -> Array:
+    """One ``U(0, 1)`` draw per iteration, common to every chain (from the first chain's
+    key, folded so that it is independent of that chain's own draws)."""
+    return jax.random.uniform(jax.random.fold_in(keys[0], 0x7A11), ())
+
+
 def build_hmc_kernel(logdensity: Callable, **options) -> Callable:
     """HMC with the trajectory-length rule for a stack of chains, one jitted call.
 
     ``kernel(keys, state, batch, step_size, inverse_mass_matrix) -> (state,
     TrajectoryInfo)``, the same signature as :func:`ppl_bnn.inference.nuts.build_kernel`;
-    ``options`` are those of :func:`hmc_one_step`.
+    ``options`` are those of :func:`hmc_one_step`. The jitter is shared across chains.
     """
-    return jax.jit(jax.vmap(hmc_one_step(logdensity, **options), in_axes=(0, 0, None, 0, 0)))
+    stacked = jax.vmap(hmc_one_step(logdensity, **options), in_axes=(0, 0, None, 0, 0, None))
+
+    @jax.jit
+    def kernel(keys, state, batch, step_size, inverse_mass_matrix):
+        return stacked(keys, state, batch, step_size, inverse_mass_matrix, shared_uniform(keys))
+
+    return kernel
 
 
 # --------------------------------------------------------------------- adaptation
@@ -235,11 +256,16 @@ def build_window_adaptation(
             divergence_threshold=divergence_threshold,
         )
     elif kernel == "nuts":
-        inner = nuts.one_step(
+        nuts_step = nuts.one_step(
             logdensity,
             max_num_doublings=max_num_doublings,
             divergence_threshold=divergence_threshold,
         )
+
+        def inner(key, state, batch, step_size, inverse_mass_matrix, u):
+            del u  # NUTS chooses its own trajectory length
+            return nuts_step(key, state, batch, step_size, inverse_mass_matrix)
+
     else:
         raise ValueError(f"kernel must be 'hmc' or 'nuts', not {kernel!r}")
     if num_warmup < 0:
@@ -267,8 +293,8 @@ def build_window_adaptation(
         eps = jnp.broadcast_to(jnp.asarray(init_step_size, dtype), (chains,))
         return _strong(jax.vmap(init_one)(state.position, eps))
 
-    def step_one(key, state, wstate, batch, stage, window_end):
-        new_state, info = inner(key, state, batch, wstate.step_size, wstate.inverse_mass_matrix)
+    def step_one(key, state, wstate, batch, stage, window_end, u):
+        new_state, info = inner(key, state, batch, wstate.step_size, wstate.inverse_mass_matrix, u)
         rate = jnp.where(jnp.isfinite(info.acceptance_rate), info.acceptance_rate, 0.0)
         da = da_update(wstate.da, rate)
         slow = stage == 1
@@ -282,7 +308,7 @@ def build_window_adaptation(
         step_size = jnp.exp(da.log_step_size)
         return new_state, WindowAdaptationState(da, mm, step_size, mm.inverse_mass_matrix), info
 
-    stacked_step = jax.vmap(step_one, in_axes=(0, 0, 0, None, None, None))
+    stacked_step = jax.vmap(step_one, in_axes=(0, 0, 0, None, None, None, None))
 
     @jax.jit
     def step(keys, state, wstate, batch, iteration):
@@ -291,14 +317,21 @@ def build_window_adaptation(
             stage, end = jnp.asarray(0), jnp.asarray(False)
         else:
             stage, end = stages[i], window_ends[i]
-        state, wstate, info = stacked_step(keys, state, wstate, batch, stage, end)
+        u = shared_uniform(keys)
+        state, wstate, info = stacked_step(keys, state, wstate, batch, stage, end, u)
         return state, _strong(wstate), info
 
     def final(wstate: WindowAdaptationState) -> tuple[Array, Array]:
         return jnp.exp(wstate.da.log_step_size_avg), wstate.inverse_mass_matrix
 
     find_step_size = _build_find_step_size(logdensity, target_accept, dense_mass)
-    sampler = jax.jit(jax.vmap(inner, in_axes=(0, 0, None, 0, 0)))
+    stacked_inner = jax.vmap(inner, in_axes=(0, 0, None, 0, 0, None))
+
+    @jax.jit
+    def sampler(keys, state, batch, step_size, inverse_mass_matrix):
+        u = shared_uniform(keys)
+        return stacked_inner(keys, state, batch, step_size, inverse_mass_matrix, u)
+
     return WindowAdaptation(init, step, final, find_step_size, sampler, schedule)
 
 
