@@ -211,6 +211,7 @@ def test_random_kills_resume_bit_for_bit(reference, tmp_path):
     writes), several trials, each resumed until it finishes."""
     ref, wall = reference
     rng = np.random.default_rng(2026)
+    total = 0
     for trial in range(6):
         run = tmp_path / f"trial{trial}"
         kills = 0
@@ -218,6 +219,8 @@ def test_random_kills_resume_bit_for_bit(reference, tmp_path):
             kills += 1
             assert kills < 30, "the run never finished"
         assert_same_run(ref, run)
+        total += kills
+    assert total >= 6, f"only {total} kills landed before the runs finished"
     # one more trial: a kill inside a write at a random checkpoint, twice
     run = tmp_path / "writes"
     for _ in range(2):
