@@ -314,3 +314,36 @@ def test_an_old_pickle_checkpoint_you_trust_converts_to_the_safe_format(tmp_path
     old.write_bytes(ckpt._OLD_MAGIC + body + b"\0" * 32)
     with pytest.raises(CheckpointError, match="checksum mismatch"):
         ckpt.convert_pickle_checkpoint(old)
+
+
+class _PositiveScale:
+    """A stand-in LogDensity: site ``w`` (2,) unconstrained, ``s`` () positive (log)."""
+
+    latent_sites = ["w", "s"]
+    shapes = {"w": (2,), "s": ()}
+
+    def unconstrain(self, values):
+        return {"w": values["w"], "s": jnp.log(values["s"])}
+
+
+def test_read_positions_from_a_sample_file_or_a_checkpoint(tmp_path):
+    """Sample files hold constrained values (and maybe deterministic sites): they come
+    back unconstrained; checkpoints hold unconstrained positions, single or stacked."""
+    from ppl_bnn.driver.samples import read_positions
+
+    ld = _PositiveScale()
+    w = np.array([[1.0, -2.0], [0.5, 0.25]], np.float32)
+    s = np.array([2.0, 0.5], np.float32)
+    sample = SampleStore(tmp_path / "samples").append(7, {"w": w, "s": s, "mean": w.sum(1)})
+    got = read_positions(sample, ld)
+    np.testing.assert_array_equal(got["w"], w)
+    np.testing.assert_allclose(got["s"], np.log(s), rtol=1e-6)
+    assert set(got) == {"w", "s"}
+    single = save_checkpoint(tmp_path / "c.npz", {"position": {"w": w[0], "s": np.log(s[0])}})
+    got = read_positions(single, ld)
+    assert got["w"].shape == (1, 2) and got["s"].shape == (1,)
+    bad = save_checkpoint(tmp_path / "bad.npz", {"position": {"w": np.zeros(3), "s": 0.0}})
+    with pytest.raises(ValueError, match=r"w has shape \(3,\), expected \(chains, \*\(2,\)\)"):
+        read_positions(bad, ld)
+    with pytest.raises(ValueError, match="lacks parameters"):
+        read_positions(save_checkpoint(tmp_path / "x.npz", {"position": {"w": w}}), ld)
