@@ -73,7 +73,13 @@ def check_run_dir(run_dir, num_iterations: int, num_chains: int, task: str) -> d
     assert config["num_chains"] == num_chains and config["dir"] == str(run_dir)
     assert "ppl-bnn hmc" in (run_dir / "command.sh").read_text()
     checkpoints = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
-    assert checkpoints == [f"checkpoint_{i:06d}.npz" for i in range(1, num_iterations + 1)]
+    # the resume state: the latest two checkpoints (--keep_checkpoints); the samples: one
+    # file of positions per post-burn-in iteration
+    keep = range(max(1, num_iterations - 1), num_iterations + 1)
+    assert checkpoints == [f"checkpoint_{i:06d}.npz" for i in keep]
+    samples = sorted(p.name for p in (run_dir / "samples").iterdir())
+    first = config["num_burn_in_iterations"] + 1
+    assert samples == [f"sample_{i:06d}.npz" for i in range(first, num_iterations + 1)]
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(1, num_iterations + 1))
     last = records[-1]
