@@ -11,12 +11,49 @@ import os
 os.environ["JAX_PLATFORMS"] = "cpu"  # before JAX is imported anywhere in the test run
 
 import hashlib
+import shutil
+import tempfile
 from pathlib import Path
 
-import jax
-import pytest
+# One XLA compilation cache for every process of this test run: the pytest-xdist workers
+# and the subprocesses tests start inherit it (it is set before they start). Many tests
+# compile the same small programs (metrics, predictions, the same MLP under several
+# commands); the cache turns the repeats into reads. It starts empty for every run, so a
+# run's time is that of a fresh clone; a JAX_COMPILATION_CACHE_DIR of your own is kept.
+_OWN_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _OWN_CACHE = tempfile.mkdtemp(prefix="ppl_bnn_tests_xla_cache_")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_CACHE
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_platforms", "cpu")
+
+
+def pytest_unconfigure(config):
+    # the process that created the cache (the xdist controller, or the only process)
+    if _OWN_CACHE is not None and not os.environ.get("PYTEST_XDIST_WORKER"):
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_cache_where_compilations_are_counted(request):
+    """Tests that count backend compilations (``test_compile.py``) see every one of them:
+    a program read from the cache would not show up as compiled."""
+    if request.module.__name__.rsplit(".", 1)[-1] != "test_compile":
+        yield
+        return
+    from jax.experimental.compilation_cache import compilation_cache
+
+    before = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", False)
+    compilation_cache.reset_cache()  # JAX decides once per process whether to use it
+    yield
+    jax.config.update("jax_enable_compilation_cache", before)
+    compilation_cache.reset_cache()
+
 
 # The UCI folder of the shared workspace (a user's clone of the repository does not have it).
 UCI_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "uci"
