@@ -1,13 +1,21 @@
 """``ppl_bnn.infer``: any NumPyro model, any backend, one call.
 
+    >>> import arviz as az, numpy as np, numpyro, numpyro.distributions as dist
+    >>> import ppl_bnn
     >>> def model(x, y=None):
     ...     w = numpyro.sample("w", dist.Normal(0, 10).expand([x.shape[1]]).to_event(1))
     ...     sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
     ...     with numpyro.plate("data", x.shape[0]):
     ...         numpyro.sample("y", dist.Normal(x @ w, sigma), obs=y)
-    >>> result = ppl_bnn.infer(model, x, y, method="nuts")     # or "hmc", "sgld", "vi", ...
-    >>> result.samples["w"].shape                              # (4, 1000, d)
-    >>> az.summary(result.to_datatree())
+    >>> x = np.random.default_rng(0).normal(size=(100, 3)).astype(np.float32)
+    >>> noise = 0.3 * np.random.default_rng(1).normal(size=100)
+    >>> y = (x @ np.array([1.0, -1.0, 0.5]) + noise).astype(np.float32)
+    >>> result = ppl_bnn.infer(model, x, y, method="nuts", num_warmup=200, num_samples=200)
+    >>> result.samples["w"].shape                            # (chains, draws, d)
+    (4, 200, 3)
+    >>> summary = az.summary(result.to_datatree(), var_names=["w", "sigma"])
+    >>> bool(summary["r_hat"].max() < 1.05)
+    True
 
 Changing ``method`` and nothing else runs another backend. The common options mean the
 same everywhere:

@@ -12,13 +12,14 @@ prior has infinite variance for ``df <= 2``; there ``1 / sqrt(weight_decay)`` is
 as in the follow-up code of the original authors.
 
 Example:
-    >>> from ppl_bnn import priors
+    >>> from ppl_bnn.declare import priors
     >>> prior = priors.per_parameter(
     ...     priors.gaussian(weight_decay=1.0),
     ...     overrides={"*.bias": priors.gaussian(weight_decay=10.0)},
     ...     fan_in_scaling=True,
     ... )
-    >>> prior("Dense_0.kernel", (64, 100)).variance.mean()   # 1 / (1 * 64)
+    >>> float(prior("Dense_0.kernel", (64, 100)).variance.mean())   # 1 / (1 * 64)
+    0.015625
 """
 
 from __future__ import annotations

@@ -153,10 +153,22 @@ class LogDensity:
             ``shard_batch(..., multiple=microbatch_size)``).
 
     Example:
-        >>> ld = LogDensity(model, make_mesh(), (x[:2], y[:2]))
+        >>> import jax, numpy as np, numpyro, numpyro.distributions as dist
+        >>> from ppl_bnn.density.logdensity import LogDensity
+        >>> from ppl_bnn.density.sharding import make_mesh, shard_batch
+        >>> def model(x, y=None):  # Bayesian linear regression
+        ...     w = numpyro.sample("w", dist.Normal(0, 1).expand([x.shape[1]]).to_event(1))
+        ...     with numpyro.plate("data", x.shape[0]):
+        ...         numpyro.sample("y", dist.Normal(x @ w, 0.5), obs=y)
+        >>> x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+        >>> y = (x @ np.array([1.0, -1.0, 0.5])).astype(np.float32)
+        >>> mesh = make_mesh()
+        >>> ld = LogDensity(model, mesh, (x[:2], y[:2]))
         >>> batch = shard_batch(mesh, x, y)
         >>> theta = ld.init(jax.random.key(0))
         >>> value, grad = jax.value_and_grad(ld)(theta, batch)
+        >>> grad["w"].shape
+        (3,)
     """
 
     def __init__(
