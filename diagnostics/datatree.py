@@ -105,9 +105,15 @@ def to_datatree(
         ``az.rhat``, ``az.plot_trace`` and (with ``log_likelihood``) ``az.loo`` work on it.
 
     Example:
-        >>> dt = to_datatree(result.samples, sample_stats=result.sample_stats,
-        ...                  log_likelihood=result.log_likelihood, observed_data={"y": y})
-        >>> az.summary(dt)
+        >>> import numpy as np
+        >>> from ppl_bnn.diagnostics import to_datatree
+        >>> rng = np.random.default_rng(0)
+        >>> samples = {"w": rng.normal(size=(4, 100, 3)), "sigma": rng.gamma(2.0, size=(4, 100))}
+        >>> dt = to_datatree(samples, sample_stats={"is_divergent": np.zeros((4, 100), bool)})
+        >>> sorted(dt.children)
+        ['posterior', 'sample_stats']
+        >>> dt["posterior"]["w"].shape, list(dt["sample_stats"].data_vars)   # ArviZ's names
+        ((4, 100, 3), ['diverging'])
     """
     import arviz as az
 

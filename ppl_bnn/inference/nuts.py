@@ -117,9 +117,28 @@ def build_kernel(
     and are fixed here; every number passed to ``kernel`` is traced.
 
     Example:
+        >>> import jax.numpy as jnp
+        >>> from ppl_bnn.inference.hmc import build_init
+        >>> from ppl_bnn.inference.nuts import build_kernel
+        >>> from ppl_bnn.inference.warmup import initial_positions
+        >>> import jax, numpy as np, numpyro, numpyro.distributions as dist
+        >>> from ppl_bnn.density.logdensity import LogDensity
+        >>> from ppl_bnn.density.sharding import make_mesh, shard_batch
+        >>> def model(x, y=None):  # Bayesian linear regression
+        ...     w = numpyro.sample("w", dist.Normal(0, 1).expand([x.shape[1]]).to_event(1))
+        ...     with numpyro.plate("data", x.shape[0]):
+        ...         numpyro.sample("y", dist.Normal(x @ w, 0.5), obs=y)
+        >>> x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+        >>> y = (x @ np.array([1.0, -1.0, 0.5])).astype(np.float32)
+        >>> mesh = make_mesh()
+        >>> ld = LogDensity(model, mesh, (x[:2], y[:2]))
+        >>> batch = shard_batch(mesh, x, y)
         >>> kernel = build_kernel(ld)
-        >>> state = build_init(ld)(positions, batch)            # (chains, ...)
-        >>> state, info = kernel(keys, state, batch, jnp.full((4,), 0.1), jnp.ones((4, d)))
+        >>> state = build_init(ld)(initial_positions(ld, jax.random.key(0), 4), batch)  # 4 chains
+        >>> keys = jax.random.split(jax.random.key(1), 4)
+        >>> state, info = kernel(keys, state, batch, jnp.full((4,), 0.1), jnp.ones((4, 3)))
+        >>> info.acceptance_rate.shape
+        (4,)
     """
     step = one_step(
         logdensity,

@@ -248,12 +248,30 @@ def build_window_adaptation(
           kernel to run after warmup with ``final``'s values.
 
     Example:
-        >>> warmup = build_window_adaptation(1000, logdensity=ld, kernel="nuts")
-        >>> state = build_init(ld)(initial_positions(ld, key, 4), batch)
+        >>> from ppl_bnn.inference.hmc import build_init
+        >>> from ppl_bnn.inference.warmup import build_window_adaptation, initial_positions
+        >>> import jax, numpy as np, numpyro, numpyro.distributions as dist
+        >>> from ppl_bnn.density.logdensity import LogDensity
+        >>> from ppl_bnn.density.sharding import make_mesh, shard_batch
+        >>> def model(x, y=None):  # Bayesian linear regression
+        ...     w = numpyro.sample("w", dist.Normal(0, 1).expand([x.shape[1]]).to_event(1))
+        ...     with numpyro.plate("data", x.shape[0]):
+        ...         numpyro.sample("y", dist.Normal(x @ w, 0.5), obs=y)
+        >>> x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+        >>> y = (x @ np.array([1.0, -1.0, 0.5])).astype(np.float32)
+        >>> mesh = make_mesh()
+        >>> ld = LogDensity(model, mesh, (x[:2], y[:2]))
+        >>> batch = shard_batch(mesh, x, y)
+        >>> warmup = build_window_adaptation(100, logdensity=ld, kernel="nuts")
+        >>> state = build_init(ld)(initial_positions(ld, jax.random.key(0), 4), batch)  # 4 chains
+        >>> keys = jax.random.split(jax.random.key(1), 4)
         >>> wstate = warmup.init(state, warmup.find_step_size(keys, state, batch))
-        >>> for i in range(1000):
+        >>> for i in range(100):
+        ...     keys_i = jax.random.split(jax.random.fold_in(jax.random.key(2), i), 4)
         ...     state, wstate, info = warmup.step(keys_i, state, wstate, batch, i)
         >>> step_size, inverse_mass_matrix = warmup.final(wstate)
+        >>> step_size.shape, inverse_mass_matrix.shape     # per chain: diagonal mass matrix
+        ((4,), (4, 3))
     """
     if target_accept is None:
         target_accept = DEFAULT_TARGET_ACCEPT.get(kernel, 0.8)
