@@ -463,9 +463,13 @@ class CheckpointStore:
     """A run's resume state: the latest ``keep`` checkpoints in ``folder``.
 
     Example:
+        >>> import numpy as np
+        >>> from ppl_bnn.driver.checkpoint import CheckpointStore
         >>> store = CheckpointStore("runs/a/checkpoints")   # removes orphaned .tmp-* files
-        >>> store.save(12, {"step": 12, "position": position})
-        >>> step, tree = store.restore()                     # or None for a fresh run
+        >>> path = store.save(12, {"step": 12, "position": {"w": np.zeros(3)}})
+        >>> step, tree = store.restore()                   # or None for a fresh run
+        >>> step, tree["position"]["w"].shape
+        (12, (3,))
 
     ``save(step, tree)`` writes ``checkpoint_{step:06d}.npz`` atomically, then deletes the
     older ones beyond ``keep`` and any with a later step (an abandoned future: a restore

@@ -84,9 +84,16 @@ class SampleStore:
     """The posterior samples of a run: ``folder/sample_{step:06d}.npz``, one per kept draw.
 
     Example:
+        >>> import numpy as np
+        >>> from ppl_bnn.driver.samples import SampleStore
         >>> store = SampleStore("runs/a/samples", thin=2)
-        >>> store.append(12, {"w": w})          # w: (chain, 3, 4); written (12 % 2 == 0)
-        >>> steps, samples = store.read()       # samples["w"]: (chain, draw, 3, 4)
+        >>> w = np.zeros((4, 3, 4), np.float32)      # (chain, 3, 4)
+        >>> store.append(12, {"w": w})               # kept: 12 % 2 == 0
+        PosixPath('runs/a/samples/sample_000012.npz')
+        >>> store.append(13, {"w": w})               # thinned out
+        >>> steps, samples = store.read()
+        >>> steps.tolist(), samples["w"].shape       # (chain, draw, 3, 4)
+        ([12], (4, 1, 3, 4))
 
     Call ``append`` for every post-burn-in draw; the store keeps those whose step is a
     multiple of ``thin``. ``writer=False`` (non-primary processes) writes nothing.

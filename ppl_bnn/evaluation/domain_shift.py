@@ -83,8 +83,20 @@ class RunPredictive:
         batch_size: rows predicted per compiled call (default: a whole array at once).
 
     Example:
-        >>> post = RunPredictive("runs/hmc/cifar10")
+        >>> from ppl_bnn.evaluation.domain_shift import RunPredictive
+        >>> import numpy as np
+        >>> import ppl_bnn
+        >>> from ppl_bnn import HMCConfig, load_dataset
+        >>> cfg = HMCConfig(dir="runs/hmc/digits", dataset_name="digits", subset_train_to=64,
+        ...                 num_iterations=3, step_size=3e-4, trajectory_len=1.5e-3)
+        >>> import contextlib, io
+        >>> with contextlib.redirect_stdout(io.StringIO()):  # a short run, no console table
+        ...     result = ppl_bnn.run("hmc", cfg, progress=False)
+        >>> post = RunPredictive("runs/hmc/digits")
+        >>> x_new = load_dataset("digits").x_test[:5]
         >>> probs = post.predict(x_new)  # (n, num_classes), averaged over every draw
+        >>> probs.shape, np.allclose(probs.sum(-1), 1.0)
+        ((5, 10), True)
     """
 
     def __init__(
