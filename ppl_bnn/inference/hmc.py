@@ -225,13 +225,20 @@ def sample(
     iterations take every proposal without MH correction and are not returned.
 
     Example:
+        >>> import jax, numpy as np, numpyro, numpyro.distributions as dist
+        >>> from ppl_bnn.inference.hmc import sample
         >>> def model(x, y=None):
         ...     w = numpyro.sample("w", dist.Normal(0, 1).expand([x.shape[1]]).to_event(1))
         ...     with numpyro.plate("data", x.shape[0]):
         ...         numpyro.sample("y", dist.Normal(x @ w, 0.5), obs=y)
-        >>> out = sample(jax.random.key(0), model, x, y, step_size=0.01,
-        ...              num_leapfrog_steps=15, num_samples=500, num_burn_in=50, num_chains=4)
-        >>> out.samples["w"].shape   # (4, 500, d)
+        >>> x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+        >>> y = (x @ np.array([1.0, -1.0, 0.5])).astype(np.float32)
+        >>> out = sample(jax.random.key(0), model, x, y, step_size=0.02,
+        ...              num_leapfrog_steps=10, num_samples=50, num_burn_in=20, num_chains=4)
+        >>> out.samples["w"].shape   # (chains, draws, d)
+        (4, 50, 3)
+        >>> bool(abs(out.samples["w"].mean((0, 1))[0] - 1.0) < 0.2)
+        True
     """
     import numpy as np
 

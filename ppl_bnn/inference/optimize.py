@@ -11,12 +11,28 @@ A deep ensemble (Lakshminarayanan et al. 2017) is several such runs from differe
 the driver vectorises them (``jax.vmap`` over a stack of states).
 
 Example:
+    >>> import jax, numpy as np, numpyro, numpyro.distributions as dist
+    >>> from ppl_bnn.density.logdensity import LogDensity
+    >>> from ppl_bnn.density.sharding import make_mesh, shard_batch
+    >>> def model(x, y=None):  # Bayesian linear regression
+    ...     w = numpyro.sample("w", dist.Normal(0, 1).expand([x.shape[1]]).to_event(1))
+    ...     with numpyro.plate("data", x.shape[0]):
+    ...         numpyro.sample("y", dist.Normal(x @ w, 0.5), obs=y)
+    >>> x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+    >>> y = (x @ np.array([1.0, -1.0, 0.5])).astype(np.float32)
+    >>> mesh = make_mesh()
+    >>> ld = LogDensity(model, mesh, (x[:2], y[:2]))
+    >>> batch = shard_batch(mesh, x, y)
     >>> from ppl_bnn.inference import minibatch, optimize, schedules
-    >>> estimate = minibatch.logdensity_estimator(ld, num_examples=N)
-    >>> opt = optimize.optimizer(schedules.cosine(1e-6, total_steps), momentum_decay=0.9)
+    >>> estimate = minibatch.logdensity_estimator(ld, num_examples=64)
+    >>> opt = optimize.optimizer(schedules.cosine(1e-3, 100), momentum_decay=0.9)
     >>> step = jax.jit(optimize.build_kernel(estimate, opt))
-    >>> state = optimize.init(ld.init(key), opt)
-    >>> state, info = step(state, minibatch.gather(x, y, index))
+    >>> state = optimize.init(ld.init(jax.random.key(0)), opt)
+    >>> for i in range(100):
+    ...     index = minibatch.epoch_indices(jax.random.key(i), 64, 16)[0]   # 16 random rows
+    ...     state, info = step(state, minibatch.gather(x, y, index))
+    >>> np.round(state.position["w"], 1)      # the MAP (prior N(0, 1), noise 0.5)
+    Array([ 1. , -1. ,  0.5], dtype=float32)
 """
 
 from __future__ import annotations

@@ -18,11 +18,24 @@ The original code instead divided the likelihood by ``T`` and then multiplied th
 ``T != 1``.
 
 Example:
-    >>> model = vi.minibatch_model(problem.model, num_examples=N, batch_size=80)
-    >>> guide = vi.build_guide(model, "AutoNormal", init_values=ld.constrain(p0), init_scale=1e-2)
-    >>> svi = vi.build_svi(model, guide, vi.optimizer("Adam", schedules.cosine(1e-3, steps)))
+    >>> import jax, numpy as np, numpyro, numpyro.distributions as dist
+    >>> from ppl_bnn.inference import schedules, vi
+    >>> def model(x, y=None):  # Bayesian linear regression
+    ...     w = numpyro.sample("w", dist.Normal(0, 1).expand([x.shape[1]]).to_event(1))
+    ...     with numpyro.plate("data", x.shape[0]):
+    ...         numpyro.sample("y", dist.Normal(x @ w, 0.5), obs=y)
+    >>> x = np.random.default_rng(0).normal(size=(640, 3)).astype(np.float32)
+    >>> y = (x @ np.array([1.0, -1.0, 0.5])).astype(np.float32)
+    >>> batched = vi.minibatch_model(model, num_examples=640, batch_size=80)
+    >>> guide = vi.build_guide(batched, init_values={"w": np.zeros(3)}, init_scale=1e-2)
+    >>> svi = vi.build_svi(batched, guide, vi.optimizer("Adam", schedules.cosine(3e-2, 200)))
     >>> state = svi.init(jax.random.key(0), x[:80], y[:80])
-    >>> state, loss = svi.update(state, x_batch, y_batch)
+    >>> update = jax.jit(svi.update)
+    >>> for i in range(200):
+    ...     rows = slice(80 * (i % 8), 80 * (i % 8 + 1))
+    ...     state, loss = update(state, x[rows], y[rows])
+    >>> np.round(vi.mean_values(guide, svi.get_params(state), ["w"])["w"], 1)
+    Array([ 1. , -1. ,  0.5], dtype=float32)
 """
 
 from __future__ import annotations
