@@ -155,6 +155,7 @@ class UCIBenchmarkConfig:
     large_max_num_doublings: int = _f(4, "NUTS tree depth limit on large training sets")
     seed: int = _f(0, "random seed (split i uses seed + i)")
     profile: str = _f("", "'smoke': tiny sizes for tests (overrides the sizes above)")
+    summarise_only: bool = _f(False, "run nothing: summarise the result files under --out")
 
 
 SMOKE = dict(
@@ -528,7 +529,7 @@ def run_benchmark(cfg: UCIBenchmarkConfig, *, write=print) -> dict[str, Any]:
     if not names:
         raise FileNotFoundError(f"no dataset in the standard layout under {data_dir}")
     out = Path(cfg.out)
-    for name in names:
+    for name in [] if cfg.summarise_only else names:
         folder = data_dir / name
         if not (folder / "data.txt").is_file():
             raise FileNotFoundError(f"no {folder / 'data.txt'}")
@@ -550,8 +551,9 @@ def run_benchmark(cfg: UCIBenchmarkConfig, *, write=print) -> dict[str, Any]:
             )
     summary = summarise(out, data_dir)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    (out / "summary.md").write_text(format_summary(summary))
-    write(format_summary(summary))
+    text = format_summary(summary) + "\n\n" + format_per_split(summary)
+    (out / "summary.md").write_text(text)
+    write(text)
     return summary
 
 
@@ -700,4 +702,21 @@ def format_summary(summary: dict[str, Any]) -> str:
         "with published figures (mean ± standard error over splits; LL per test point and "
         "RMSE in original units).",
     ]
+    return "\n".join(lines)
+
+
+def format_per_split(summary: dict[str, Any]) -> str:
+    """Markdown: every split's test LL, RMSE, wall and CPU time and chosen setting."""
+    lines = [
+        "| dataset | split | test LL | RMSE | wall s | CPU s | chosen | max function R-hat |",
+        "|---|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for n, r in summary["datasets"].items():
+        for p in r["per_split"]:
+            c = p["chosen"]
+            lines.append(
+                f"| {n} | {p['split']} | {p['test_ll']:.3f} | {p['rmse']:.3f} | "
+                f"{p['wall_s']:.0f} | {p['cpu_s']:.0f} | "
+                f"{c['likelihood']}, wd={c['weight_decay']:g} | {p['function_rhat_max']:.2f} |"
+            )
     return "\n".join(lines)
