@@ -33,7 +33,7 @@ def run(args, argv) -> int:
     print(
         json.dumps(
             {
-                "surface": str(result.folder / "surface_plot.npz"),
+                "surface": str(result.folder / "surface_plot.npz"),  # type: ignore[operator]
                 "checkpoint_coords": result.checkpoint_coords.tolist(),
                 "checkpoint_log_probs": result.checkpoint_values[:, 0].tolist(),
                 "max_log_prob": float(result.log_probs.max()),

@@ -60,7 +60,7 @@ class ScaleMixtureNormal(dist.Distribution):
 
     arg_constraints = {"scales": constraints.positive}
     support = constraints.real
-    reparametrized_params = []
+    reparametrized_params: list[str] = []
 
     def __init__(self, weights, scales, *, validate_args=None):
         self.weights = jnp.asarray(weights) / jnp.sum(jnp.asarray(weights))

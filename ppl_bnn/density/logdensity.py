@@ -182,7 +182,7 @@ class LogDensity:
         self.model = model
         self.mesh = mesh
         self.microbatch_size = microbatch_size
-        self._example = tuple(np.asarray(a) for a in example)
+        self._example: tuple[np.ndarray, np.ndarray] = tuple(np.asarray(a) for a in example)  # type: ignore[assignment]
         # Trace abstractly (no compilation, no FLOPs): only names, shapes and supports
         # are needed. Parameter sites holding arrays are then evaluated concretely.
         captured = {}

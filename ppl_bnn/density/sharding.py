@@ -104,7 +104,7 @@ def process_rows(mesh: Mesh, size: int) -> tuple[int, int]:
     (on one process: all rows).
     """
     index = NamedSharding(mesh, P(DATA_AXIS)).addressable_devices_indices_map((size,))
-    bounds = [idx[0].indices(size)[:2] for idx in index.values()]
+    bounds = [idx[0].indices(size)[:2] for idx in index.values()]  # type: ignore[index]
     if not bounds:
         return 0, 0
     lo, hi = min(b[0] for b in bounds), max(b[1] for b in bounds)

@@ -23,7 +23,7 @@ __all__ = [
 class EnsembleState(NamedTuple):
     first: np.ndarray  # running mean of probabilities, or of mu
     second: np.ndarray  # unused (zeros) for classification; running mean of sigma^2 + mu^2
-    count: int
+    count: int  # type: ignore[assignment]  # a field named like tuple.count
 
 
 def ensemble_init(shape: tuple[int, ...]) -> EnsembleState:

@@ -164,7 +164,7 @@ class RunPredictive:
                     f"inputs of shape {tuple(x.shape[1:])} do not fit this run's "
                     f"model (trained on inputs of shape {tuple(example.shape[1:])})"
                 )
-        chunks = []  # (input index, rows, sharded x)
+        chunks: list[tuple[int, int, Any]] = []  # (input index, rows, sharded x)
         for i, x in enumerate(inputs):
             size = self.batch_size or max(len(x), 1)
             for lo in range(0, len(x), size):
@@ -195,7 +195,7 @@ def _default_loader(data_dir) -> Loader:
     return partial(load_cifar10_corrupted, data_dir=data_dir)
 
 
-def _mean(records: list[dict[str, float]]) -> dict[str, float]:
+def _mean(records: list[dict[str, Any]]) -> dict[str, float]:
     return {k: float(np.mean([r[k] for r in records])) for k in ("accuracy", "nll", "ece")}
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import partial
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import blackjax
 import jax
@@ -29,6 +29,9 @@ from jax.flatten_util import ravel_pytree
 from ppl_bnn.density.logdensity import LogDensity
 from ppl_bnn.density.sharding import Batch
 from ppl_bnn.types import Array, PRNGKey
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "HMCInfo",
@@ -168,7 +171,7 @@ def build_kernel(
 class MassMatrixEstimate(NamedTuple):
     """Welford accumulators of the flat position, per chain."""
 
-    count: Array
+    count: Array  # type: ignore[assignment]  # a field named like tuple.count
     mean: Array
     m2: Array
 
@@ -200,8 +203,8 @@ class HMCSamples(NamedTuple):
     """Draws of :func:`sample`: site values ``(chains, draws, ...)`` and per-draw info."""
 
     samples: dict
-    acceptance_rate: Array  # (chains, draws)
-    is_accepted: Array  # (chains, draws)
+    acceptance_rate: Array | np.ndarray  # (chains, draws)
+    is_accepted: Array | np.ndarray  # (chains, draws)
 
 
 def sample(

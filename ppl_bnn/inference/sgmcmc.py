@@ -136,7 +136,7 @@ def sghmc(grad_estimator: Callable, momentum_decay: float) -> SGMCMCAlgorithm:
 def _rademacher(rng_key: PRNGKey, tree: ArrayTree) -> ArrayTree:
     leaves, treedef = jax.tree.flatten(tree)
     keys = jax.random.split(rng_key, len(leaves))
-    return treedef.unflatten(
+    return treedef.unflatten(  # type: ignore[attr-defined]
         [
             jax.random.rademacher(k, jnp.shape(x), jnp.result_type(x))
             for k, x in zip(keys, leaves, strict=True)
