@@ -1,7 +1,8 @@
 """Every script in ``examples/`` runs, at its tiny size (``PPL_BNN_EXAMPLE_TINY=1``).
 
 Each example is loaded as a module and its ``main()`` called, so that its results can be
-checked, not only its exit code. The tiny sizes are far too short for the numbers to
+checked, not only its exit code. One class per example: pytest-xdist (``--dist
+loadscope``) runs each class on a worker of its own. The tiny sizes are far too short for the numbers to
 mean anything; the checks are on shapes, finiteness and what each script promises.
 """
 
@@ -31,40 +32,44 @@ def test_every_example_is_tested():
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
 
-def test_own_model_every_backend(monkeypatch):
-    example = _load("own_model_every_backend.py", monkeypatch)
-    results = example["main"]()
-    assert set(results) == set(example["METHODS"])
-    for method, result in results.items():
-        sigma = result.samples["sigma"]
-        assert sigma.ndim == 2 and np.all(np.isfinite(sigma)) and np.all(sigma > 0), method
-        # every weight of the hand-written network is a posterior site of its own
-        assert any(k.startswith("net/") for k in result.samples), method
+class TestOwnModelEveryBackend:
+    def test_runs(self, monkeypatch):
+        example = _load("own_model_every_backend.py", monkeypatch)
+        results = example["main"]()
+        assert set(results) == set(example["METHODS"])
+        for method, result in results.items():
+            sigma = result.samples["sigma"]
+            assert sigma.ndim == 2 and np.all(np.isfinite(sigma)) and np.all(sigma > 0), method
+            # every weight of the hand-written network is a posterior site of its own
+            assert any(k.startswith("net/") for k in result.samples), method
 
 
-def test_cold_posterior_sweep(monkeypatch):
-    example = _load("cold_posterior_sweep.py", monkeypatch)
-    rows = example["main"]()
-    assert list(rows) == list(example["TEMPERATURES"])
-    for final in rows.values():
-        assert 0 <= final["test/ens_accuracy"] <= 1 and math.isfinite(final["test/ens_nll"])
+class TestColdPosteriorSweep:
+    def test_runs(self, monkeypatch):
+        example = _load("cold_posterior_sweep.py", monkeypatch)
+        rows = example["main"]()
+        assert list(rows) == list(example["TEMPERATURES"])
+        for final in rows.values():
+            assert 0 <= final["test/ens_accuracy"] <= 1 and math.isfinite(final["test/ens_nll"])
 
 
-def test_read_run_in_arviz(monkeypatch):
-    example = _load("read_run_in_arviz.py", monkeypatch)
-    tree, report = example["main"]()
-    posterior = tree["posterior"]
-    assert posterior.sizes["chain"] == 4 and posterior.sizes["draw"] >= 4
-    assert posterior["test_prob"].sizes["class"] == 10
-    # class probabilities of every draw sum to one
-    np.testing.assert_allclose(posterior["test_prob"].sum("class"), 1.0, rtol=1e-4)
-    assert set(report.entries) == {"test_prob", "weight"}
-    assert report.netcdf_path.is_file()
+class TestReadRunInArviz:
+    def test_runs(self, monkeypatch):
+        example = _load("read_run_in_arviz.py", monkeypatch)
+        tree, report = example["main"]()
+        posterior = tree["posterior"]
+        assert posterior.sizes["chain"] == 4 and posterior.sizes["draw"] >= 4
+        assert posterior["test_prob"].sizes["class"] == 10
+        # class probabilities of every draw sum to one
+        np.testing.assert_allclose(posterior["test_prob"].sum("class"), 1.0, rtol=1e-4)
+        assert set(report.entries) == {"test_prob", "weight"}
+        assert report.netcdf_path.is_file()
 
 
-def test_uci_one_dataset(monkeypatch, uci_dir):
-    example = _load("uci_one_dataset.py", monkeypatch)
-    summary = example["main"](str(uci_dir), "yacht", "0")
-    (row,) = summary["datasets"].values()
-    assert list(summary["datasets"]) == ["yacht"] and row["num_splits"] == 1
-    assert math.isfinite(row["test_ll"][0]) and row["rmse"][0] > 0
+class TestUCIOneDataset:
+    def test_runs(self, monkeypatch, uci_dir):
+        example = _load("uci_one_dataset.py", monkeypatch)
+        summary = example["main"](str(uci_dir), "yacht", "0")
+        (row,) = summary["datasets"].values()
+        assert list(summary["datasets"]) == ["yacht"] and row["num_splits"] == 1
+        assert math.isfinite(row["test_ll"][0]) and row["rmse"][0] > 0

@@ -52,32 +52,35 @@ def test_peak_table_keys_device_kinds():
         assert peak["tf32"] >= peak["fp32"] > 0 and peak["bandwidth"] > 0
 
 
-def test_chains_tiny(tmp_path):
-    lines = _run("chains", tmp_path)
-    chains = [r for r in lines if r["figure"] == "chains"]
-    assert [r["num_chains"] for r in chains] == [1, 2]
-    assert all(r["draws_per_s"] > 0 and 0 <= r["mean_acceptance"] <= 1 for r in chains)
-    summary = next(r for r in lines if r["figure"] == "chains_summary")
-    assert summary["speedup"]["1"] == 1.0
+class TestChainsTiny:  # a class each: its own xdist scope
+    def test_runs(self, tmp_path):
+        lines = _run("chains", tmp_path)
+        chains = [r for r in lines if r["figure"] == "chains"]
+        assert [r["num_chains"] for r in chains] == [1, 2]
+        assert all(r["draws_per_s"] > 0 and 0 <= r["mean_acceptance"] <= 1 for r in chains)
+        summary = next(r for r in lines if r["figure"] == "chains_summary")
+        assert summary["speedup"]["1"] == 1.0
 
 
-def test_roofline_tiny(tmp_path):
-    roofline = [r for r in _run("roofline", tmp_path) if r["figure"] == "roofline"]
-    assert len(roofline) == 2
-    for r in roofline:
-        assert r["bytes_per_grad"] > 0 and r["measured_grad_s"] > 0
-        # an MLP's forward and backward pass: about 6 FLOPs per parameter and example, so
-        # the cost of one chunk must have been scaled to the whole dataset
-        n_p = r["num_examples"] * r["num_parameters"]
-        assert 5 * n_p <= r["flops_per_grad"] <= 20 * n_p
+class TestRooflineTiny:  # a class each: its own xdist scope
+    def test_runs(self, tmp_path):
+        roofline = [r for r in _run("roofline", tmp_path) if r["figure"] == "roofline"]
+        assert len(roofline) == 2
+        for r in roofline:
+            assert r["bytes_per_grad"] > 0 and r["measured_grad_s"] > 0
+            # an MLP's forward and backward pass: about 6 FLOPs per parameter and example, so
+            # the cost of one chunk must have been scaled to the whole dataset
+            n_p = r["num_examples"] * r["num_parameters"]
+            assert 5 * n_p <= r["flops_per_grad"] <= 20 * n_p
 
 
-def test_precision_tiny(tmp_path):
-    precision = [r for r in _run("precision", tmp_path) if r["figure"] == "precision"]
-    assert [r["matmul_precision"] for r in precision] == ["tensorfloat32", "highest"]
-    for r in precision:
-        assert all(math.isfinite(e) for e in r["energy_error_accurate"])
-        assert 0 <= r["mean_acceptance"] <= 1 and r["leapfrog_step_s"] > 0
+class TestPrecisionTiny:  # a class each: its own xdist scope
+    def test_runs(self, tmp_path):
+        precision = [r for r in _run("precision", tmp_path) if r["figure"] == "precision"]
+        assert [r["matmul_precision"] for r in precision] == ["tensorfloat32", "highest"]
+        for r in precision:
+            assert all(math.isfinite(e) for e in r["energy_error_accurate"])
+            assert 0 <= r["mean_acceptance"] <= 1 and r["leapfrog_step_s"] > 0
 
 
 @pytest.mark.slow
