@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +41,7 @@ class Problem:
     """
 
     dataset: Dataset
-    model: object
+    model: Callable[..., Any]
     logdensity: LogDensity
     mesh: Mesh
     train: Batch
@@ -124,7 +125,7 @@ def build_problem(cfg: ProblemConfig, dataset: Dataset | None = None) -> Problem
             subset_train_to=cfg.subset_train_to,
         )
     if cfg.num_augmented_copies:
-        dataset = with_augmented_copies(dataset, cfg.num_augmented_copies, seed=cfg.seed)
+        dataset = with_augmented_copies(dataset, cfg.num_augmented_copies, seed=cfg.seed)  # type: ignore[attr-defined]  # the run's seed (CommonConfig)
     if user_model is None:
         lik = build_likelihood(cfg, dataset)
         num_outputs = lik.num_outputs or dataset.num_classes
@@ -132,7 +133,7 @@ def build_problem(cfg: ProblemConfig, dataset: Dataset | None = None) -> Problem
         model = bnn_model(net, prior, lik, temperature=cfg.temperature)
         name = cfg.model_name
     else:
-        model, name = tempered(user_model, cfg.temperature), cfg.model
+        model, name = tempered(user_model, cfg.temperature), cfg.model  # type: ignore[assignment]  # cfg.model is set with a user model
     record = {k: v for k, v in vars(problem_config(cfg)).items()}
     if user_model is not None:
         from ppl_bnn.declare.user_model import model_file_digest
@@ -140,7 +141,7 @@ def build_problem(cfg: ProblemConfig, dataset: Dataset | None = None) -> Problem
         for k in BNN_FIELDS:
             record.pop(k)
         # resuming under an edited model file is refused like any other change
-        record["model_sha256"] = model_file_digest(cfg.model)
+        record["model_sha256"] = model_file_digest(cfg.model)  # type: ignore[arg-type]
     return place(
         dataset,
         model,
@@ -228,5 +229,9 @@ def problem_from_arrays(
     )
     name = model_name or getattr(model, "__name__", "model")
     return place(
-        dataset, model, num_devices=num_devices, microbatch_size=microbatch_size, model_name=name
+        dataset,
+        model,
+        num_devices=num_devices,
+        microbatch_size=microbatch_size,
+        model_name=name,  # type: ignore[arg-type]  # a str: getattr's default is one
     )

@@ -179,7 +179,7 @@ def build_hmc(cfg: HMCConfig, problem: Problem) -> Algorithm:
         positions = initial_positions(problem, key, C, cfg.init_checkpoint)
         state = init_states(replicate(mesh, positions), problem.train)
         dim = ravel_pytree(jax.tree.map(lambda a: a[0], positions))[0].shape[0]
-        return HMCRunState(
+        return HMCRunState(  # type: ignore[misc]  # fields from *state, then by name
             *state,
             step_size=np.full((C,), cfg.step_size),
             acceptance_rate=np.full((C,), np.nan),

@@ -76,7 +76,7 @@ def build_mcmc(cfg: MCMCConfig, problem: Problem) -> Algorithm:
     check_config(cfg)
     _register_checkpoint_types()
     ld, mesh, C, W = problem.logdensity, problem.mesh, cfg.num_chains, cfg.num_warmup
-    options = {}
+    options: dict[str, Any] = {}
     if cfg.kernel == "hmc":
         options["max_num_steps"] = cfg.max_num_steps
         if cfg.trajectory_length is not None:
@@ -111,7 +111,7 @@ def build_mcmc(cfg: MCMCConfig, problem: Problem) -> Algorithm:
         else:
             eps = jnp.full((C,), cfg.step_size, jax.tree.leaves(positions)[0].dtype)
         wstate = warmup.init(state, eps)
-        return MCMCState(*state, wstate, wstate.step_size, wstate.inverse_mass_matrix)
+        return MCMCState(*state, wstate, wstate.step_size, wstate.inverse_mass_matrix)  # type: ignore[call-arg]
 
     def step(key, state: MCMCState, t: int):
         keys = jax.random.split(key, C)
@@ -127,7 +127,7 @@ def build_mcmc(cfg: MCMCConfig, problem: Problem) -> Algorithm:
             used, wstate = state.step_size, state.adaptation
             eps, imm = state.step_size, state.inverse_mass_matrix
             new, info = warmup.kernel(keys, chains(state), problem.train, eps, imm)
-        return MCMCState(*new, wstate, eps, imm), (info, used)
+        return MCMCState(*new, wstate, eps, imm), (info, used)  # type: ignore[call-arg]
 
     def stats(state: MCMCState, extra, t: int) -> dict[str, Any]:
         info, used = extra
@@ -136,7 +136,7 @@ def build_mcmc(cfg: MCMCConfig, problem: Problem) -> Algorithm:
         lp = np.asarray(state.logdensity)
         prior = evaluator.log_prior(state.position)
         steps = np.asarray(info.num_integration_steps)
-        record = {
+        record: dict[str, Any] = {
             "burn_in": t < W,
             "do_mh": True,
             "accept_prob": float(np.mean(np.nan_to_num(accept))),

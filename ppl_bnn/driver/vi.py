@@ -126,7 +126,7 @@ def build_vi(cfg: VIConfig, problem: Problem) -> Algorithm:
 
     epoch_key = key
 
-    def init(key) -> Members:
+    def init(key) -> Members:  # type: ignore[no-redef]  # the Algorithm's init
         del key  # VI's keys come from the seed, as in the original
         return Members(epoch_key[None], jax.tree.map(lambda a: a[None], svi_state0))
 
