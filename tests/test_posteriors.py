@@ -172,6 +172,11 @@ def test_funnel_centred_fails_loudly(method):
     divergent = result.sample_stats["diverging"]
     v = result.samples["v"]
     s = summary(v[..., None])
+    print(
+        f"{method} centred funnel: {int(divergent.sum())} divergent of {divergent.size}, "
+        f"sd(v) {s['sd'][0]:.2f} (true 3), 1% quantile {np.quantile(v, 0.01):.2f} (true -6.98), "
+        f"R-hat {s['rhat'][0]:.3f}, bulk ESS {s['ess'][0]:.0f}"
+    )
     assert divergent.sum() > 0, "no divergence reported on the centred funnel"
     assert np.quantile(v, 0.01) > -7.0  # true 1% quantile: 3 * -2.33 = -7.0
     assert s["sd"][0] < 3.0
