@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SAMPLE_STATS_NAMES", "from_run_dir", "to_datatree"]
+__all__ = ["SAMPLE_STATS_NAMES", "from_run_dir", "to_datatree", "variable_name"]
 
 # kernel info field -> ArviZ sample_stats name
 SAMPLE_STATS_NAMES = {
@@ -43,6 +43,16 @@ SAMPLE_STATS_NAMES = {
     "trajectory_clamped": "trajectory_clamped",
     "is_turning": "is_turning",
 }
+
+
+def variable_name(site: str) -> str:
+    """A site name as a ``DataTree`` variable name: ``/`` (reserved for group paths) becomes
+    ``.``, so the BNN site ``net/Dense_0.kernel`` is the variable ``net.Dense_0.kernel``."""
+    return site.replace("/", ".")
+
+
+def _named(d: Mapping | None) -> dict:
+    return {variable_name(str(k)): np.asarray(v) for k, v in (d or {}).items()}
 
 
 def _prediction_vars(predictions, task: str | None) -> tuple[dict, dict]:
@@ -87,7 +97,8 @@ def to_datatree(
     """An ArviZ ``DataTree`` of a run's draws.
 
     Args:
-        samples: site name -> ``(chain, draw, *site_shape)`` constrained values.
+        samples: site name -> ``(chain, draw, *site_shape)`` constrained values (a ``/``
+            in a site name becomes ``.``: :func:`variable_name`).
         sample_stats: name -> ``(chain, draw)``; kernel names are mapped to ArviZ's
             (:data:`SAMPLE_STATS_NAMES`), other names are kept.
         log_likelihood: observed site -> ``(chain, draw, n_rows)`` (or ``(..., *shape)``).
@@ -117,10 +128,12 @@ def to_datatree(
     """
     import arviz as az
 
-    dims = {k: list(v) for k, v in (dims or {}).items()}
+    dims = {variable_name(k): list(v) for k, v in (dims or {}).items()}
     coords = dict(coords or {})
     groups: dict[str, dict] = {}
-    posterior = {k: np.asarray(v) for k, v in samples.items()}
+    samples, log_likelihood = _named(samples), _named(log_likelihood)
+    observed_data, posterior_predictive = _named(observed_data), _named(posterior_predictive)
+    posterior = samples
     if posterior:
         shapes = {v.shape[:2] for v in posterior.values()}
         if len(shapes) > 1 or any(v.ndim < 2 for v in posterior.values()):

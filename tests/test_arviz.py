@@ -152,3 +152,10 @@ def test_diagnose_says_when_rhat_cannot_be_computed(tmp_path):
     assert "R-hat > 1.1" not in text
     dt = from_run_dir(run)
     assert dt["predictions"]["test_mean"].shape[:2] == (1, 20)
+
+
+def test_site_names_with_a_slash():
+    """BNN sites are named ``net/<module path>``; DataTree reserves ``/`` for groups."""
+    dt = to_datatree({"net/Dense_0.kernel": np.zeros((2, 5, 3, 4)), "s": np.ones((2, 5))})
+    assert dt["posterior"]["net.Dense_0.kernel"].shape == (2, 5, 3, 4)
+    assert "net.Dense_0.kernel" in az.ess(dt).data_vars
