@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -41,6 +42,7 @@ FLAGS = [
 ]
 WALL_CLOCK = {"time", "iteration_wall", "elapsed", "wall_time_sampling", "wall_time_call"}
 WALL_CLOCK |= {"wall_time_training", "wall_time"}
+ORPHANS: list[str] = []  # temporary files the random kills left behind (checked last)
 
 
 def ppl_bnn() -> list[str]:
@@ -80,16 +82,28 @@ def killed_in_write(run: Path, iterations: int, n: int, where: str) -> None:
     assert done.returncode == -signal.SIGKILL, (done.returncode, done.stderr[-3000:])
 
 
-def killed_after(run: Path, iterations: int, seconds: float) -> bool:
-    """Start a run and SIGKILL it after ``seconds``; whether it was killed (not finished)."""
+def metrics_lines(run: Path) -> int:
+    try:
+        return (run / "metrics.jsonl").read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def killed_at(run: Path, iterations: int, lines: int, jitter: float) -> bool:
+    """Start a run and SIGKILL it ``jitter`` seconds after ``metrics.jsonl`` holds
+    ``lines`` lines (``lines=0``: ``jitter`` seconds after the start, in start-up); whether
+    it was killed (rather than finished first). Timing by the run's own progress, not by
+    the clock, so that a busy machine does not move every kill past the end."""
     proc = subprocess.Popen(
         [*ppl_bnn(), *hmc_args(run, iterations)],
         env=env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+    while lines and metrics_lines(run) < lines and proc.poll() is None:
+        time.sleep(0.002)
     try:
-        proc.wait(timeout=seconds)
+        proc.wait(timeout=jitter)
     except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -123,8 +137,12 @@ def assert_same_tree(a, b, path: str) -> None:
 
 
 def npz_files(folder: Path) -> dict[str, dict[str, np.ndarray]]:
+    """The draw or sample files of ``folder`` (exact names: temporary files are not)."""
     out = {}
-    for p in sorted(folder.glob("*.npz")) if folder.is_dir() else []:
+    names = re.compile(r"(draw|sample)_\d{6,}\.npz")
+    for p in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if not names.fullmatch(p.name):
+            continue
         with np.load(p, allow_pickle=False) as f:
             out[p.name] = {k: f[k] for k in f.files}
     return out
@@ -209,16 +227,28 @@ def test_killed_at_every_point_of_a_write(where, n, reference, tmp_path):
 def test_random_kills_resume_bit_for_bit(reference, tmp_path):
     """Kills at random times over the whole life of the process (start-up, sampling,
     writes), several trials, each resumed until it finishes."""
-    ref, wall = reference
+    ref, _ = reference
     rng = np.random.default_rng(2026)
     total = 0
     for trial in range(6):
         run = tmp_path / f"trial{trial}"
-        kills = 0
-        while killed_after(run, 6, float(rng.uniform(0.3, 1.1) * wall)):
+        kills = startups = 0
+        while True:
+            done = metrics_lines(run)  # lines on disk (some may be past the checkpoint)
+            if startups < 2 and rng.uniform() < 0.3:  # in start-up: imports, compiling
+                startups += 1
+                lines, jitter = 0, float(rng.uniform(0.0, 3.0))
+            elif done < 6:  # while sampling and writing: just after a later metrics line
+                lines = int(rng.integers(done + 1, 7))
+                jitter = float(rng.uniform(0, 0.05))
+            else:  # every line is written (the last checkpoint maybe not): let it finish
+                lines, jitter = 0, 600.0
+            if not killed_at(run, 6, lines, jitter):
+                break
             kills += 1
             assert kills < 30, "the run never finished"
         assert_same_run(ref, run)
+        ORPHANS.extend(str(p.relative_to(tmp_path)) for p in run.rglob(".tmp-*"))
         total += kills
     assert total >= 6, f"only {total} kills landed before the runs finished"
     # one more trial: a kill inside a write at a random checkpoint, twice
@@ -227,3 +257,14 @@ def test_random_kills_resume_bit_for_bit(reference, tmp_path):
         killed_in_write(run, 6, int(rng.integers(1, 4)), "mid-write")
     run_to_end(run, 6)
     assert_same_run(ref, run)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    reason="H1: RunDir removes orphaned .tmp-* files in checkpoints/ and samples/ only; a "
+    "kill inside a draw (or metrics/summary) write leaves one in draws/ (or the run dir)",
+    strict=False,
+)
+def test_random_kills_leave_no_temporary_files():
+    """After the random-kill trials above resumed to the end, no ``.tmp-*`` file is left."""
+    assert ORPHANS == []
