@@ -33,7 +33,12 @@ Every line carries ``figure``, ``device``, ``jax`` and ``command``. Usage::
     python benchmarks/gpu_suite.py --only chains,precision
     python benchmarks/gpu_suite.py --tiny               # seconds on a CPU (tests run this)
 
-Runs from a checkout of the repository (installed or not).
+Runs from a checkout of the repository (installed or not). Expected cost on one recent
+GPU (estimates, not yet measured): ``chains`` about a minute, ``mnist160`` up to five
+minutes (five million leapfrog steps), ``roofline`` and ``precision`` a few minutes each,
+mostly compilation; with a short device budget run ``--only chains,roofline,precision``
+first and ``--only mnist160`` second. A figure that fails prints an ``error`` line and
+the others still run (exit code 1).
 """
 
 from __future__ import annotations
