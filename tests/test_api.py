@@ -35,6 +35,7 @@ def data():
 
 
 SMALL = dict(num_warmup=30, num_samples=12, num_chains=2)
+NUTS = dict(num_warmup=150, num_samples=60, num_chains=2)  # az.loo needs a few dozen draws
 
 
 # --------------------------------------------------------------------------- validation
@@ -69,12 +70,12 @@ def test_every_method_takes_the_common_keywords():
 @pytest.fixture(scope="module")
 def nuts(data):
     x, y = data
-    return ppl_bnn.infer(model, x, y, method="nuts", x_test=x[:5], y_test=y[:5], **SMALL)
+    return ppl_bnn.infer(model, x, y, method="nuts", x_test=x[:5], y_test=y[:5], **NUTS)
 
 
 def test_result_shapes(nuts):
     r = nuts
-    C, S = SMALL["num_chains"], SMALL["num_samples"]
+    C, S = NUTS["num_chains"], NUTS["num_samples"]
     assert r.samples["w"].shape == (C, S, D)
     assert r.samples["sigma"].shape == (C, S)
     np.testing.assert_allclose(r.samples["w_total"], r.samples["w"].sum(-1), rtol=1e-5)
@@ -85,8 +86,25 @@ def test_result_shapes(nuts):
     assert r.predictions.shape == (C, S, 5, 2)
     np.testing.assert_array_equal(r.observed["y"], r.observed["y"])
     assert r.summary["method"] == "nuts" and r.summary["complete"]
-    assert r.summary["iterations_done"] == SMALL["num_warmup"] + SMALL["num_samples"]
+    assert r.summary["iterations_done"] == NUTS["num_warmup"] + NUTS["num_samples"]
     assert r.run_dir is None
+
+
+def test_to_datatree_has_every_group_and_arviz_reads_it(nuts):
+    import warnings
+
+    import arviz as az
+
+    dt = nuts.to_datatree()
+    for group in ("posterior", "sample_stats", "log_likelihood", "observed_data"):
+        assert group in dt.children, group
+    assert set(dt["posterior"].data_vars) >= {"w", "sigma", "w_total"}
+    summary = az.summary(dt, var_names=["w", "sigma"])
+    assert len(summary) == D + 1
+    with warnings.catch_warnings():  # 120 draws: Pareto k warnings are expected
+        warnings.simplefilter("ignore")
+        loo = az.loo(dt)
+    assert np.isfinite(float(loo.elpd))
 
 
 def test_per_row_log_likelihood_sums_to_the_model_likelihood(nuts, data):
@@ -148,7 +166,7 @@ def test_run_dir_gives_what_memory_gives_and_memory_writes_nothing(
     x, y = data
     monkeypatch.chdir(tmp_path)
     on_disk = ppl_bnn.infer(
-        model, x, y, method="nuts", x_test=x[:5], y_test=y[:5], run_dir="run", **SMALL
+        model, x, y, method="nuts", x_test=x[:5], y_test=y[:5], run_dir="run", **NUTS
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # in memory: nothing else
     for k, v in nuts.samples.items():
@@ -159,7 +177,7 @@ def test_run_dir_gives_what_memory_gives_and_memory_writes_nothing(
     assert (tmp_path / "run" / "summary.json").is_file()
     # run again: complete, nothing more to do, the same summary
     again = ppl_bnn.infer(
-        model, x, y, method="nuts", x_test=x[:5], y_test=y[:5], run_dir="run", **SMALL
+        model, x, y, method="nuts", x_test=x[:5], y_test=y[:5], run_dir="run", **NUTS
     )
     assert again.summary["iterations_done"] == on_disk.summary["iterations_done"]
     assert again.summary["final"] == on_disk.summary["final"]

@@ -167,6 +167,7 @@ class RunResult:
         observed_data, predictions): :func:`ppl_bnn.diagnostics.to_datatree`."""
         from ppl_bnn.diagnostics import to_datatree
 
+        kwargs.setdefault("task", self.summary.get("task"))
         return to_datatree(
             self.samples or {},
             sample_stats=self.sample_stats or None,
@@ -378,6 +379,8 @@ def run(
         rd.truncate_metrics(start)
         rd.truncate_samples(start)
     tracker = ParamTracker(jax.tree.map(lambda a: a[0], alg.positions(state)), num_param_draws)
+    if rd.writes:  # compile the sample store's map now, not in the middle of the run
+        evaluator.constrained(alg.positions(state))
 
     console = not rd.in_memory if console is None else console
     write = tqdm.write if (rd.primary and console) else (lambda *_: None)

@@ -27,29 +27,15 @@ import math
 import os
 import shlex
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ppl_bnn.driver.checkpoint import CheckpointStore, latest_checkpoint
+from ppl_bnn.driver.checkpoint import CheckpointStore, atomic_write, latest_checkpoint
 from ppl_bnn.driver.samples import SampleStore
 
 __all__ = ["ConsoleTable", "RunDir", "open_run_dir"]
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _jsonable(v):
@@ -157,7 +143,7 @@ class RunDir:
         cfg_file = self.path / "config.json"
         if not cfg_file.exists() or latest_checkpoint(self.checkpoints) is None:
             data = json.dumps(config, indent=2, default=_jsonable).encode()
-            _atomic_write(cfg_file, lambda f: f.write(data))
+            atomic_write(cfg_file, lambda f: f.write(data))
         with open(self.path / "command.sh", "a") as f:
             f.write(" ".join(shlex.quote(a) for a in argv) + "\n")
 
@@ -216,7 +202,7 @@ class RunDir:
         keep = [ln for ln in keep if json.loads(ln).get("step", 0) <= last_step]
         if len(keep) != len(lines):
             data = "".join(ln + "\n" for ln in keep).encode()
-            _atomic_write(self.metrics_file, lambda f: f.write(data))
+            atomic_write(self.metrics_file, lambda f: f.write(data))
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
         """Append one metrics record (and its scalars to TensorBoard)."""
@@ -275,7 +261,7 @@ class RunDir:
         if not self.writes:
             return
         self.draws.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.draws / f"draw_{step:06d}.npz", lambda f: np.savez(f, **arrays))
+        atomic_write(self.draws / f"draw_{step:06d}.npz", lambda f: np.savez(f, **arrays))
 
     def load_draws(self) -> list[tuple[int, dict[str, np.ndarray]]]:
         out = []
@@ -295,7 +281,7 @@ class RunDir:
         np.save(buffer, array)
         data = buffer.getvalue()
         if not (path.is_file() and path.read_bytes() == data):
-            _atomic_write(path, lambda f: f.write(data))
+            atomic_write(path, lambda f: f.write(data))
         return path
 
     # ---------------------------------------------------------------- summary
@@ -304,7 +290,7 @@ class RunDir:
             return None
         path = self.path / "summary.json"
         data = json.dumps(summary, indent=2, default=_jsonable).encode()
-        _atomic_write(path, lambda f: f.write(data))
+        atomic_write(path, lambda f: f.write(data))
         return path
 
     def close(self) -> None:

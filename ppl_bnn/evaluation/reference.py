@@ -65,12 +65,10 @@ def run_predictions(run_dir: str | os.PathLike) -> np.ndarray:
 
 def bayes_average(members: np.ndarray, task: str) -> np.ndarray:
     """Average of member predictions ``(m, n, k)``: probabilities, or the Gaussian mixture's
-    mean and standard deviation."""
-    if task == "classification":
-        return members.mean(0)
-    mu = members[..., 0].mean(0)
-    second = (members[..., 1] ** 2 + members[..., 0] ** 2).mean(0)
-    return np.stack([mu, np.sqrt(np.maximum(second - mu**2, 1e-30))], -1)
+    mean and standard deviation (:func:`ppl_bnn.evaluation.bma.average`, the one BMA)."""
+    from ppl_bnn.evaluation.bma import average
+
+    return average(members, task)
 
 
 def load_reference(path: str | os.PathLike, dataset: Dataset) -> Reference:
