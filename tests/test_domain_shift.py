@@ -33,6 +33,7 @@ def run_dir(tmp_path_factory):
         num_burn_in_iterations=1,
         num_chains=2,
         num_param_draws=2,
+        keep_checkpoints=10,  # every checkpoint: the by-hand average and the legacy layout
     )
     run_hmc(cfg, argv=["test"], progress=False)
     return path
@@ -78,9 +79,24 @@ def test_average_counts_every_post_burn_in_draw(run_dir):
         0,
     )
     np.testing.assert_allclose(probs, by_hand, atol=2e-6)
-    with_burn_in = RunPredictive(run_dir, include_burn_in=True, problem=post.problem)
-    assert with_burn_in.num_draws == 8
+    assert post.from_samples  # read from samples/, equal to the checkpoints' positions
     assert RunPredictive(run_dir, thin=2, problem=post.problem).steps == [2, 4]
+    with pytest.raises(ValueError, match="samples holds post-burn-in draws only"):
+        RunPredictive(run_dir, include_burn_in=True, problem=post.problem)
+
+
+def test_a_run_without_samples_is_read_from_its_checkpoints(run_dir, tmp_path):
+    """The layout before samples/ existed: one checkpoint per iteration."""
+    import shutil
+
+    legacy = tmp_path / "run"
+    shutil.copytree(run_dir, legacy, ignore=shutil.ignore_patterns("samples"))
+    post = RunPredictive(legacy)
+    assert not post.from_samples and post.steps == [2, 3, 4] and post.num_draws == 6
+    with_burn_in = RunPredictive(legacy, include_burn_in=True, problem=post.problem)
+    assert with_burn_in.num_draws == 8
+    x = post.problem.dataset.x_test
+    np.testing.assert_allclose(post.predict(x), RunPredictive(run_dir).predict(x), atol=1e-6)
 
 
 def test_report_per_corruption_and_severity(run_dir, tmp_path):
@@ -143,21 +159,16 @@ def test_cli(run_dir, cli, monkeypatch, tmp_path):
 
 
 def test_samples_are_read_before_checkpoints(run_dir, tmp_path):
-    """A run directory with ``samples/`` is averaged over those draws (plain .npz files of
-    constrained values), without reading a checkpoint."""
+    """A run directory with ``samples/`` needs no checkpoint: the draws are plain .npz
+    files (constrained values, one per post-burn-in iteration)."""
     import shutil
-
-    from ppl_bnn.driver.samples import SampleStore
 
     post = RunPredictive(run_dir)
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("checkpoints"))
-    store = SampleStore(copy / "samples")
-    constrain = jax.vmap(post.problem.logdensity.constrain)
-    for step, draw in zip(post.steps, post.draws, strict=True):
-        store.append(step, jax.tree.map(np.asarray, constrain(draw)))
     from_samples = RunPredictive(copy, problem=post.problem)
-    assert from_samples.from_samples and from_samples.steps == post.steps
+    assert from_samples.from_samples and from_samples.steps == [2, 3, 4]
     x = post.problem.dataset.x_test
-    np.testing.assert_allclose(from_samples.predict(x), post.predict(x), atol=1e-6)
-    assert RunPredictive(copy, thin=2, problem=post.problem).steps == post.steps[::2]
+    np.testing.assert_array_equal(from_samples.predict(x), post.predict(x))
+    with np.load(copy / "samples" / "sample_000003.npz", allow_pickle=False) as f:
+        assert all(f[k].shape[0] == 2 for k in f.files)  # (chain, ...)

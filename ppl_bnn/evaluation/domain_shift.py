@@ -76,8 +76,9 @@ class RunPredictive:
     Args:
         run_dir: a run directory with ``config.json`` and ``samples/`` (or, written by
             an older ppl_bnn, one checkpoint per iteration in ``checkpoints/``).
-        include_burn_in: also average the burn-in iterations (checkpoints only: the
-            samples are post-burn-in).
+        include_burn_in: also average the burn-in iterations (a run read from its
+            checkpoints only: ``samples/`` holds no burn-in draw, and asking for them
+            there is an error).
         thin: keep every ``thin``-th stored draw.
         problem: the rebuilt problem (default: ``build_problem`` of the run's config).
         batch_size: rows predicted per compiled call (default: a whole array at once).
@@ -119,6 +120,11 @@ class RunPredictive:
         self.num_burn_in = 0 if include_burn_in else int(saved.get("num_burn_in_iterations", 0))
         self.samples = SampleStore(self.run_dir / "samples", writer=False)
         self.from_samples = bool(self.samples.steps())
+        if self.from_samples and include_burn_in and int(saved.get("num_burn_in_iterations", 0)):
+            raise ValueError(
+                f"--include_burn_in: {self.run_dir}/samples holds post-burn-in draws only "
+                "(burn-in positions are not kept)"
+            )
         steps = self.samples.steps() if self.from_samples else self._checkpoint_steps()
         self.steps = [s for s in steps if s > self.num_burn_in][::thin]
         if not self.steps:
