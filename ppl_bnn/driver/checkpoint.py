@@ -22,7 +22,8 @@ then renamed over the final name, so a crash leaves the previous checkpoint whol
 :class:`CheckpointStore` keeps a run's resume state: the latest ``keep`` checkpoints
 (``checkpoint_000123.npz``), falling back to the previous valid one when the latest is
 corrupt. Checkpoints of ppl_bnn 0.1 (pickles, ``checkpoint_000123.pkl``) are refused: a
-pickle can run any code when read.
+pickle can run any code when read. ``python -m ppl_bnn.driver.convert_checkpoint FILE``
+converts one you wrote yourself.
 """
 
 from __future__ import annotations
@@ -329,7 +330,7 @@ def _refuse_pickle(path: Path) -> CheckpointError:
     return CheckpointError(
         f"checkpoint {path} is a pickle (ppl_bnn 0.1), which can run code when read, so it "
         "is not loaded; if you wrote it yourself, convert it: "
-        f"python -m ppl_bnn.driver.checkpoint --convert-pickle {path}"
+        f"python -m ppl_bnn.driver.convert_checkpoint {path}"
     )
 
 
@@ -424,7 +425,7 @@ def _refuse_old_folder(folder: Path) -> None:
         raise CheckpointError(
             f"{folder} holds ppl_bnn 0.1 pickle checkpoints ({old[-1]}), which can run code "
             "when read, so they are not loaded: rerun into a new --dir, or convert the ones "
-            f"you wrote yourself: python -m ppl_bnn.driver.checkpoint --convert-pickle "
+            f"you wrote yourself: python -m ppl_bnn.driver.convert_checkpoint "
             f"{folder}/checkpoint_*.pkl"
         )
 
@@ -556,16 +557,3 @@ def convert_pickle_checkpoint(src: str | os.PathLike, dst: str | os.PathLike | N
         raise CheckpointError(f"corrupt checkpoint {src}: checksum mismatch")
     tree = pickle.loads(body)  # noqa: S301 - the user vouches for this file
     return save_checkpoint(Path(dst) if dst else src.with_suffix(".npz"), tree)
-
-
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="python -m ppl_bnn.driver.checkpoint",
-        description="Convert ppl_bnn 0.1 pickle checkpoints to the safe format. Unpickling "
-        "runs any code the file holds: convert only files you wrote yourself.",
-    )
-    parser.add_argument("--convert-pickle", nargs="+", required=True, metavar="FILE")
-    for name in parser.parse_args().convert_pickle:
-        print(convert_pickle_checkpoint(name))
