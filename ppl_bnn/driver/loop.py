@@ -210,7 +210,7 @@ class Evaluator:
 
     def test(self, positions) -> np.ndarray:
         n = self.problem.dataset.x_test.shape[0]
-        return to_host(self._predict(positions, self.problem.test.x))[:, :n]
+        return to_host(self._predict(positions, self.problem.test.x))[:, :n]  # type: ignore[union-attr]
 
     def train(self, positions) -> np.ndarray:
         n = self.problem.dataset.x_train.shape[0]
@@ -366,7 +366,7 @@ def run(
         start, saved = resumed
         rd.start(config, argv)
         try:
-            key = jax.random.wrap_key_data(np.asarray(saved["key"]))
+            key = jax.random.wrap_key_data(np.asarray(saved["key"]))  # type: ignore[arg-type]
             state = alg.load(saved)
             ens, elapsed = saved["ensemble"], float(saved["elapsed"])
         except (KeyError, TypeError, AttributeError, ValueError) as e:
@@ -431,7 +431,7 @@ def run(
                 kept.add(evaluator, positions, test_preds, alg, state, info)
                 if rd.writes:
                     values = evaluator.constrained(positions)
-                    pending.append(lambda s=t + 1, v=values: rd.append_sample(s, v))
+                    pending.append(lambda s=t + 1, v=values: rd.append_sample(s, v))  # type: ignore[misc]
             if record is not None:
                 if is_eval:
                     record.update(_evaluation(alg, evaluator, state, t, positions, test_preds, ens))
@@ -454,7 +454,7 @@ def run(
                     "elapsed": clock.elapsed,
                     "param_names": tracker.names,
                 }
-            params = tracker.take(positions) if draw else None
+            params = tracker.take(positions) if draw else None  # type: ignore[arg-type]
             pending.extend(
                 _writes(
                     rd, table, ds.task, t + 1, draw, test_preds, params, sample, record, checkpoint

@@ -56,6 +56,11 @@ class RunDir:
     checkpoint, so a run that fails before it leaves no stale configuration behind.
     """
 
+    # set for a run on disk; a run in memory (path None) never reaches the code using them
+    path: Path
+    store: CheckpointStore
+    samples: SampleStore
+
     def __init__(
         self,
         path: str | os.PathLike | None,
@@ -67,9 +72,9 @@ class RunDir:
     ):
         # in a multi-process run only the primary process (index 0) writes
         self._primary = primary
-        self.path = Path(path) if path is not None and str(path) else None
+        self.path = Path(path) if path is not None and str(path) else None  # type: ignore[assignment]
         self.in_memory = self.path is None
-        self.store = self.samples = None
+        self.store = self.samples = None  # type: ignore[assignment]
         if not self.in_memory:
             self.checkpoints = self.path / "checkpoints"
             self.draws = self.path / "draws"
@@ -80,7 +85,7 @@ class RunDir:
                 self.path / "samples", thin=keep_samples, writer=self.primary
             )
         self._tensorboard = tensorboard and not self.in_memory
-        self._writer = None
+        self._writer: Any = None
         self._records: list[dict[str, Any]] = []
         self._pending: tuple[dict[str, Any], list[str]] | None = None
 
@@ -261,10 +266,10 @@ class RunDir:
         if not self.writes:
             return
         self.draws.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.draws / f"draw_{step:06d}.npz", lambda f: np.savez(f, **arrays))
+        atomic_write(self.draws / f"draw_{step:06d}.npz", lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
     def load_draws(self) -> list[tuple[int, dict[str, np.ndarray]]]:
-        out = []
+        out: list[tuple[int, dict[str, np.ndarray]]] = []
         if self.in_memory:
             return out
         for p in sorted(self.draws.glob("draw_*.npz")):
