@@ -17,6 +17,16 @@ predictions included. Methods:
 One JSON line per method: min / median ESS, ESS per second, ESS per 1000 gradient
 evaluations (all chains), max R-hat, wall time and the machine's load average.
 
+Measured 2026-12-01 on 2 CPU cores shared with other jobs (load average 12-24, so wall
+times are inflated and not comparable between rows run at different loads; the
+per-gradient column is load-independent). 3 chains, 100 warmup/burn-in + 300 draws:
+
+    method         median ESS  min ESS  wall s  ESS/s  ESS/1000 grads  max R-hat  (load)
+    hmc-recipe        566        267      290    1.96      3.15         1.027    (12)
+    hmc-warmup        579        272      376    1.54      2.73         1.025    (15-20)
+    nuts              777        377      726    1.07      1.20         1.016    (18-22)
+    blackjax-nuts     799        432     1396    0.57      1.02         1.022    (19-24)
+
     python benchmarks/ess_per_second.py [--methods hmc-recipe,hmc-warmup] \
         [--num_warmup 100] [--num_samples 300] [--subset_train_to 500]
 """
