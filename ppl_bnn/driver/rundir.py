@@ -32,7 +32,12 @@ from typing import Any
 
 import numpy as np
 
-from ppl_bnn.driver.checkpoint import CheckpointStore, atomic_write, latest_checkpoint
+from ppl_bnn.driver.checkpoint import (
+    CheckpointStore,
+    atomic_write,
+    latest_checkpoint,
+    remove_orphans,
+)
 from ppl_bnn.driver.samples import SampleStore
 
 __all__ = ["ConsoleTable", "RunDir", "open_run_dir"]
@@ -84,6 +89,9 @@ class RunDir:
             self.samples = SampleStore(
                 self.path / "samples", thin=keep_samples, writer=self.primary
             )
+            if self.primary:  # and those of the run dir's own files (draws, metrics, ...)
+                for folder in (self.path, self.draws):
+                    remove_orphans(folder)
         self._tensorboard = tensorboard and not self.in_memory
         self._writer: Any = None
         self._records: list[dict[str, Any]] = []
