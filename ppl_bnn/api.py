@@ -27,7 +27,9 @@ same everywhere:
   draw per member).
 * ``num_chains``: chains side by side (SGD and ``ensemble``: members; VI: ignored).
 * ``seed``; ``step_size``: MCMC: the initial step size of the adaptation (original HMC:
-  the fixed step size); SG-MCMC, SGD, VI: the (initial) learning rate.
+  the fixed step size); SG-MCMC, SGD, VI: the (initial) learning rate (default, with
+  ``n`` training rows: 0.02 / n for SGLD, 0.02 (1 - momentum_decay) / n for SGHMC, 0.01 / n
+  for SGD, 0.01 for VI's Adam; they suit standardised data, other scales need their own).
 
 Method keywords (``**method_options``) are validated: an unknown one is a one-line
 ``ValueError`` naming it and the accepted ones.
@@ -218,7 +220,13 @@ def _configure(method, problem, common, num_warmup, num_samples, num_chains, ste
     for k in ("eval_freq", "save_freq", "momentum_decay", "init_checkpoint"):
         if k in opts:
             batch[k] = opts.pop(k)
-    lr = {} if step_size is None else {"init_step_size": step_size}
+    if step_size is None:
+        # gradients are of the full-data log density, whose curvature grows with n; with
+        # momentum m, SGHMC's effective step is step_size / (1 - m)
+        momentum = batch.get("momentum_decay", 0.9 if method == "sghmc" else 0.0)
+        sgmcmc_step = _SGMCMC_STEP * (1.0 - momentum) if method == "sghmc" else _SGMCMC_STEP
+        step_size = (sgmcmc_step if method in ("sgld", "sghmc") else _SGD_STEP) / n
+    lr = {"init_step_size": step_size}
     if method in ("sgld", "sghmc"):
         thinning = int(opts.pop("thinning", 1))
         epochs = _sgmcmc_epochs(num_warmup, num_samples, thinning)
@@ -272,6 +280,15 @@ def _configure(method, problem, common, num_warmup, num_samples, num_chains, ste
     )
     name = "ensemble" if method == "ensemble" else "sgd"
     return (lambda cfg, **kw: driver.run_sgd(cfg, method=name, **kw)), cfg
+
+
+# Default learning rates of the minibatch methods, times 1 / num_examples: the gradient
+# is that of the whole-data log density (n times a per-example term), so a step of c / n
+# moves standardised-scale parameters by O(c) per unit of per-example curvature. They suit
+# standardised inputs; un-standardised data or a network far from unit scale need their
+# own ``step_size``. SGD runs with momentum 0.9 (an effective step ten times larger).
+_SGMCMC_STEP = 0.02
+_SGD_STEP = 0.01
 
 
 def _sgmcmc_epochs(num_burnin: int, num_samples: int, thinning: int) -> int:

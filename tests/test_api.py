@@ -208,3 +208,33 @@ def test_window_adapted_run_resumes_bit_for_bit(data, tmp_path):
     assert len(la) == len(lb)
     for u, v in zip(la, lb, strict=True):
         np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+
+
+def _known_noise(x, y=None):
+    w = numpyro.sample("w", dist.Normal(0.0, 1.0).expand([x.shape[1]]).to_event(1))
+    with numpyro.plate("data", x.shape[0]):
+        numpyro.sample("y", dist.Normal(x @ w, 0.3), obs=y)
+
+
+@pytest.mark.parametrize("method", ["sgld", "sghmc", "sgd", "ensemble"])
+def test_minibatch_defaults_reach_the_exact_posterior(method):
+    """Default step sizes (no step_size given) on a standardised regression with a
+    closed-form Gaussian posterior. SGD and ensembles: the MAP, which is the posterior
+    mean here, to a quarter of a posterior sd (900 minibatch steps). SG-MCMC: the mean to half a posterior sd
+    (stated bias budget: 150 draws of a minibatch chain) and sds within a factor 1.6."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 3)).astype(np.float32)
+    y = (x @ np.array([1.0, -2.0, 0.5]) + 0.3 * rng.normal(size=200)).astype(np.float32)
+    precision = np.eye(3) + x.T.astype(np.float64) @ x / 0.09
+    cov = np.linalg.inv(precision)
+    mean, sd = cov @ (x.T @ y / 0.09), np.sqrt(np.diag(cov))
+    r = ppl_bnn.infer(
+        _known_noise, x, y, method=method, num_warmup=300, num_samples=150, num_chains=2
+    )
+    w = r.samples["w"].reshape(-1, 3)
+    if method in ("sgd", "ensemble"):
+        np.testing.assert_array_less(np.abs(w - mean) / sd, 0.25)
+    else:
+        np.testing.assert_array_less(np.abs(w.mean(0) - mean) / sd, 0.5)
+        ratio = w.std(0) / sd
+        assert np.all((ratio > 1 / 1.6) & (ratio < 1.6)), ratio
