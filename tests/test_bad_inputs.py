@@ -379,6 +379,12 @@ CASES: dict[str, Case] = {
         "microbatch_size",
     ),
     "too many devices": Case(hmc("--num_devices=64"), "--num_devices=64 but 1 device"),
+    "target acceptance above 1": Case(
+        hmc("--target_accept_rate=2"), r"--target_accept_rate must lie in \(0, 1\), got 2"
+    ),
+    "negative parameter draws": Case(
+        hmc("--num_param_draws=-1"), "--num_param_draws must be non-negative, got -1"
+    ),
     "subset larger than the data": Case(
         hmc_with("--subset_train_to=5000"), "--subset_train_to=5000"
     ),

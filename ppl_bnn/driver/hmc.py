@@ -161,6 +161,8 @@ def check_config(cfg: HMCConfig) -> None:
         raise ValueError(f"--eval_freq must be at least 1, got {cfg.eval_freq}")
     if cfg.step_size_adaptation_speed < 0:
         raise ValueError("--step_size_adaptation_speed must be non-negative")
+    if not 0 < cfg.target_accept_rate < 1:
+        raise ValueError(f"--target_accept_rate must lie in (0, 1), got {cfg.target_accept_rate}")
     num_leapfrog_steps(cfg.trajectory_len, cfg.step_size, cfg.max_num_leapfrog_steps)
 
 

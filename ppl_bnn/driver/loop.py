@@ -335,6 +335,8 @@ def run(
     ``log_likelihood`` also keeps the per-row log likelihood of every sample. ``console``
     prints the metrics table and warnings (default: for on-disk runs).
     """
+    if num_param_draws < 0:
+        raise ValueError(f"--num_param_draws must be non-negative, got {num_param_draws}")
     t_call = time.perf_counter()
     ds, alg, sched = problem.dataset, algorithm, algorithm.schedule
     rd = rundir
