@@ -26,6 +26,9 @@ per-gradient column is load-independent). 3 chains, 100 warmup/burn-in + 300 dra
     hmc-warmup        579        272      376    1.54      2.73         1.025    (15-20)
     nuts              777        377      726    1.07      1.20         1.016    (18-22)
     blackjax-nuts     799        432     1396    0.57      1.02         1.022    (19-24)
+    numpyro-nuts      785        360     1049    0.75      1.71*        1.017    (16-8)
+
+    * NumPyro does not report its warmup's steps: sampling gradients only (overstated).
 
     python benchmarks/ess_per_second.py [--methods hmc-recipe,hmc-warmup] \
         [--num_warmup 100] [--num_samples 300] [--subset_train_to 500]
