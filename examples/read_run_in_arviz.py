@@ -1,9 +1,9 @@
 """Read a run directory in ArviZ: R-hat, ESS and a summary, in function and parameter space.
 
 Runs a short 4-chain ``ppl-bnn hmc`` on the embedded digits data into a run directory
-(or reads the one given), then opens its draws as an ArviZ ``DataTree``: the test
-predictive probabilities ``test_prob (chain, draw, test_point, class)`` and the tracked
-weights ``weight (chain, draw, coordinate)``.
+(or reads the one given), then opens it as an ArviZ ``DataTree``: the test predictive
+probabilities ``test_prob (chain, draw, test_point, class)`` in the ``predictions`` group
+and the model's sample sites (``net.Dense_0.kernel``, ...) in the ``posterior`` group.
 
     python examples/read_run_in_arviz.py [RUN_DIR]      # a few minutes on a CPU
     PPL_BNN_EXAMPLE_TINY=1 python examples/read_run_in_arviz.py   # seconds (tests)
@@ -52,13 +52,13 @@ def main(run_dir: str | None = None):
         run_dir = str(Path(tempfile.mkdtemp(prefix="ppl_bnn_example_")) / "run")
         make_run(Path(run_dir))
     tree = runs_to_datatree([run_dir])  # several runs' chains merge: runs_to_datatree([a, b])
-    posterior = tree["posterior"]
-    print(posterior)
-    # function space: R-hat of every test point's class probabilities
-    rhat = az.rhat(tree, var_names=["test_prob"])
+    print(tree)
+    # function space: R-hat of every test point's class probabilities (predictions group)
+    rhat = az.rhat(tree, group="predictions", var_names=["test_prob"])
     print("worst function-space R-hat:", float(rhat["test_prob"].max()))
-    # parameter space: a summary of the first tracked weights
-    print(az.summary(tree, var_names=["weight"]).head())
+    # parameter space: the model's own sample sites (posterior group), e.g. the last bias
+    site = sorted(tree["posterior"].data_vars)[0]
+    print(az.summary(tree, var_names=[site]).head())
     # the same, as ppl-bnn diagnose writes it (diagnostics.nc reopens with az.from_netcdf)
     report = diagnose_runs([run_dir])
     print(report)

@@ -57,12 +57,13 @@ class TestReadRunInArviz:
     def test_runs(self, monkeypatch):
         example = _load("read_run_in_arviz.py", monkeypatch)
         tree, report = example["main"]()
-        posterior = tree["posterior"]
+        posterior, predictions = tree["posterior"], tree["predictions"]
         assert posterior.sizes["chain"] == 4 and posterior.sizes["draw"] >= 4
-        assert posterior["test_prob"].sizes["class"] == 10
+        assert predictions["test_prob"].sizes["class"] == 10
         # class probabilities of every draw sum to one
-        np.testing.assert_allclose(posterior["test_prob"].sum("class"), 1.0, rtol=1e-4)
-        assert set(report.entries) == {"test_prob", "weight"}
+        np.testing.assert_allclose(predictions["test_prob"].sum("class"), 1.0, rtol=1e-4)
+        assert "net.Dense_0.kernel" in posterior.data_vars
+        assert set(report.entries) == {"test_prob", *posterior.data_vars}
         assert report.netcdf_path.is_file()
 
 
