@@ -286,7 +286,10 @@ class MCMCConfig(CommonConfig):
     step_size: float | None = _f(
         None, "initial step size of the adaptation (default: Stan's heuristic)"
     )
-    target_accept: float = _f(0.8, "dual averaging's target mean acceptance probability")
+    target_accept: float | None = _f(
+        None,
+        "dual averaging's target mean acceptance probability (default: 0.65 for hmc, 0.8 for nuts)",
+    )
     dense_mass: bool = _f(False, "adapt a dense mass matrix (default diagonal)")
     max_num_doublings: int = _f(10, "NUTS: at most 2**this leapfrog steps per iteration")
     trajectory_length: float | None = _f(

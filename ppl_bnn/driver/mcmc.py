@@ -61,7 +61,7 @@ def check_config(cfg: MCMCConfig) -> None:
         raise ValueError("num_warmup must be >= 0 and num_samples >= 1")
     if cfg.num_chains < 1:
         raise ValueError(f"num_chains must be at least 1, got {cfg.num_chains}")
-    if not 0 < cfg.target_accept < 1:
+    if cfg.target_accept is not None and not 0 < cfg.target_accept < 1:
         raise ValueError(f"target_accept must lie in (0, 1), got {cfg.target_accept}")
     if cfg.init_strategy not in ("median", "uniform", "optimize"):
         raise ValueError(
