@@ -130,3 +130,17 @@ def test_flax_initialisers_are_used_whatever_the_module_name(data):
     k0, k1 = a["regressor/Dense_1.kernel"], b["regressor/Dense_1.kernel"]
     assert not np.allclose(k0, k1)  # lecun-normal draws, one per key
     assert 0.05 < float(np.std(np.concatenate([k0.ravel(), k1.ravel()]))) < 1.5
+
+
+def per_row_latent(x, y=None):
+    mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+    with numpyro.plate("data", x.shape[0]):
+        z = numpyro.sample("z", dist.Normal(mu, 1.0))
+        numpyro.sample("y", dist.Normal(z, 1.0), obs=y)
+
+
+def test_a_latent_site_inside_the_data_plate_is_refused_in_one_line(data):
+    x, y = data
+    with pytest.raises(ValueError, match=r"latent site 'z' lies inside the data plate 'data'") as e:
+        LogDensity(per_row_latent, make_mesh(), (x[:2], y[:2]))
+    assert "\n" not in str(e.value)

@@ -101,6 +101,23 @@ def check_rowwise(name: str, fn: dist.Distribution, rows: int) -> int:
     return k
 
 
+def _refuse_local_latents(trace, latent_sites: list[str], observed_sites: list[str]) -> None:
+    """A one-line error for a latent site inside the data plate (one latent per row).
+
+    Positions are replicated on every device while the rows are sharded, and the model is
+    traced on a few example rows, so per-row latent variables cannot be represented.
+    """
+    data_plates = {f.name for n in observed_sites for f in trace[n]["cond_indep_stack"] if f.size}
+    for name in latent_sites:
+        inside = [f.name for f in trace[name]["cond_indep_stack"] if f.name in data_plates]
+        if inside:
+            raise ValueError(
+                f"latent site {name!r} lies inside the data plate {inside[0]!r} (one latent "
+                "per row of the data), which ppl_bnn cannot shard: give it a plate of its own "
+                "size (e.g. one per group, indexed by a column of x)"
+            )
+
+
 def _row_log_prob(site, rows: int) -> jax.Array:
     """Scaled log density of an observed site, one value per row of the batch."""
     fn = _strip_events(site["fn"], row_event_dims(site["fn"]))
@@ -205,6 +222,7 @@ class LogDensity:
         rows = self._example[0].shape[0]
         for name in self.observed_sites:
             check_rowwise(name, trace[name]["fn"], rows)
+        _refuse_local_latents(trace, self.latent_sites, self.observed_sites)
         # numpyro.param sites (for a Flax module: its parameter shapes) are held fixed.
         param_names = [n for n, s in trace.items() if s["type"] == "param"]
         if any(jax.tree.leaves(trace[n]["value"]) for n in param_names):
