@@ -288,19 +288,18 @@ def _one_step(model, start, step_size, num_steps, do_mh, key=0):
     return ld, state, new, info, keys
 
 
-def test_burn_in_without_mh_takes_every_proposal():
-    """A badly unstable trajectory (eps = 2.5 on N(0, 1): energy error ~1e20, finite).
-
-    MH rejects it with probability 1; without MH (burn-in, --no_mh) it is taken, and the
-    state is exactly BlackJAX's leapfrog endpoint for the same key.
+def test_burn_in_without_mh_takes_every_non_divergent_proposal():
+    """eps = 1.99, L = 7 on N(0, 1): energy errors of 30-160 (finite, under the divergence
+    threshold of 1000), so MH rejects every proposal (acceptance ~0). Without MH (burn-in,
+    --no_mh) each is taken, and the state is exactly BlackJAX's leapfrog endpoint for the
+    same key.
     """
     import blackjax
 
     start = np.full((4, 2), 0.5)
-    ld, state, new, info, keys = _one_step(_scalar_model(), start, 2.5, 20, do_mh=False)
-    assert np.all(np.asarray(info.is_accepted))
-    assert np.all(np.isfinite(np.asarray(new.logdensity)))
-    assert np.all(np.asarray(new.logdensity) < -1e6)  # far worse than the start
+    ld, state, new, info, keys = _one_step(_scalar_model(), start, 1.99, 7, do_mh=False)
+    assert np.all(np.asarray(info.is_accepted)) and not np.any(np.asarray(info.is_divergent))
+    assert np.all(np.asarray(new.logdensity) < np.asarray(state.logdensity) - 10)
     np.testing.assert_array_equal(np.asarray(new.logdensity), np.asarray(info.proposal_logdensity))
     # the endpoint of BlackJAX's own kernel with the same key, chain by chain
     x, y = np.zeros((2, 1)), np.zeros(2)
@@ -309,17 +308,28 @@ def test_burn_in_without_mh_takes_every_proposal():
     logdensity = lambda p: ld(p, batch)  # noqa: E731
     for c in range(4):
         one = jax.tree.map(lambda a, c=c: a[c], state)
-        _, bj_info = bj(keys[c], one, logdensity, 2.5, jnp.ones(2), 20)
+        _, bj_info = bj(keys[c], one, logdensity, 1.99, jnp.ones(2), 7)
         np.testing.assert_allclose(
             np.asarray(new.position["theta"][c]),
             np.asarray(bj_info.proposal.position["theta"]),
             rtol=1e-5,
         )
 
-    _, _, kept, info_mh, _ = _one_step(_scalar_model(), start, 2.5, 20, do_mh=True)
+    _, _, kept, info_mh, _ = _one_step(_scalar_model(), start, 1.99, 7, do_mh=True)
     assert not np.any(np.asarray(info_mh.is_accepted))
     np.testing.assert_array_equal(np.asarray(kept.position["theta"]), start.astype(np.float32))
     np.testing.assert_array_equal(np.asarray(kept.logdensity), np.asarray(state.logdensity))
+
+
+@pytest.mark.parametrize("do_mh", [True, False])
+def test_divergent_proposal_is_never_taken(do_mh):
+    """eps = 2.5, L = 20 on N(0, 1): the leapfrog is unstable (energy error ~1e20, finite):
+    a divergence. It is rejected with MH and, by the burn-in rule, without MH as well."""
+    start = np.full((4, 2), 0.5)
+    _, state, new, info, _ = _one_step(_scalar_model(), start, 2.5, 20, do_mh=do_mh)
+    assert np.all(np.asarray(info.is_divergent)) and not np.any(np.asarray(info.is_accepted))
+    np.testing.assert_array_equal(np.asarray(new.position["theta"]), start.astype(np.float32))
+    np.testing.assert_array_equal(np.asarray(new.logdensity), np.asarray(state.logdensity))
 
 
 @pytest.mark.parametrize("do_mh", [True, False])
