@@ -368,20 +368,32 @@ def run_hmc(
     """
     check_config(cfg)
     problem = problem or build_problem(cfg)
-    return run_loop(
+    return run_from_config(
         build_hmc(cfg, problem),
+        cfg,
+        problem,
+        argv=argv,
+        progress=progress,
+        stop_after=stop_after,
+        collect=collect,
+        log_likelihood=log_likelihood,
+        extra_summary=mcmc_summary,
+    )
+
+
+def run_from_config(algorithm: Algorithm, cfg, problem: Problem, **options) -> RunResult:
+    """Run ``algorithm`` through the loop with what every method's config holds: its run
+    directory, the recorded configuration, the seed, the console and draw settings.
+    ``options`` are the loop's per-call keywords (``argv``, ``progress``, ...)."""
+    return run_loop(
+        algorithm,
         problem,
         rundir=open_run_dir(cfg),
         config=run_record(cfg, problem),
         seed=cfg.seed,
-        argv=argv,
-        progress=progress,
-        stop_after=stop_after,
         tabulate_freq=cfg.tabulate_freq,
         num_param_draws=cfg.num_param_draws,
-        collect=collect,
-        log_likelihood=log_likelihood,
-        extra_summary=mcmc_summary,
+        **options,
     )
 
 

@@ -22,8 +22,6 @@ from ppl_bnn.config import MCMCConfig
 from ppl_bnn.declare.problem import Problem, build_problem
 from ppl_bnn.density.sharding import replicate
 from ppl_bnn.driver.loop import Algorithm, Evaluator, RunResult, Schedule, every
-from ppl_bnn.driver.loop import run as run_loop
-from ppl_bnn.driver.rundir import open_run_dir
 from ppl_bnn.inference import warmup as warmup_lib
 from ppl_bnn.inference.hmc import build_init
 
@@ -218,21 +216,17 @@ def run_mcmc(
     log_likelihood: bool = False,
 ) -> RunResult:
     """Run (or resume) window-adapted HMC or NUTS; returns the :class:`RunResult`."""
-    from ppl_bnn.driver.hmc import mcmc_summary, run_record
+    from ppl_bnn.driver.hmc import mcmc_summary, run_from_config
 
     check_config(cfg)
     problem = problem or build_problem(cfg)
-    return run_loop(
+    return run_from_config(
         build_mcmc(cfg, problem),
+        cfg,
         problem,
-        rundir=open_run_dir(cfg),
-        config=run_record(cfg, problem),
-        seed=cfg.seed,
         argv=argv,
         progress=progress,
         stop_after=stop_after,
-        tabulate_freq=cfg.tabulate_freq,
-        num_param_draws=cfg.num_param_draws,
         collect=collect,
         log_likelihood=log_likelihood,
         extra_summary=mcmc_summary,

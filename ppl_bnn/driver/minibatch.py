@@ -20,8 +20,6 @@ import numpy as np
 from ppl_bnn.declare.problem import Problem
 from ppl_bnn.density.sharding import replicate
 from ppl_bnn.driver.loop import RunResult
-from ppl_bnn.driver.loop import run as run_loop
-from ppl_bnn.driver.rundir import open_run_dir
 from ppl_bnn.evaluation.reference import load_reference
 from ppl_bnn.inference.minibatch import epoch_indices, gather, num_batches
 from ppl_bnn.types import PRNGKey
@@ -214,19 +212,15 @@ def run_minibatch(
     log_likelihood: bool = False,
 ) -> RunResult:
     """Run a minibatch :class:`~ppl_bnn.driver.loop.Algorithm` through the loop."""
-    from ppl_bnn.driver.hmc import run_record
+    from ppl_bnn.driver.hmc import run_from_config
 
-    return run_loop(
+    return run_from_config(
         algorithm,
+        cfg,
         problem,
-        rundir=open_run_dir(cfg),
-        config=run_record(cfg, problem),
-        seed=cfg.seed,
         argv=argv,
         progress=progress,
         stop_after=stop_after,
-        tabulate_freq=cfg.tabulate_freq,
-        num_param_draws=cfg.num_param_draws,
         collect=collect,
         log_likelihood=log_likelihood,
         reference=cfg.reference,
