@@ -19,7 +19,7 @@ import numpy as np
 
 from ppl_bnn.declare.problem import Problem
 from ppl_bnn.density.sharding import replicate
-from ppl_bnn.driver.loop import RunResult
+from ppl_bnn.driver.loop import RunResult, Schedule, every
 from ppl_bnn.evaluation.reference import load_reference
 from ppl_bnn.inference.minibatch import epoch_indices, gather, num_batches
 from ppl_bnn.types import PRNGKey
@@ -33,6 +33,7 @@ __all__ = [
     "prepare",
     "run_minibatch",
     "split_member_keys",
+    "training_schedule",
 ]
 
 
@@ -224,4 +225,15 @@ def run_minibatch(
         collect=collect,
         log_likelihood=log_likelihood,
         reference=cfg.reference,
+    )
+
+
+def training_schedule(cfg) -> Schedule:
+    """The schedule of an optimisation method (SGD, ensembles, VI): no step is a posterior
+    sample; evaluate every ``eval_freq`` and checkpoint every ``save_freq`` epochs, and
+    after the last."""
+    return Schedule(
+        sample=lambda t: False,
+        evaluate=every(cfg.eval_freq, cfg.num_epochs),
+        save=every(cfg.save_freq, cfg.num_epochs),
     )

@@ -15,7 +15,7 @@ import numpy as np
 
 from ppl_bnn.config import EnsembleConfig, SGDConfig
 from ppl_bnn.declare.problem import Problem
-from ppl_bnn.driver.loop import Algorithm, Evaluator, RunResult, Schedule, every
+from ppl_bnn.driver.loop import Algorithm, Evaluator, RunResult
 from ppl_bnn.driver.minibatch import (
     Members,
     build_epoch,
@@ -27,6 +27,7 @@ from ppl_bnn.driver.minibatch import (
     place_members,
     prepare,
     run_minibatch,
+    training_schedule,
 )
 from ppl_bnn.inference import optimize
 from ppl_bnn.inference.minibatch import logdensity_estimator, num_batches
@@ -91,11 +92,7 @@ def build_sgd(cfg: SGDConfig, problem: Problem, *, method: str | None = None) ->
         num_steps=cfg.num_epochs,
         init=init,
         step=epoch_step(epoch_fn, problem.mesh),
-        schedule=Schedule(
-            sample=lambda t: False,
-            evaluate=every(cfg.eval_freq, cfg.num_epochs),
-            save=every(cfg.save_freq, cfg.num_epochs),
-        ),
+        schedule=training_schedule(cfg),
         positions=lambda s: s.inner.position,
         stats=stats,
         columns=("step_size", "log_prob"),

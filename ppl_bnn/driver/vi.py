@@ -17,7 +17,7 @@ import numpy as np
 
 from ppl_bnn.config import VIConfig
 from ppl_bnn.declare.problem import Problem
-from ppl_bnn.driver.loop import Algorithm, Evaluator, RunResult, Schedule, every
+from ppl_bnn.driver.loop import Algorithm, Evaluator, RunResult
 from ppl_bnn.driver.minibatch import (
     Members,
     build_epoch,
@@ -26,6 +26,7 @@ from ppl_bnn.driver.minibatch import (
     keys_to_disk,
     prepare,
     run_minibatch,
+    training_schedule,
 )
 from ppl_bnn.inference import vi
 from ppl_bnn.inference.minibatch import num_batches
@@ -158,11 +159,7 @@ def build_vi(cfg: VIConfig, problem: Problem) -> Algorithm:
         num_steps=cfg.num_epochs,
         init=init,
         step=epoch_step(epoch_fn, problem.mesh),
-        schedule=Schedule(
-            sample=lambda t: False,
-            evaluate=every(cfg.eval_freq, cfg.num_epochs),
-            save=every(cfg.save_freq, cfg.num_epochs),
-        ),
+        schedule=training_schedule(cfg),
         positions=lambda s: mean_position(one(s)),
         stats=stats,
         columns=("step_size", "elbo"),
