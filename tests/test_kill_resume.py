@@ -260,11 +260,6 @@ def test_random_kills_resume_bit_for_bit(reference, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="H1: RunDir removes orphaned .tmp-* files in checkpoints/ and samples/ only; a "
-    "kill inside a draw (or metrics/summary) write leaves one in draws/ (or the run dir)",
-    strict=False,
-)
 def test_random_kills_leave_no_temporary_files():
     """After the random-kill trials above resumed to the end, no ``.tmp-*`` file is left."""
     assert ORPHANS == []
