@@ -58,8 +58,8 @@ __all__ = [
 #: adaptation, ``ppl_bnn.inference.warmup``, with HMC's trajectory-length rule or NUTS).
 SAMPLER = "nuts"
 
-#: Published test log-likelihood per point and RMSE (mean +- standard error over the 20
-#: splits), original units. Sources and transcription notes: docs/uci.md.
+#: Published test log-likelihood per point and RMSE (mean +- the spread each paper printed
+#: over the 20 splits), original units. Sources, and how they were checked: docs/uci.md.
 #:   PBP: Hernandez-Lobato & Adams (2015), "Probabilistic Backpropagation", ICML, Tables.
 #:   MC dropout: Gal & Ghahramani (2016), "Dropout as a Bayesian Approximation", ICML, Table 1.
 #:   Deep ensembles: Lakshminarayanan, Pritzel & Blundell (2017), NeurIPS, Table 1.
