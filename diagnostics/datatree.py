@@ -188,17 +188,20 @@ def to_datatree(
 def from_run_dir(path: str | os.PathLike, *, include_burn_in: bool = False):
     """The ArviZ ``DataTree`` of one run directory.
 
-    ``posterior``: the model's sample sites from the run's sample store
-    (``samples/sample_*.npz``, :class:`ppl_bnn.driver.samples.SampleStore`) when it has
-    one, else the tracked parameter coordinates of the draws (``weight``
-    ``(chain, draw, coordinate)``); ``predictions``: the function-space draws of
-    ``draws/draw_*.npz`` (burn-in draws dropped unless ``include_burn_in``);
-    ``sample_stats``: the stats the run saved beside its samples, if any.
+    ``posterior``: the model's sample sites (latent, constrained, and deterministic)
+    from the run's sample store (``samples/sample_*.npz``,
+    :class:`ppl_bnn.driver.samples.SampleStore`) when it has one, else the tracked
+    parameter coordinates of the draws (``weight`` ``(chain, draw, coordinate)``);
+    ``predictions``: the function-space draws of ``draws/draw_*.npz`` (burn-in draws
+    dropped unless ``include_burn_in``); ``sample_stats`` and ``log_likelihood``: what the
+    run stored beside its samples (``samples/stats_*.npz``: the sampler's statistics;
+    the per-row log likelihood of a run that kept it), if any.
     """
     return runs_to_datatree([path], include_burn_in=include_burn_in)
 
 
-def _read_sample_store(path: Path) -> dict | None:
+def _read_sample_store(path: Path) -> tuple[dict, dict] | None:
+    """``(sites, stats groups)`` of a run's sample store, or ``None`` without one."""
     folder = path / "samples"
     if not folder.is_dir():
         return None
@@ -207,26 +210,34 @@ def _read_sample_store(path: Path) -> dict | None:
     store = SampleStore(folder, writer=False)
     if not store.steps():
         return None
-    _, sites = store.read()
-    return sites
+    steps, sites = store.read()
+    return sites, store.read_stats(steps)
 
 
 def load_run(path, *, include_burn_in: bool = False) -> dict:
     """A run directory's draws as arrays: ``predictions`` (or ``None``), ``samples``
-    (site -> ``(chain, draw, ...)``), ``task``."""
+    (site -> ``(chain, draw, ...)``), ``sample_stats`` and ``log_likelihood`` (name ->
+    ``(chain, draw, ...)``, empty when not stored), ``task``."""
     from ppl_bnn.diagnostics.convergence import load_run_draws
 
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"run directory {path} does not exist")
-    samples = _read_sample_store(path)
+    store = _read_sample_store(path)
+    samples, groups = store if store is not None else (None, {})
     try:
         draws = load_run_draws(path, include_burn_in=include_burn_in)
     except ValueError:
         if samples is None:
             raise
         draws = None
-    out = {"samples": samples or {}, "predictions": None, "task": None}
+    out = {
+        "samples": samples or {},
+        "sample_stats": groups.get("sample_stats", {}),
+        "log_likelihood": groups.get("log_likelihood", {}),
+        "predictions": None,
+        "task": None,
+    }
     if draws is not None:
         out["predictions"] = draws["predictions"]
         out["task"] = draws["task"]
@@ -267,5 +278,26 @@ def runs_to_datatree(run_dirs, *, include_burn_in: bool = False):
     dims = {"weight": ["coordinate"]} if "weight" in samples else None
     coords = runs[0].get("coords") if "weight" in samples else None
     return to_datatree(
-        samples, predictions=merged_preds, task=runs[0]["task"], dims=dims, coords=coords
+        samples,
+        sample_stats=_merge(runs, "sample_stats", n),
+        log_likelihood=_merge(runs, "log_likelihood", n),
+        predictions=merged_preds,
+        task=runs[0]["task"],
+        dims=dims,
+        coords=coords,
     )
+
+
+def _merge(runs: list[dict], group: str, n: int) -> dict | None:
+    """The chains of ``group`` of every run (the names all of them hold), cut to ``n``
+    draws; ``None`` when a run has none or the draws do not line up with the samples."""
+    names = set.intersection(*(set(r[group]) for r in runs))
+    ok = all(
+        r[group][k].shape[:2] == next(iter(r["samples"].values())).shape[:2]
+        for r in runs
+        for k in names
+        if r["samples"]
+    )
+    if not names or not ok:
+        return None
+    return {k: np.concatenate([r[group][k][:, :n] for r in runs], axis=0) for k in sorted(names)}

@@ -154,7 +154,7 @@ def test_vi_takes_any_numpyro_autoguide(data):
         model, x, y, method="vi", guide="AutoMultivariateNormal", num_warmup=2, num_samples=6
     )
     assert r.summary["method"] == "vi-AutoMultivariateNormal"
-    assert r.samples["w"].shape == (1, 6, D)
+    assert r.samples["w"].shape == (4, 6, D)  # num_chains=4 independent fits
     with pytest.raises(ValueError, match="unknown guide 'AutoNothing'; NumPyro's autoguides"):
         ppl_bnn.infer(model, x, y, method="vi", guide="AutoNothing")
 
@@ -238,3 +238,77 @@ def test_minibatch_defaults_reach_the_exact_posterior(method):
         np.testing.assert_array_less(np.abs(w.mean(0) - mean) / sd, 0.5)
         ratio = w.std(0) / sd
         assert np.all((ratio > 1 / 1.6) & (ratio < 1.6)), ratio
+
+
+# ------------------------------------------------------------ resumed run directories
+def _groups(result) -> dict[str, dict[str, np.ndarray]]:
+    return {
+        "samples": result.samples,
+        "sample_stats": result.sample_stats,
+        "log_likelihood": result.log_likelihood,
+        "predictions": {"test": result.predictions},
+    }
+
+
+@pytest.mark.parametrize("kernel", ["nuts", "hmc-original"])
+def test_a_run_resumed_mid_sampling_returns_what_an_uninterrupted_one_does(data, tmp_path, kernel):
+    """Stopped in the middle of its sampling and resumed, a run directory gives the same
+    groups (every draw's sites, deterministic ones included, statistics, per-row log
+    likelihoods and predictions) with the same values, bit for bit; and
+    ``from_run_dir`` reads the same posterior, statistics and log likelihood back."""
+    from ppl_bnn.config import HMCConfig, MCMCConfig
+    from ppl_bnn.declare.problem import problem_from_arrays
+    from ppl_bnn.diagnostics import from_run_dir
+    from ppl_bnn.driver import run_hmc
+    from ppl_bnn.driver.mcmc import run_mcmc
+
+    x, y = data
+    problem = problem_from_arrays(model, x, y, x[:5], y[:5])
+    if kernel == "nuts":
+        kw = dict(kernel="nuts", num_warmup=10, num_samples=8, num_chains=2, seed=1)
+        run, make = run_mcmc, lambda d: MCMCConfig(dir=str(d), **kw)
+    else:
+        kw = dict(step_size=0.02, trajectory_len=0.1, num_iterations=18, num_burn_in_iterations=10)
+        run, make = run_hmc, lambda d: HMCConfig(dir=str(d), num_chains=2, seed=1, **kw)
+    options = dict(problem=problem, progress=False, collect=True, log_likelihood=True)
+    whole = run(make(tmp_path / "a"), **options)
+    part = run(make(tmp_path / "b"), stop_after=13, **options)
+    assert part.summary["iterations_done"] == 13  # 3 of the 8 draws
+    resumed = run(make(tmp_path / "b"), **options)
+    assert resumed.summary["complete"]
+    want, got = _groups(whole), _groups(resumed)
+    for group in want:
+        assert sorted(got[group]) == sorted(want[group]), group
+        for name, value in want[group].items():
+            assert value.shape[:2] == (2, 8), (group, name)
+            np.testing.assert_array_equal(got[group][name], value, err_msg=f"{group}/{name}")
+    assert "w_total" in resumed.samples and "acceptance_rate" in resumed.sample_stats
+    dt = from_run_dir(tmp_path / "b")
+    for group, var_group in (
+        ("samples", "posterior"),
+        ("sample_stats", "sample_stats"),
+        ("log_likelihood", "log_likelihood"),
+    ):
+        names = set(dt[var_group].data_vars)
+        if var_group == "sample_stats":  # the stats are renamed to ArviZ's names
+            assert {"acceptance_rate", "diverging", "lp", "energy", "step_size"} <= names
+            continue
+        assert names == set(want[group]), var_group
+        for name, value in want[group].items():
+            np.testing.assert_array_equal(dt[var_group][name].values, value)
+
+
+def test_run_dir_samples_hold_the_deterministic_sites(data, tmp_path):
+    """``numpyro.deterministic`` sites are in every sample file, constrained, named as in
+    the model, and in ``from_run_dir``'s posterior as in the in-memory result."""
+    from ppl_bnn.diagnostics import from_run_dir
+
+    x, y = data
+    r = ppl_bnn.infer(model, x, y, method="nuts", run_dir=str(tmp_path / "r"), **SMALL)
+    with np.load(tmp_path / "r" / "samples" / "sample_000031.npz", allow_pickle=False) as f:
+        assert sorted(f.files) == ["sigma", "w", "w_total"]
+        np.testing.assert_allclose(f["w_total"], f["w"].sum(-1), rtol=1e-5)
+        assert np.all(f["sigma"] > 0)
+    posterior = from_run_dir(tmp_path / "r")["posterior"]
+    for name in ("w", "sigma", "w_total"):
+        np.testing.assert_array_equal(posterior[name].values, r.samples[name])

@@ -59,7 +59,8 @@ def test_the_resume_state_is_the_latest_two_checkpoints(runs):
 
 def test_one_plain_sample_file_per_post_burn_in_iteration(runs):
     run = runs / "5"
-    assert names(run / "samples") == [f"sample_{s:06d}.npz" for s in (3, 4, 5)]
+    assert names(run / "samples", "sample_*") == [f"sample_{s:06d}.npz" for s in (3, 4, 5)]
+    assert names(run / "samples", "stats_*") == [f"stats_{s:06d}.npz" for s in (3, 4, 5)]
     final = load_checkpoint(run / "checkpoints" / "checkpoint_000005.npz")["position"]
     with np.load(run / "samples" / "sample_000005.npz", allow_pickle=False) as f:
         for site, value in final.items():  # this model's sites are unconstrained

@@ -74,12 +74,13 @@ def check_run_dir(run_dir, num_iterations: int, num_chains: int, task: str) -> d
     assert "ppl-bnn hmc" in (run_dir / "command.sh").read_text()
     checkpoints = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
     # the resume state: the latest two checkpoints (--keep_checkpoints); the samples: one
-    # file of positions per post-burn-in iteration
+    # file of site values and one of sampler statistics per post-burn-in iteration
     keep = range(max(1, num_iterations - 1), num_iterations + 1)
     assert checkpoints == [f"checkpoint_{i:06d}.npz" for i in keep]
     samples = sorted(p.name for p in (run_dir / "samples").iterdir())
     first = config["num_burn_in_iterations"] + 1
-    assert samples == [f"sample_{i:06d}.npz" for i in range(first, num_iterations + 1)]
+    steps = range(first, num_iterations + 1)
+    assert samples == sorted(f"{kind}_{i:06d}.npz" for kind in ("sample", "stats") for i in steps)
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(1, num_iterations + 1))
     last = records[-1]

@@ -106,7 +106,10 @@ class Algorithm(NamedTuple):
             predictive distribution (ensemble members, variational samples); ``None`` for
             samplers, whose prediction is the online average of their samples.
         approximation_as_chains: the final approximation's members are chains of one draw
-            (ensemble members) rather than draws of one chain (variational samples).
+            (ensemble members) rather than draws of ``approximation_chains`` chains
+            (variational samples of independent fits, chain after chain).
+        approximation_chains: the number of chains of an approximation whose members
+            are draws (``approximation_as_chains=False``).
         summary: ``summary(state) -> dict``: the method's own summary entries.
         check_resume: ``check_resume(steps_done)``: refuse a configuration that cannot
             continue a run of ``steps_done`` steps.
@@ -126,6 +129,7 @@ class Algorithm(NamedTuple):
     sample_stats: Callable[[Any, Any], dict] | None = None
     approximation: Callable[[Any, int], dict] | None = None
     approximation_as_chains: bool = True
+    approximation_chains: int = 1
     summary: Callable[[Any], dict] = lambda state: {}
 
 
@@ -137,9 +141,10 @@ class RunResult:
         summary: the summary dictionary (also ``summary.json`` of an on-disk run).
         samples: site name -> ``(chain, draw, *site_shape)``, constrained values of every
             latent and deterministic site (``None`` when not collected). A run directory
-            resumed in the middle of its sampling gives every draw, read back from its
-            sample store; the three fields below then cover the draws of this call only
-            and are left empty (their values are in the run directory).
+            resumed in the middle of its sampling gives every draw of every call, read
+            back from its sample store, and so do the three fields below (the statistics
+            and log likelihoods stored beside each draw, the predictions of ``draws/``):
+            the same groups and values as the uninterrupted run's.
         sample_stats: name -> ``(chain, draw)`` (acceptance rate, divergences, ...).
         predictions: function-space draws on the test inputs ``(chain, draw, n_test, k)``
             (class probabilities, or mean and std), or ``None`` without a test split.
@@ -382,7 +387,7 @@ def run(
         rd.truncate_samples(start)
     tracker = ParamTracker(jax.tree.map(lambda a: a[0], alg.positions(state)), num_param_draws)
     if rd.writes:  # compile the sample store's map now, not in the middle of the run
-        evaluator.constrained(alg.positions(state))
+        evaluator.sites(alg.positions(state))
 
     console = not rd.in_memory if console is None else console
     write = tqdm.write if (rd.primary and console) else (lambda *_: None)
@@ -429,11 +434,11 @@ def run(
                 test_preds = evaluator.test(positions)
             if sample and alg.approximation is None and test_preds is not None:
                 ens = ensemble_update(ens, test_preds, ds.task)
-            if sample:
-                kept.add(evaluator, positions, test_preds, alg, state, info)
+            if sample and (kept.collect or rd.writes):
+                values, groups = _draw(evaluator, alg, positions, state, info, log_likelihood)
+                kept.add(values, groups, test_preds)
                 if rd.writes:
-                    values = evaluator.constrained(positions)
-                    pending.append(lambda s=t + 1, v=values: rd.append_sample(s, v))  # type: ignore[misc]
+                    pending.append(lambda s=t + 1, v=values, g=groups: rd.append_sample(s, v, g))  # type: ignore[misc]
             if record is not None:
                 if is_eval:
                     record.update(_evaluation(alg, evaluator, state, t, positions, test_preds, ens))
@@ -531,6 +536,20 @@ def _writes(rd, table, task, step, draw, test_preds, params, sample, record, che
     return out
 
 
+def _draw(evaluator, alg, positions, state, info, log_likelihood: bool):
+    """One posterior draw as kept in memory and in the sample store: ``(site values,
+    {"sample_stats": ..., "log_likelihood": ...})``, every array ``(chain, ...)``."""
+    values = evaluator.sites(positions)
+    groups: dict[str, dict[str, np.ndarray]] = {}
+    if alg.sample_stats is not None:
+        groups["sample_stats"] = {
+            k: np.asarray(v) for k, v in alg.sample_stats(state, info).items()
+        }
+    if log_likelihood:
+        groups["log_likelihood"] = evaluator.pointwise(positions)
+    return values, groups
+
+
 class _Kept:
     """Samples, statistics, predictions and log likelihoods of this call, in memory."""
 
@@ -541,16 +560,16 @@ class _Kept:
         self.preds: list[np.ndarray] = []
         self.loglik: list[dict] = []
 
-    def add(self, evaluator, positions, test_preds, alg, state, info) -> None:
+    def add(self, values: dict, groups: dict, test_preds) -> None:
         if not self.collect:
             return
         if test_preds is not None:
             self.preds.append(np.asarray(test_preds, np.float32))
-        self.samples.append(evaluator.sites(positions))
-        if alg.sample_stats is not None:
-            self.stats.append({k: np.asarray(v) for k, v in alg.sample_stats(state, info).items()})
-        if self.log_likelihood:
-            self.loglik.append(evaluator.pointwise(positions))
+        self.samples.append(values)
+        if "sample_stats" in groups:
+            self.stats.append(groups["sample_stats"])
+        if "log_likelihood" in groups:
+            self.loglik.append(groups["log_likelihood"])
 
     @staticmethod
     def _stack(draws: list[dict]) -> dict[str, np.ndarray]:
@@ -583,9 +602,8 @@ def _finish(
     if alg.approximation is None:
         stored = rd.read_samples() if kept.collect else None
         if stored is not None and len(stored[0]) > len(kept.samples):
-            # resumed: the draws of earlier calls are on disk (latent sites); their
-            # statistics and predictions are in the run directory (metrics, draws/)
-            samples = _from_store(evaluator, stored[1])
+            # resumed: the draws of earlier calls are in the run directory
+            samples, sample_stats, loglik, preds = _from_run_dir(rd, evaluator, kept, stored)
         elif kept.collect and kept.samples:
             samples = _Kept._stack(kept.samples)
             sample_stats = _Kept._stack(kept.stats) if kept.stats else {}
@@ -597,41 +615,37 @@ def _finish(
             members = _members(rd, preds)
     else:
         approx = alg.approximation(state, max(done, 1) - 1)
-        n = jax.tree.leaves(approx)[0].shape[0]
         as_chains = alg.approximation_as_chains
+        chains = 1 if as_chains else alg.approximation_chains
 
         def shape(a):  # (members, ...) -> (chain, draw, ...)
             a = np.asarray(a)
-            return a[:, None] if as_chains else a[None]
+            return a[:, None] if as_chains else a.reshape((chains, -1, *a.shape[1:]))
 
-        if complete:
-            values = evaluator.constrained(approx)
-            if as_chains:
-                rd.append_sample(alg.num_steps, values)
-            else:
-                for i in range(n):
-                    rd.append_sample(i + 1, {k: v[i : i + 1] for k, v in values.items()})
+        def per_draw(arrays: dict) -> list[tuple[int, dict]]:
+            """``(step, name -> (chain, ...))`` per draw: step ``num_steps`` for chains of
+            one draw (ensemble members), else 1, 2, ... (the draws of each chain)."""
+            by_draw = {k: shape(v) for k, v in arrays.items()}
+            num = next(iter(by_draw.values())).shape[1]
+            return [
+                (alg.num_steps if as_chains else i + 1, {k: v[:, i] for k, v in by_draw.items()})
+                for i in range(num)
+            ]
+
+        if complete and rd.writes:
+            draws = per_draw(evaluator.sites(approx))
+            pointwise = per_draw(evaluator.pointwise(approx)) if kept.log_likelihood else None
+            for i, (step, values) in enumerate(draws):
+                groups = {"log_likelihood": pointwise[i][1]} if pointwise else None
+                rd.append_sample(step, values, groups)
         if problem.has_test:
             members = evaluator.test(approx)
             prediction = average(members, ds.task)
             preds = shape(members)
-            if complete:
-                params = tracker.take(approx)
-                if as_chains:
-                    rd.save_draw(
-                        alg.num_steps,
-                        predictions=members.astype(np.float32),
-                        params=params,
-                        burn_in=np.asarray(False),
-                    )
-                else:
-                    for i in range(n):
-                        rd.save_draw(
-                            i + 1,
-                            predictions=members[i : i + 1].astype(np.float32),
-                            params=params[i : i + 1],
-                            burn_in=np.asarray(False),
-                        )
+            if complete and rd.writes:
+                found = {"predictions": members.astype(np.float32), "params": tracker.take(approx)}
+                for step, arrays in per_draw(found):
+                    rd.save_draw(step, **arrays, burn_in=np.asarray(False))
         if kept.collect:
             samples = {k: shape(v) for k, v in evaluator.sites(approx).items()}
             sample_stats = {}
@@ -686,12 +700,38 @@ def _finish(
     )
 
 
+def _from_run_dir(rd: RunDir, evaluator: Evaluator, kept: _Kept, stored):
+    """``(samples, sample_stats, log_likelihood, predictions)`` of every stored draw of a
+    resumed run: what the run directory keeps beside each draw, so that a resumed result
+    holds what an uninterrupted one does (the same values: the stored ones)."""
+    steps, samples = stored
+    if kept.samples and set(kept.samples[0]) - set(samples):
+        samples = _from_store(evaluator, samples)  # written before deterministic sites were
+    groups = rd.read_sample_stats(steps)
+    sample_stats = groups.get("sample_stats", {})
+    loglik = groups.get("log_likelihood") if kept.log_likelihood else None
+    if kept.log_likelihood and loglik is None:  # not stored: computed from the stored draws
+        loglik = _pointwise_from_store(evaluator, stored[1])
+    preds = rd.read_predictions(steps) if evaluator.problem.has_test else None
+    return samples, sample_stats, loglik, preds
+
+
+def _pointwise_from_store(evaluator: Evaluator, stored: dict[str, np.ndarray]) -> dict:
+    ld = evaluator.problem.logdensity
+    unconstrain = jax.vmap(ld.unconstrain)
+    draws = [
+        evaluator.pointwise(unconstrain({k: stored[k][:, i] for k in ld.latent_sites}))
+        for i in range(next(iter(stored.values())).shape[1])
+    ]
+    return _Kept._stack(draws)
+
+
 def _from_store(evaluator: Evaluator, stored: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Site values ``(chain, draw, ...)`` of stored draws, deterministic sites added."""
     ld = evaluator.problem.logdensity
     unconstrain = jax.vmap(ld.unconstrain)
     draws = [
-        evaluator.sites(unconstrain({k: v[:, i] for k, v in stored.items()}))
+        evaluator.sites(unconstrain({k: stored[k][:, i] for k in ld.latent_sites}))
         for i in range(next(iter(stored.values())).shape[1])
     ]
     return _Kept._stack(draws)

@@ -8,8 +8,10 @@ Layout::
                           with that start's first checkpoint)
       checkpoints/        checkpoint_000123.npz: the resume state, the latest ``keep``
                           (default 2) kept (``CheckpointStore``)
-      samples/            sample_000123.npz: positions (constrained site values) of every
-                          kept post-burn-in draw, plain numpy (``SampleStore``)
+      samples/            sample_000123.npz: the site values (latent, constrained, and
+                          deterministic) of every kept post-burn-in draw, and
+                          stats_000123.npz its sampler statistics (and per-row log
+                          likelihood, when kept), plain numpy (``SampleStore``)
       metrics.jsonl       one JSON object per iteration/evaluation
       tensorboard/        TensorBoard event files (the same scalars)
       draws/              draw_000123.npz: function-space draws (and parameter coordinates)
@@ -126,8 +128,9 @@ class RunDir:
         cfg_file = self.path / "config.json"
         if cfg_file.exists() and latest_checkpoint(self.checkpoints) is not None:
             old = json.loads(cfg_file.read_text())
-            ignore = {
+            ignore = {  # the run's length: a larger one extends it
                 "num_iterations",
+                "num_samples",
                 "num_epochs",
                 "tabulate_freq",
                 "eval_freq",
@@ -187,10 +190,16 @@ class RunDir:
         return int(restored[1]["step"]), restored[1]
 
     # ---------------------------------------------------------------- samples
-    def append_sample(self, step: int, values: dict[str, np.ndarray]) -> None:
-        """Keep the constrained site values ``(chain, ...)`` of a posterior draw."""
+    def append_sample(
+        self,
+        step: int,
+        values: dict[str, np.ndarray],
+        stats: dict[str, dict[str, np.ndarray]] | None = None,
+    ) -> None:
+        """Keep the site values ``(chain, ...)`` of a posterior draw and its ``stats``
+        (``{"sample_stats": ..., "log_likelihood": ...}``)."""
         if self.writes:
-            self.samples.append(step, values)
+            self.samples.append(step, values, stats)
 
     def truncate_samples(self, last_step: int) -> None:
         if self.writes:
@@ -201,6 +210,26 @@ class RunDir:
         if self.in_memory or not self.samples.steps():
             return None
         return self.samples.read()
+
+    def read_sample_stats(self, steps) -> dict[str, dict[str, np.ndarray]]:
+        """group -> name -> ``(chain, draw, ...)`` stored with the draws of ``steps``."""
+        return {} if self.in_memory else self.samples.read_stats(steps)
+
+    def read_predictions(self, steps) -> np.ndarray | None:
+        """The test predictions of the draws of ``steps`` ``(chain, draw, n, k)``, or
+        ``None`` when one is missing."""
+        if self.in_memory:
+            return None
+        preds = []
+        for step in steps:
+            path = self.draws / f"draw_{int(step):06d}.npz"
+            if not path.is_file():
+                return None
+            with np.load(path, allow_pickle=False) as f:
+                if "predictions" not in f.files:
+                    return None
+                preds.append(f["predictions"])
+        return np.stack(preds, axis=1) if preds else None
 
     # ---------------------------------------------------------------- metrics
     def truncate_metrics(self, last_step: int) -> None:

@@ -3,19 +3,28 @@
 Layout::
 
     RUN_DIR/samples/
-      sample_000123.npz    one member per site: its value at step 123, shape (chain, ...)
+      sample_000123.npz    one member per site: its value at step 123, shape (chain, ...):
+                           every latent site, constrained, and every deterministic site
+                           (``numpyro.deterministic``), named as in the model
+      stats_000123.npz     what the sampler reported for that draw (``sample_stats/NAME``,
+                           ``(chain,)``: acceptance rate, divergence, step size, ...) and,
+                           when the run keeps it, the per-row log likelihood
+                           (``log_likelihood/SITE``, ``(chain, n_rows)``)
 
-The files hold positions only (no gradients, no mass-matrix accumulators): the resume
+The files hold site values only (no gradients, no mass-matrix accumulators): the resume
 state lives in the checkpoints (:class:`~ppl_bnn.driver.checkpoint.CheckpointStore`).
 Any numpy reads them::
 
     import numpy as np
     with np.load("runs/a/samples/sample_000123.npz", allow_pickle=False) as f:
         w = f["w"]   # (chain, *site_shape)
+    with np.load("runs/a/samples/stats_000123.npz", allow_pickle=False) as f:
+        accept = f["sample_stats/acceptance_rate"]   # (chain,)
 
 Thinning keeps the draws whose step is a multiple of ``thin`` (``thin=0`` keeps none), a
 rule that a resumed run applies identically. Writes are atomic (a temporary file renamed
-over the final name), so a killed run never leaves half a draw.
+over the final name; a draw's statistics before its values), so a killed run never leaves
+half a draw, nor a draw without its statistics.
 """
 
 from __future__ import annotations
@@ -39,6 +48,8 @@ from ppl_bnn.driver.checkpoint import (
 __all__ = ["SampleStore", "read_arrays", "read_positions", "write_arrays"]
 
 _NAME = re.compile(r"sample_(\d{6,})\.npz")
+# the groups of a stats file: member "GROUP/NAME"
+STATS_GROUPS = ("sample_stats", "log_likelihood")
 
 
 def write_arrays(path: str | os.PathLike, arrays: Mapping[str, Any]) -> Path:
@@ -109,14 +120,33 @@ class SampleStore:
     def path(self, step: int) -> Path:
         return self.folder / f"sample_{step:06d}.npz"
 
+    def stats_path(self, step: int) -> Path:
+        return self.folder / f"stats_{step:06d}.npz"
+
     def wants(self, step: int) -> bool:
         """Whether the draw of ``step`` is kept (``step`` a multiple of ``thin``)."""
         return self.thin > 0 and step % self.thin == 0
 
-    def append(self, step: int, positions: Mapping[str, Any]) -> Path | None:
-        """Store the draw of ``step`` (site -> ``(chain, ...)``) if kept; its path or ``None``."""
+    def append(
+        self,
+        step: int,
+        positions: Mapping[str, Any],
+        stats: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> Path | None:
+        """Store the draw of ``step`` (site -> ``(chain, ...)``) if kept; its path or ``None``.
+
+        ``stats``: group (``"sample_stats"``, ``"log_likelihood"``) -> name -> ``(chain,
+        ...)``, written first, to ``stats_{step}.npz``.
+        """
         if not (self.writer and self.wants(step)):
             return None
+        flat = {
+            f"{group}/{name}": np.asarray(v)
+            for group, values in (stats or {}).items()
+            for name, v in values.items()
+        }
+        if flat:
+            write_arrays(self.stats_path(step), flat)
         return write_arrays(self.path(step), {k: np.asarray(v) for k, v in positions.items()})
 
     def steps(self) -> list[int]:
@@ -132,6 +162,9 @@ class SampleStore:
             for step in self.steps():
                 if step > last_step:
                     self.path(step).unlink(missing_ok=True)
+            for path in self.folder.glob("stats_*.npz") if self.folder.is_dir() else ():
+                if int(path.stem.split("_")[1]) > last_step:
+                    path.unlink(missing_ok=True)
 
     def read(self, steps: list[int] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """``(steps, site -> (chain, draw, ...))`` of the stored draws (or of ``steps``).
@@ -159,6 +192,28 @@ class SampleStore:
         assert first is not None
         stacked = {k: np.stack([d[k] for d in draws], axis=1) for k in first}
         return np.asarray(steps), stacked
+
+    def read_stats(self, steps) -> dict[str, dict[str, np.ndarray]]:
+        """group -> name -> ``(chain, draw, ...)`` of the statistics of ``steps``.
+
+        Empty when some draw has none (a run written before they were kept); a group or
+        name that not every draw holds is left out.
+        """
+        draws = []
+        for step in steps:
+            path = self.stats_path(int(step))
+            if not path.is_file():
+                return {}
+            draws.append(read_arrays(path))
+        if not draws:
+            return {}
+        common = set.intersection(*(set(d) for d in draws))
+        out: dict[str, dict[str, np.ndarray]] = {}
+        for key in sorted(common):
+            group, _, name = key.partition("/")
+            if group in STATS_GROUPS and name:
+                out.setdefault(group, {})[name] = np.stack([d[key] for d in draws], axis=1)
+        return out
 
 
 def read_positions(path: str | os.PathLike, logdensity) -> dict[str, np.ndarray]:
