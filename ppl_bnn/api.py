@@ -23,13 +23,17 @@ same everywhere:
 * ``num_warmup``: MCMC: warmup (adaptation) iterations, or the original HMC's burn-in;
   SG-MCMC: burn-in epochs; VI, SGD, ensembles: training epochs.
 * ``num_samples``: draws kept per chain (SG-MCMC: one per ``thinning`` epochs after the
-  burn-in; VI: draws from the fitted guide, one chain; SGD and ensembles: ignored, one
-  draw per member).
-* ``num_chains``: chains side by side (SGD and ``ensemble``: members; VI: ignored).
+  burn-in; VI: draws from each fitted guide; SGD and ensembles: ignored, one draw per
+  member).
+* ``num_chains``: chains side by side (SGD and ``ensemble``: members; VI: independent
+  fits, fit ``i`` from ``seed + i``, one chain each, so that R-hat across fits means
+  something).
 * ``seed``; ``step_size``: MCMC: the initial step size of the adaptation (original HMC:
   the fixed step size); SG-MCMC, SGD, VI: the (initial) learning rate (default, with
   ``n`` training rows: 0.02 / n for SGLD, 0.02 (1 - momentum_decay) / n for SGHMC, 0.01 / n
-  for SGD, 0.01 for VI's Adam; they suit standardised data, other scales need their own).
+  for SGD: they suit standardised data, other scales need their own; 0.05 for VI's Adam,
+  cosine-decayed, from the MAP: ``init_strategy="map"``, ``init_scale=1e-3``, see
+  :mod:`ppl_bnn.inference.vi`).
 
 Method keywords (``**method_options``) are validated: an unknown one is a one-line
 ``ValueError`` naming it and the accepted ones.
@@ -44,7 +48,8 @@ method         what runs
                step size and ``L``, no MH during the ``num_warmup`` burn-in)
 ``"sgld"``     SGLD; ``"sghmc"`` SGHMC (``momentum_decay``); both take
                ``schedule="cyclical"`` and ``preconditioner="RMSprop"``
-``"vi"``       SVI with any NumPyro autoguide by name (``guide="AutoNormal"``)
+``"vi"``       SVI with any NumPyro autoguide by name (``guide="AutoNormal"``), from
+               the MAP (L-BFGS); ``num_chains`` independent fits
 ``"sgd"``      MAP by SGD with momentum (``"map"`` too), one per chain
 ``"ensemble"`` a deep ensemble of ``num_chains`` SGD members
 =============  ==========================================================================
@@ -88,7 +93,7 @@ METHODS: dict[str, tuple[str, ...]] = {
     "hmc": tuple(dict.fromkeys((*_MCMC, "trajectory_length", "max_num_steps", *_HMC_ORIGINAL))),
     "sgld": _SGMCMC,
     "sghmc": _SGMCMC,
-    "vi": (*_MINIBATCH, "guide", "guide_rank", "init_scale", "optimizer"),
+    "vi": (*_MINIBATCH, "guide", "guide_rank", "init_scale", "optimizer", "init_strategy"),
     "sgd": _MINIBATCH,
     "map": _MINIBATCH,
     "ensemble": _MINIBATCH,
@@ -220,7 +225,7 @@ def _configure(method, problem, common, num_warmup, num_samples, num_chains, ste
     for k in ("eval_freq", "save_freq", "momentum_decay", "init_checkpoint"):
         if k in opts:
             batch[k] = opts.pop(k)
-    if step_size is None:
+    if step_size is None and method != "vi":  # VI's Adam: a step in parameter units
         # gradients are of the full-data log density, whose curvature grows with n; with
         # momentum m, SGHMC's effective step is step_size / (1 - m)
         momentum = batch.get("momentum_decay", 0.9 if method == "sghmc" else 0.0)
@@ -261,13 +266,15 @@ def _configure(method, problem, common, num_warmup, num_samples, num_chains, ste
         cfg = C.VIConfig(
             **common,
             **{**batch, "eval_freq": batch.get("eval_freq", max(num_warmup, 1))},
-            init_step_size=1e-2 if step_size is None else step_size,
+            init_step_size=_VI_STEP if step_size is None else step_size,
             num_epochs=max(num_warmup, 1),
             vi_ensemble_size=num_samples,
+            num_chains=num_chains,
             vi_guide=guide,
             vi_guide_rank=opts.pop("guide_rank", None),
-            vi_sigma_init=opts.pop("init_scale", 0.1),
+            vi_sigma_init=opts.pop("init_scale", _VI_INIT_SCALE),
             optimizer=opts.pop("optimizer", "Adam"),
+            init_strategy=opts.pop("init_strategy", "map"),
         )
         return driver.run_vi, cfg
     # sgd, map, ensemble: num_chains members
@@ -289,6 +296,13 @@ def _configure(method, problem, common, num_warmup, num_samples, num_chains, ste
 # own ``step_size``. SGD runs with momentum 0.9 (an effective step ten times larger).
 _SGMCMC_STEP = 0.02
 _SGD_STEP = 0.01
+# VI: Adam's learning rate (cosine decay to 0) and the guide's initial scale, from the
+# MAP (``init_strategy="map"``, :func:`ppl_bnn.inference.vi.find_map`): the means start
+# where a Gaussian posterior's are, and Adam adapts the log scales (1e-3 -> 1 is about 7
+# units: a few hundred steps at 0.05). A scale far above a coordinate's posterior sd
+# makes the ELBO's gradient noisy enough to push the means off the MAP.
+_VI_STEP = 0.05
+_VI_INIT_SCALE = 1e-3
 
 
 def _sgmcmc_epochs(num_burnin: int, num_samples: int, thinning: int) -> int:

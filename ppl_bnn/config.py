@@ -272,6 +272,14 @@ class VIConfig(SGDConfig):
     vi_guide_rank: int | None = _f(
         None, "rank of AutoLowRankMultivariateNormal (default: NumPyro's)"
     )
+    num_chains: int = _f(
+        1,
+        "independent fits side by side (vectorised), fit i from seed + i; each gives vi_ensemble_size draws, one chain",
+    )
+    init_strategy: str = _f(
+        "uniform",
+        "variational mean without --mean_init_checkpoint: uniform (LogDensity.init) or map (then L-BFGS to the MAP on the full batch)",
+    )
 
 
 @dataclass

@@ -40,18 +40,27 @@ def _check(cfg: VIConfig) -> None:
     # built (``ppl_bnn.inference.vi``), before anything is written
     if cfg.vi_ensemble_size < 1:
         raise ValueError(f"--vi_ensemble_size must be at least 1, got {cfg.vi_ensemble_size}")
+    if cfg.num_chains < 1:
+        raise ValueError(f"--num_chains must be at least 1, got {cfg.num_chains}")
+    if cfg.init_strategy not in ("uniform", "map"):
+        raise ValueError(f"unknown --init_strategy={cfg.init_strategy!r}; choose uniform or map")
 
 
-def _initial_mean(problem: Problem, cfg: VIConfig, key) -> dict:
-    """Constrained site values the guide is centred at: a checkpoint's or a fresh init."""
+def _initial_means(problem: Problem, cfg: VIConfig, keys) -> dict:
+    """Unconstrained positions ``(num_chains, ...)`` the guides are centred at: a
+    checkpoint's (chain by chain when it holds as many) or one fresh init per key, then,
+    with ``init_strategy="map"``, L-BFGS to the MAP of the full-batch log density."""
     from ppl_bnn.driver.hmc import initial_positions
 
     path = cfg.mean_init_checkpoint or cfg.init_checkpoint
     ld = problem.logdensity
-    if path is None:
-        return ld.constrain(ld.init(key))
-    stacked = initial_positions(problem, None, 1, path)
-    return ld.constrain(jax.tree.map(lambda a: a[0], stacked))
+    if path is not None:
+        positions = initial_positions(problem, None, cfg.num_chains, path)
+    else:
+        positions = jax.tree.map(lambda *a: jnp.stack(a), *[ld.init(k) for k in keys])
+    if cfg.init_strategy == "map":
+        positions = vi.find_map_stack(ld, positions, problem.train)
+    return positions
 
 
 def _svi_step(svi):
@@ -67,91 +76,117 @@ def _to_disk(svi_state):
 
 
 def _from_disk(saved):
-    return saved._replace(rng_key=jax.random.wrap_key_data(jnp.asarray(saved.rng_key)))
+    state = saved._replace(rng_key=jax.random.wrap_key_data(jnp.asarray(saved.rng_key)))
+    if np.ndim(saved.rng_key) == 1:  # a one-fit checkpoint of ppl_bnn <= 0.1: no fit axis
+        state = jax.tree.map(lambda a: a[None], state)
+    return state
 
 
 def build_vi(cfg: VIConfig, problem: Problem) -> Algorithm:
     """Variational inference with a NumPyro autoguide as a loop :class:`Algorithm`.
 
-    The member is the variational mean (``positions``: its ``train/*``, ``test/*``
-    metrics); the approximation is ``vi_ensemble_size`` samples of the guide, drawn at
-    each evaluation with ``fold_in(key(seed), 1)`` folded with the epoch, whose average
-    gives ``test/ens_*`` and, at the end, the draws (one chain).
+    ``num_chains`` independent fits run side by side (vectorised): fit ``i`` uses the
+    seed ``seed + i`` for its initial mean, its minibatch order, its ELBO noise and its
+    draws, as a one-fit run with that seed would. The members are the fits' variational
+    means (``positions``: their ``train/*``, ``test/*`` metrics); the approximation is
+    ``vi_ensemble_size`` samples of each fit's guide, drawn at each evaluation with
+    ``fold_in(key(seed + i), 1)`` folded with the epoch, whose average gives
+    ``test/ens_*`` and, at the end, the draws: one chain per fit, so that R-hat across
+    fits says whether they agree.
     """
     _check(cfg)
     ld, ds = problem.logdensity, problem.dataset
     n = problem.train.num_examples
     nb = num_batches(n, cfg.batch_size)
-    S, sites = cfg.vi_ensemble_size, ld.latent_sites
+    C, S, sites = cfg.num_chains, cfg.vi_ensemble_size, ld.latent_sites
 
     schedule = cosine(cfg.init_step_size, cfg.num_epochs * nb)
     model = vi.minibatch_model(problem.model, num_examples=n, batch_size=cfg.batch_size)
-    key = jax.random.key(cfg.seed)
-    key, init_key, svi_key = jax.random.split(key, 3)
-    guide = vi.build_guide(
-        model,
-        cfg.vi_guide,
-        init_values=_initial_mean(problem, cfg, init_key),
-        init_scale=cfg.vi_sigma_init,
-        rank=cfg.vi_guide_rank,
-    )
-    svi = vi.build_svi(model, guide, vi.optimizer(cfg.optimizer, schedule, cfg.momentum_decay))
+    # fit i: key(seed + i) -> (its epoch keys, its initial mean, its SVI key)
+    split = [jax.random.split(jax.random.key(cfg.seed + i), 3) for i in range(C)]
+    epoch_keys, init_keys, svi_keys = (jnp.stack([k[j] for k in split]) for j in range(3))
+
+    def make_svi(init_values):
+        guide = vi.build_guide(
+            model,
+            cfg.vi_guide,
+            init_values=init_values,
+            init_scale=cfg.vi_sigma_init,
+            rank=cfg.vi_guide_rank,
+        )
+        opt = vi.optimizer(cfg.optimizer, schedule, cfg.momentum_decay)
+        return guide, vi.build_svi(model, guide, opt)
+
     x0, y0 = (np.asarray(a[: cfg.batch_size]) for a in (ds.x_train, ds.y_train))
-    # init also sets up the guide (needed on resume too). Compiled, it takes ~1 s; run
-    # eagerly, NumPyro's initialisation compiles each small op on its own (~20 s on CPU)
+    # The guide the run uses: init sets it up (on resume too; its centre is then
+    # irrelevant, the checkpoint holds the parameters). Compiled, it takes ~1 s; run
+    # eagerly, NumPyro's initialisation compiles each small op on its own (~20 s on CPU).
     # NumPyro's guide set-up binds deterministic sites to its arguments, which leaks
     # tracers under jit: models with deterministic sites (small user models) init eagerly
-    init = svi.init if _has_deterministic(problem.model, x0, y0) else jax.jit(svi.init)
-    svi_state0 = init(svi_key, x0, y0)
+    guide, svi = make_svi(ld.constrain(ld.init(init_keys[0])))
+    eager = _has_deterministic(problem.model, x0, y0)
+    (svi.init if eager else jax.jit(svi.init))(svi_keys[0], x0, y0)
+
+    def init_fits(means):
+        """The fits' initial SVI states, stacked: each from a guide of its own centre (a
+        guide object used only here, so that no tracer leaks into the run's guide)."""
+        constrained = jax.vmap(ld.constrain)(means)
+        one = lambda key, values: make_svi(values)[1].init(key, x0, y0)  # noqa: E731
+        if not eager:
+            return jax.jit(jax.vmap(one))(svi_keys, constrained)
+        states = [
+            one(svi_keys[i], jax.tree.map(lambda a, i=i: a[i], constrained)) for i in range(C)
+        ]
+        return jax.tree.map(lambda *a: jnp.stack(a), *states)
+
     epoch_fn = build_epoch(
-        _svi_step(svi), problem, cfg.batch_size, 1, augment=cfg.data_augmentation
+        _svi_step(svi), problem, cfg.batch_size, C, augment=cfg.data_augmentation
     )
     evaluator = Evaluator.of(problem)
-    to_positions = jax.vmap(ld.unconstrain)
-    eval_base = jax.random.fold_in(jax.random.key(cfg.seed), 1)
+    eval_bases = jnp.stack([jax.random.fold_in(jax.random.key(cfg.seed + i), 1) for i in range(C)])
 
     @jax.jit
-    def mean_position(svi_state):
-        params = svi.get_params(svi_state)
-        return jax.tree.map(lambda a: a[None], ld.unconstrain(vi.mean_values(guide, params, sites)))
+    def mean_position(svi_states):
+        def one(svi_state):
+            return ld.unconstrain(vi.mean_values(guide, svi.get_params(svi_state), sites))
+
+        return jax.vmap(one)(svi_states)
 
     @jax.jit
-    def sample_positions(svi_state, rng_key):
-        params = svi.get_params(svi_state)
-        return to_positions(vi.sample_values(rng_key, guide, params, sites, S))
+    def sample_positions(svi_states, t):
+        def one(svi_state, base):
+            draws = vi.sample_values(
+                jax.random.fold_in(base, t), guide, svi.get_params(svi_state), sites, S
+            )
+            return jax.vmap(ld.unconstrain)(draws)
 
-    one = lambda state: jax.tree.map(lambda a: a[0], state.inner)  # noqa: E731
+        per_fit = jax.vmap(one)(svi_states, eval_bases)  # (fit, sample, ...)
+        return jax.tree.map(lambda a: a.reshape((C * S, *a.shape[2:])), per_fit)
 
     def approximation(state: Members, t: int):
-        return sample_positions(one(state), jax.random.fold_in(eval_base, t))
+        return sample_positions(state.inner, t)
 
-    epoch_key = key
-
-    def init(key) -> Members:  # type: ignore[no-redef]  # the Algorithm's init
-        del key  # VI's keys come from the seed, as in the original
-        return Members(epoch_key[None], jax.tree.map(lambda a: a[None], svi_state0))
+    def init(key) -> Members:  # the Algorithm's init
+        del key  # VI's keys come from the seed, fit i from seed + i
+        return Members(epoch_keys, init_fits(_initial_means(problem, cfg, init_keys)))
 
     def stats(state: Members, losses, t: int) -> dict[str, Any]:
         return {
             "step_size": float(schedule((t + 1) * nb - 1)),
             "elbo": -float(np.mean(losses)),
-            "log_prob": float(evaluator.log_prob(mean_position(one(state)))[0]),
-            **_posterior_scale(approximation(state, t)),
+            "log_prob": float(np.mean(evaluator.log_prob(mean_position(state.inner)))),
+            **_posterior_scale(approximation(state, t), C),
         }
 
     def save(state: Members) -> dict[str, Any]:
-        svi_state = one(state)
         return {
             "member_keys": keys_to_disk(state.keys),
-            "svi_state": _to_disk(svi_state),
-            "position": mean_position(svi_state),  # usable as --init_checkpoint
+            "svi_state": _to_disk(state.inner),
+            "position": mean_position(state.inner),  # usable as --init_checkpoint
         }
 
     def load(saved: dict) -> Members:
-        svi_state = _from_disk(saved["svi_state"])
-        return Members(
-            keys_from_disk(saved["member_keys"]), jax.tree.map(lambda a: a[None], svi_state)
-        )
+        return Members(keys_from_disk(saved["member_keys"]), _from_disk(saved["svi_state"]))
 
     return Algorithm(
         name="mfvi" if cfg.vi_guide == "AutoNormal" else f"vi-{cfg.vi_guide}",
@@ -160,14 +195,20 @@ def build_vi(cfg: VIConfig, problem: Problem) -> Algorithm:
         init=init,
         step=epoch_step(epoch_fn, problem.mesh),
         schedule=training_schedule(cfg),
-        positions=lambda s: mean_position(one(s)),
+        positions=lambda s: mean_position(s.inner),
         stats=stats,
         columns=("step_size", "elbo"),
         save=save,
         load=load,
         approximation=approximation,
         approximation_as_chains=False,
-        summary=lambda s: {"vi_ensemble_size": S, "num_ensembled": S, "vi_guide": cfg.vi_guide},
+        approximation_chains=C,
+        summary=lambda s: {
+            "vi_ensemble_size": S,
+            "num_ensembled": C * S,
+            "num_chains": C,
+            "vi_guide": cfg.vi_guide,
+        },
     )
 
 
@@ -210,10 +251,13 @@ def _has_deterministic(model, x, y) -> bool:
     return any(found)
 
 
-def _posterior_scale(samples) -> dict[str, float]:
-    """Mean and median over parameters of the sample standard deviation (the original
-    logged a histogram of the variational stds)."""
+def _posterior_scale(samples, num_fits: int = 1) -> dict[str, float]:
+    """Mean and median over parameters (and fits) of the sample standard deviation within
+    each fit (the original logged a histogram of the variational stds)."""
     stds = np.concatenate(
-        [np.asarray(jnp.std(v, axis=0)).ravel() for v in jax.tree.leaves(samples)]
+        [
+            np.asarray(jnp.std(v.reshape((num_fits, -1, *v.shape[1:])), axis=1)).ravel()
+            for v in jax.tree.leaves(samples)
+        ]
     )
     return {"vi/mean_std": float(stds.mean()), "vi/median_std": float(np.median(stds))}

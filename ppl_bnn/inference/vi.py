@@ -6,6 +6,16 @@ usually an SGD solution, ``--mean_init_checkpoint``) and ``scale = softplus(rho)
 initialised at ``--vi_sigma_init`` (the original's parametrisation). Other autoguides
 (``AutoDiagonalNormal``, ``AutoLowRankMultivariateNormal``) are a name away.
 
+**Starting at the MAP** (:func:`find_map`). Adam moves every coordinate by about its
+learning rate per step, whatever the coordinate's scale, and a correlated posterior is a
+narrow valley along which it crawls: on a linear regression with an un-centred covariate
+of scale 100 (posterior correlation -0.99) the mean was still 3 posterior sds off after
+4,000 full-batch steps. L-BFGS (Nocedal & Wright 2006, Alg. 7.5; ``optax.lbfgs``) reaches
+that MAP in about 20 iterations whatever the scales and correlations; for a Gaussian
+posterior the MAP is the mean, so the ELBO's remaining work is the scales, which Adam
+adapts in log space in a few hundred steps. ``ppl_bnn.infer(method="vi")`` starts there
+by default (``init_strategy="map"``).
+
 **Objective.** ``Trace_ELBO`` on the model with its observed sites scaled by ``N / B``
 (:func:`minibatch_model`): an unbiased estimate of::
 
@@ -42,6 +52,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import jax
+import jax.numpy as jnp
 import optax
 from numpyro.infer import SVI, Trace_ELBO, autoguide
 from numpyro.infer.initialization import init_to_value
@@ -54,6 +66,8 @@ __all__ = [
     "GUIDES",
     "build_guide",
     "build_svi",
+    "find_map",
+    "find_map_stack",
     "mean_values",
     "minibatch_model",
     "optimizer",
@@ -133,6 +147,42 @@ def build_svi(
 ) -> SVI:
     """NumPyro ``SVI`` minimising the negative ELBO of ``model`` with ``opt``."""
     return SVI(model, guide, optax_to_numpyro(opt), Trace_ELBO(num_particles=num_particles))
+
+
+def find_map(logdensity_fn: Callable, position: ArrayTree, *, num_steps: int = 100) -> ArrayTree:
+    """``num_steps`` L-BFGS iterations (zoom line search) up ``logdensity_fn`` from
+    ``position``; the start is returned instead when the end is not finite or not better
+    (a density that grows without bound, as at a hierarchical model's funnel neck).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from ppl_bnn.inference import vi
+        >>> p = vi.find_map(lambda p: -((p["a"] - 3.0) ** 2).sum() - 1e4 * p["b"] ** 2,
+        ...                 {"a": jnp.zeros(2), "b": jnp.ones(())})
+        >>> [round(float(v), 4) for v in (*p["a"], p["b"])]
+        [3.0, 3.0, 0.0]
+    """
+    opt = optax.lbfgs()
+    loss = lambda p: -logdensity_fn(p)  # noqa: E731
+    value_and_grad = optax.value_and_grad_from_state(loss)
+
+    def body(carry, _):
+        p, state = carry
+        value, grad = value_and_grad(p, state=state)
+        updates, state = opt.update(grad, state, p, value=value, grad=grad, value_fn=loss)
+        return (optax.apply_updates(p, updates), state), None
+
+    (end, _), _ = jax.lax.scan(body, (position, opt.init(position)), None, length=num_steps)
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(end)]))
+    better = finite & jnp.isfinite(loss(end)) & (loss(end) <= loss(position))
+    return jax.tree.map(lambda a, b: jnp.where(better, a, b), end, position)
+
+
+def find_map_stack(logdensity, positions: ArrayTree, batch, *, num_steps: int = 100) -> ArrayTree:
+    """:func:`find_map` of a ``LogDensity`` on ``batch`` (the full training set) from each
+    of a stack of unconstrained positions ``(chains, ...)``, vectorised."""
+    one = lambda p: find_map(lambda q: logdensity(q, batch), p, num_steps=num_steps)  # noqa: E731
+    return jax.jit(jax.vmap(one))(positions)
 
 
 def mean_values(guide, params: dict, sites: list[str]) -> dict:
