@@ -17,6 +17,7 @@ __all__ = ["COMMANDS", "main"]
 # command name -> module under ppl_bnn.cli
 COMMANDS = {
     "hmc": "hmc",
+    "nuts": "nuts",
     "diagnose": "diagnose",
     "models": "listing",
     "surface": "surface",

@@ -20,9 +20,14 @@ def _base_type(tp) -> type:
     return tp
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, config_cls) -> None:
-    """Add one flag per field of ``config_cls`` (bools are switches)."""
+def add_config_arguments(
+    parser: argparse.ArgumentParser, config_cls, *, exclude: tuple[str, ...] = ()
+) -> None:
+    """Add one flag per field of ``config_cls`` (bools are switches), except ``exclude``
+    (fields that do not apply to the command: they keep their defaults)."""
     for f in dataclasses.fields(config_cls):
+        if f.name in exclude:
+            continue
         help_ = f.metadata.get("help", "")
         tp = _base_type(f.type)
         name = f"--{f.name}"

@@ -100,9 +100,14 @@ def build_mcmc(cfg: MCMCConfig, problem: Problem) -> Algorithm:
 
     def init(key) -> MCMCState:
         key_pos, key_eps = jax.random.split(key)
-        positions = warmup_lib.initial_positions(
-            ld, key_pos, C, strategy=cfg.init_strategy, batch=problem.train
-        )
+        if cfg.init_checkpoint is not None:
+            from ppl_bnn.driver.hmc import initial_positions
+
+            positions = initial_positions(problem, None, C, cfg.init_checkpoint)
+        else:
+            positions = warmup_lib.initial_positions(
+                ld, key_pos, C, strategy=cfg.init_strategy, batch=problem.train
+            )
         state = init_states(replicate(mesh, positions), problem.train)
         if cfg.step_size is None:
             eps = warmup.find_step_size(jax.random.split(key_eps, C), state, problem.train)
