@@ -10,6 +10,8 @@ predictions included. Methods:
   (step size 0.01, trajectory length 1.5, so L = 150; 100 burn-in + 300 iterations);
 * ``hmc-warmup``: ppl_bnn's HMC with the default window adaptation and trajectory-length
   rule (nothing hand-set), ``--num_warmup`` + ``--num_samples`` iterations;
+* ``hmc-warmup-per-chain``: the same with one step size per chain
+  (``shared_step_size=False``), the default before chains shared it;
 * ``nuts``: ppl_bnn's NUTS with the default window adaptation;
 * ``numpyro-nuts``: NumPyro's NUTS (vectorised chains) on the same log density;
 * ``blackjax-nuts``: BlackJAX's ``window_adaptation`` + NUTS on the same log density.
@@ -46,7 +48,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-METHODS = ("hmc-recipe", "hmc-warmup", "nuts", "numpyro-nuts", "blackjax-nuts")
+METHODS = (
+    "hmc-recipe",
+    "hmc-warmup",
+    "nuts",
+    "numpyro-nuts",
+    "blackjax-nuts",
+    "hmc-warmup-per-chain",
+)
 
 
 def function_space(preds: np.ndarray) -> dict:
@@ -110,7 +119,7 @@ def run_recipe(args, pr) -> tuple[np.ndarray, float]:
     return preds, grads
 
 
-def run_ppl_bnn(args, pr, kernel: str):
+def run_ppl_bnn(args, pr, kernel: str, **extra_options):
     from ppl_bnn.inference.hmc import build_init
     from ppl_bnn.inference.warmup import build_window_adaptation, initial_positions
 
@@ -127,6 +136,7 @@ def run_ppl_bnn(args, pr, kernel: str):
         )
         if v is not None and not (k == "trajectory_length" and kernel == "nuts")
     }
+    options.update(extra_options)
     warmup = build_window_adaptation(args.num_warmup, logdensity=ld, kernel=kernel, **options)
     wstate = warmup.init(state, warmup.find_step_size(jax.random.split(k_eps, C), state, batch))
     grads, clamped = 0, 0
@@ -239,6 +249,8 @@ def main(argv=None) -> None:
             preds, grads = run_recipe(args, pr)
         elif method in ("hmc-warmup", "nuts"):
             preds, grads, extra = run_ppl_bnn(args, pr, "hmc" if method == "hmc-warmup" else "nuts")
+        elif method == "hmc-warmup-per-chain":
+            preds, grads, extra = run_ppl_bnn(args, pr, "hmc", shared_step_size=False)
         elif method == "numpyro-nuts":
             preds, grads, extra = run_numpyro(args, pr)
         else:
