@@ -357,9 +357,7 @@ def build_window_adaptation(
         step_size = jnp.exp(da.log_step_size)
         return new_state, WindowAdaptationState(da, mm, step_size, mm.inverse_mass_matrix), info
 
-    stacked_step = jax.vmap(
-        step_one, in_axes=(0, 0, 0, None, None, None, None), axis_name="chain"
-    )
+    stacked_step = jax.vmap(step_one, in_axes=(0, 0, 0, None, None, None, None), axis_name="chain")
 
     @jax.jit
     def step(keys, state, wstate, batch, iteration):
