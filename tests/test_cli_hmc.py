@@ -362,3 +362,32 @@ def test_missing_dir_flag_is_a_usage_error(cli):
     with pytest.raises(SystemExit) as exit_info:
         cli("hmc", "--dataset_name=digits")
     assert exit_info.value.code == 2
+
+
+def test_a_setting_an_older_run_did_not_record_resumes_at_its_default(tmp_path, cli):
+    """A run directory written before a setting existed has no entry for it in
+    config.json; it ran with the setting's default, so resuming with the default goes on,
+    and anything else is refused as another run's settings."""
+    import json
+
+    argv = [
+        "--dataset_name=digits",
+        "--subset_train_to=40",
+        "--model_name=logistic_regression",
+        "--step_size=1e-3",
+        "--trajectory_len=2e-3",
+        "--no_progress",
+    ]
+    run = tmp_path / "older"
+    rc, out, err = cli("hmc", f"--dir={run}", "--num_iterations=1", *argv)
+    assert rc == 0, err
+    cfg_file = run / "config.json"
+    cfg = json.loads(cfg_file.read_text())
+    del cfg["max_num_leapfrog_steps"]  # as if written before the setting existed
+    cfg_file.write_text(json.dumps(cfg))
+    rc, out, err = cli(
+        "hmc", f"--dir={run}", "--num_iterations=2", "--max_num_leapfrog_steps=99", *argv
+    )
+    assert rc == 2 and "max_num_leapfrog_steps differ" in err, err
+    rc, out, err = cli("hmc", f"--dir={run}", "--num_iterations=2", *argv)
+    assert rc == 0, err

@@ -23,6 +23,7 @@ written, metrics records are kept in memory, and there is nothing to resume from
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -76,9 +77,12 @@ class RunDir:
         primary: bool | None = None,
         keep_checkpoints: int = 2,
         keep_samples: int = 1,
+        defaults: dict[str, Any] | None = None,
     ):
         # in a multi-process run only the primary process (index 0) writes
         self._primary = primary
+        # a setting missing from an older run's config.json ran with its default
+        self.defaults = dict(defaults or {})
         self.path = Path(path) if path is not None and str(path) else None  # type: ignore[assignment]
         self.in_memory = self.path is None
         self.store = self.samples = None  # type: ignore[assignment]
@@ -141,7 +145,13 @@ class RunDir:
                 "process_id",
             }
             keys = sorted((set(config) | set(old)) - ignore)
-            diff = [k for k in keys if old.get(k) != config.get(k)]
+            missing = object()
+
+            def recorded(k):
+                value = old.get(k, missing)
+                return self.defaults.get(k, missing) if value is missing else value
+
+            diff = [k for k in keys if recorded(k) != config.get(k, missing)]
             if diff:
                 raise ValueError(
                     f"--dir={self.path} holds a run with other settings ({', '.join(diff)} "
@@ -343,10 +353,14 @@ class RunDir:
 
 def open_run_dir(cfg) -> RunDir:
     """The :class:`RunDir` of a config (``dir``, ``keep_checkpoints``, ``keep_samples``)."""
+    defaults = {
+        f.name: f.default for f in dataclasses.fields(cfg) if f.default is not dataclasses.MISSING
+    }
     return RunDir(
         cfg.dir,
         keep_checkpoints=getattr(cfg, "keep_checkpoints", 2),
         keep_samples=getattr(cfg, "keep_samples", 1),
+        defaults=defaults,
     )
 
 
