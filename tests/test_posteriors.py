@@ -203,9 +203,14 @@ def _mlp(x, y=None, hidden=16, classes=10):
         numpyro.sample("y", dist.Categorical(logits=logits), obs=y)
 
 
-def _mlp_probs(samples, xt):
+def _mlp_logits(samples, xt):
+    """The network's outputs f(x) for every draw, ``(chain, draw, n, classes)``."""
     h = np.tanh(np.einsum("ni,cdih->cdnh", xt, samples["w1"]) + samples["b1"][:, :, None])
-    logits = np.einsum("cdnh,cdhk->cdnk", h, samples["w2"]) + samples["b2"][:, :, None]
+    return np.einsum("cdnh,cdhk->cdnk", h, samples["w2"]) + samples["b2"][:, :, None]
+
+
+def _mlp_probs(samples, xt):
+    logits = _mlp_logits(samples, xt)
     logits -= logits.max(-1, keepdims=True)
     p = np.exp(logits)
     return p / p.sum(-1, keepdims=True)
@@ -213,8 +218,8 @@ def _mlp_probs(samples, xt):
 
 @pytest.fixture(scope="module")
 def digits_reference():
-    """Long NumPyro NUTS run (8 chains x 2000 draws after 1000 warmup) on the BNN: the
-    test predictive probabilities' mean, sd and MCSE."""
+    """Long NumPyro NUTS run (8 chains x 2000 draws after 1000 warmup) on the BNN: mean,
+    sd and MCSEs of the test logits and of the test predictive probabilities."""
     import jax
     from numpyro.infer import MCMC, NUTS
 
@@ -228,25 +233,47 @@ def digits_reference():
         progress_bar=False,
     )
     mcmc.run(jax.random.key(7), x, y)
-    probs = _mlp_probs({k: np.asarray(v) for k, v in mcmc.get_samples(True).items()}, xt)
-    return summary(probs)
+    samples = {k: np.asarray(v) for k, v in mcmc.get_samples(True).items()}
+    return {"logits": summary(_mlp_logits(samples, xt)), "probs": summary(_mlp_probs(samples, xt))}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["hmc", "nuts"])
 def test_bnn_digits_function_space(method, digits_reference):
-    """Function space (test predictive probabilities), where a BNN posterior is
-    identifiable: our default HMC / NUTS against the long NumPyro reference."""
+    """Function space, where a BNN posterior is identifiable: our default HMC / NUTS
+    against the long NumPyro reference, 4 chains x 1000 draws.
+
+    The network's outputs f(x) (logits) get the whole of issue 7's criterion (means
+    within 4 MCSE, sd ratio in [0.9, 1.1], R-hat < 1.01, bulk ESS >= 400). The predictive
+    probabilities get it for their means, R-hat and ESS, but not for their sds: most are
+    near 0 with rare excursions, so heavy-tailed that the Monte Carlo error of their sd is
+    8-15% in both runs (measured: 92% of them above 2.5%) and a 10% band cannot be
+    resolved; their sd ratios are printed."""
     x, y, xt = _digits()
     result = infer(_mlp, x, y, method=method, seed=0, **FULL)
-    probs = _mlp_probs(result.samples, xt)
     ref = digits_reference
-    keep = ref["sd"] > 1e-3  # probabilities pinned at 0 or 1 have no spread to compare
+
+    def flat(a):
+        return a.reshape(a.shape[:2] + (-1,))
+
+    logits = ref["logits"]
     check_against(
-        probs.reshape(probs.shape[:2] + (-1,))[..., keep.ravel()],
-        ref["mean"][keep.ravel()],
-        ref["sd"][keep.ravel()],
-        ref_mcse=ref["mcse"][keep.ravel()],
-        name=f"{method} digits BNN",
+        flat(_mlp_logits(result.samples, xt)),
+        logits["mean"],
+        logits["sd"],
+        ref_mcse=logits["mcse"],
+        ref_mcse_sd=logits["mcse_sd"],
+        name=f"{method} digits BNN logits",
         **FULL_BOUNDS,
+    )
+    probs = ref["probs"]
+    keep = probs["sd"] > 1e-3  # probabilities pinned at 0 or 1 have no spread to compare
+    check_against(
+        flat(_mlp_probs(result.samples, xt))[..., keep],
+        probs["mean"][keep],
+        probs["sd"][keep],
+        ref_mcse=probs["mcse"][keep],
+        ref_mcse_sd=probs["mcse_sd"][keep],
+        name=f"{method} digits BNN probabilities",
+        **{**FULL_BOUNDS, "sd_ratio": (0.0, np.inf)},
     )
