@@ -19,7 +19,7 @@ predictions included. Methods:
 One JSON line per method: min / median ESS, ESS per second, ESS per 1000 gradient
 evaluations (all chains), max R-hat, wall time and the machine's load average.
 
-Measured 2026-12-01 19:00-19:20 on 2 CPU cores, all five methods in one run (load average
+Measured 2026-12-01 18:40-19:20 on 2 CPU cores, all five methods in one run (load average
 3.4-5.9 from low-priority test jobs alongside), 3 chains, 100 warmup/burn-in + 300 draws:
 
     method         median ESS  min ESS  wall s  ESS/s  ESS/1000 grads  max R-hat
