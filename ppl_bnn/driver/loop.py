@@ -706,32 +706,24 @@ def _from_run_dir(rd: RunDir, evaluator: Evaluator, kept: _Kept, stored):
     holds what an uninterrupted one does (the same values: the stored ones)."""
     steps, samples = stored
     if kept.samples and set(kept.samples[0]) - set(samples):
-        samples = _from_store(evaluator, samples)  # written before deterministic sites were
+        # stored before deterministic sites were: recompute them from the latent values
+        samples = _over_stored(evaluator, samples, evaluator.sites)
     groups = rd.read_sample_stats(steps)
     sample_stats = groups.get("sample_stats", {})
     loglik = groups.get("log_likelihood") if kept.log_likelihood else None
     if kept.log_likelihood and loglik is None:  # not stored: computed from the stored draws
-        loglik = _pointwise_from_store(evaluator, stored[1])
+        loglik = _over_stored(evaluator, stored[1], evaluator.pointwise)
     preds = rd.read_predictions(steps) if evaluator.problem.has_test else None
     return samples, sample_stats, loglik, preds
 
 
-def _pointwise_from_store(evaluator: Evaluator, stored: dict[str, np.ndarray]) -> dict:
+def _over_stored(evaluator: Evaluator, stored: dict[str, np.ndarray], fn) -> dict:
+    """``fn`` (``evaluator.sites`` or ``evaluator.pointwise``) of every stored draw, from
+    its constrained latent values, stacked ``(chain, draw, ...)``."""
     ld = evaluator.problem.logdensity
     unconstrain = jax.vmap(ld.unconstrain)
     draws = [
-        evaluator.pointwise(unconstrain({k: stored[k][:, i] for k in ld.latent_sites}))
-        for i in range(next(iter(stored.values())).shape[1])
-    ]
-    return _Kept._stack(draws)
-
-
-def _from_store(evaluator: Evaluator, stored: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Site values ``(chain, draw, ...)`` of stored draws, deterministic sites added."""
-    ld = evaluator.problem.logdensity
-    unconstrain = jax.vmap(ld.unconstrain)
-    draws = [
-        evaluator.sites(unconstrain({k: stored[k][:, i] for k in ld.latent_sites}))
+        fn(unconstrain({k: stored[k][:, i] for k in ld.latent_sites}))
         for i in range(next(iter(stored.values())).shape[1])
     ]
     return _Kept._stack(draws)

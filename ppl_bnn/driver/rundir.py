@@ -232,7 +232,7 @@ class RunDir:
             return None
         preds = []
         for step in steps:
-            path = self.draws / f"draw_{int(step):06d}.npz"
+            path = self.draw_path(int(step))
             if not path.is_file():
                 return None
             with np.load(path, allow_pickle=False) as f:
@@ -309,11 +309,14 @@ class RunDir:
         return out
 
     # ------------------------------------------------------------------ draws
+    def draw_path(self, step: int) -> Path:
+        return self.draws / f"draw_{step:06d}.npz"
+
     def save_draw(self, step: int, **arrays: np.ndarray) -> None:
         if not self.writes:
             return
         self.draws.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.draws / f"draw_{step:06d}.npz", lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
+        atomic_write(self.draw_path(step), lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
     def load_draws(self) -> list[tuple[int, dict[str, np.ndarray]]]:
         out: list[tuple[int, dict[str, np.ndarray]]] = []
