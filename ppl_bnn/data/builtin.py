@@ -113,8 +113,10 @@ def load_synthetic_regression(seed: int = 0) -> Dataset:
 
 
 def uci_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
-    """The UCI folder: ``data_dir``, else ``$PPL_BNN_UCI_DIR``, else ``~/.ppl_bnn/uci``."""
-    return Path(data_dir or os.environ.get("PPL_BNN_UCI_DIR") or Path.home() / ".ppl_bnn" / "uci")
+    """The UCI folder: ``data_dir``, else ``$PPL_BNN_UCI_DIR``, else ``$PPL_BNN_DATA/uci``,
+    else ``~/.ppl_bnn/uci`` (where ``ppl-bnn download uci`` puts the datasets)."""
+    root = Path(os.environ.get("PPL_BNN_DATA") or Path.home() / ".ppl_bnn")
+    return Path(data_dir or os.environ.get("PPL_BNN_UCI_DIR") or root / "uci")
 
 
 def load_uci(
@@ -133,7 +135,8 @@ def load_uci(
     data_file = folder / "data.txt"
     if not data_file.is_file():
         raise FileNotFoundError(
-            f"UCI dataset {name!r} not found: no {data_file} (pass --data_dir=FOLDER holding "
+            f"UCI dataset {name!r} not found: no {data_file} (run `ppl-bnn download uci "
+            f"{UCI_ALIASES.get(name, name)}`, or pass --data_dir=FOLDER holding "
             f"<name>/data.txt and index_*.txt)"
         )
     data = np.loadtxt(data_file)
