@@ -1,5 +1,10 @@
-"""Convergence diagnostics through ArviZ, and plots."""
+"""Convergence diagnostics through ArviZ, run-end checks, and plots."""
 
+from ppl_bnn.diagnostics.checks import (
+    RunDiagnostic,
+    RunWarning,
+    diagnose_run_dir,
+)
 from ppl_bnn.diagnostics.convergence import (
     DiagnosticsReport,
     diagnose_runs,
@@ -10,6 +15,9 @@ from ppl_bnn.diagnostics.datatree import from_run_dir, to_datatree
 
 __all__ = [
     "DiagnosticsReport",
+    "RunDiagnostic",
+    "RunWarning",
+    "diagnose_run_dir",
     "diagnose_runs",
     "from_run_dir",
     "load_run_draws",

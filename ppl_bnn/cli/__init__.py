@@ -62,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
             from ppl_bnn.density.distributed import initialize
 
             initialize(args.coordinator_address, args.num_processes, args.process_id)
-        return int(args.run(args, ["ppl-bnn", *argv]) or 0)
+        from ppl_bnn.cli.diagnose import run_warnings_as_lines
+
+        with run_warnings_as_lines():  # a run's end-of-run warnings, one line each
+            return int(args.run(args, ["ppl-bnn", *argv]) or 0)
     except Exception as e:
         if os.environ.get("PPL_BNN_TRACEBACK"):
             raise

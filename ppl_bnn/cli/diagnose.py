@@ -2,12 +2,18 @@
 
 Chains from all runs are merged (each run contributes its chains), truncated to the
 shortest run. Prints the worst R-hat and lowest ESS in function space (per test point)
-and parameter space (tracked coordinates), and writes the ArviZ data as netCDF.
+and parameter space (tracked coordinates), and writes the ArviZ data as netCDF. Then
+each MCMC run's own warnings, one line each: divergences after warmup, stuck chains,
+R-hat above 1.01 or bulk ESS below 100 per chain, low E-BFMI, clamped trajectories and
+saturated NUTS trees (what the run printed at its end).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
+import warnings
 
 
 def add_parser(sub, name: str) -> None:
@@ -34,5 +40,58 @@ def run(args, argv) -> int:
         args.run_dirs, output=args.output, include_burn_in=args.include_burn_in, plots=args.plots
     )
     print(report.format())
+    for line in warning_lines(args.run_dirs):
+        print(line)
     print(json.dumps({"netcdf": str(report.netcdf_path)}))
     return 0
+
+
+def warning_lines(run_dirs) -> list[str]:
+    """``warning: ...`` per failed check of each run (prefixed by the run directory when
+    there are several), or one line saying that none failed."""
+    from ppl_bnn.diagnostics.checks import diagnose_run_dir, is_approximation
+
+    lines: list[str] = []
+    for run_dir in run_dirs:
+        prefix = f"{run_dir}: " if len(run_dirs) > 1 else ""
+        found = diagnose_run_dir(run_dir)
+        lines.extend(f"{prefix}warning: {f.message}" for f in found)
+        if not found:
+            summary = _summary(run_dir)
+            what = (
+                "none apply (an approximation)"
+                if is_approximation(summary.get("method"))
+                else "none (divergences, stuck chains, R-hat, ESS, E-BFMI, trajectories)"
+            )
+            lines.append(f"{prefix}warnings: {what}")
+    return lines
+
+
+def _summary(run_dir) -> dict:
+    from pathlib import Path
+
+    path = Path(run_dir) / "summary.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+@contextlib.contextmanager
+def run_warnings_as_lines(stream=None):
+    """Show every :class:`~ppl_bnn.diagnostics.RunWarning` raised inside as one
+    ``warning: ...`` line on ``stream`` (default: stderr), as the commands print them;
+    other warnings as Python shows them."""
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        # loaded only once a run has started: nothing here imports JAX before the
+        # distributed runtime is initialised
+        checks = sys.modules.get("ppl_bnn.diagnostics.checks")
+        if checks is not None and issubclass(category, checks.RunWarning):
+            print(f"warning: {message}", file=stream or sys.stderr, flush=True)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = original

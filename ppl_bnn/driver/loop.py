@@ -167,6 +167,18 @@ class RunResult:
     def get(self, key: str, default: Any = None) -> Any:
         return self.summary.get(key, default)
 
+    def diagnose(self) -> list:
+        """The run's failed checks (divergences, stuck chains, R-hat, ESS, E-BFMI, clamped
+        trajectories, saturated trees) as :class:`ppl_bnn.diagnostics.RunDiagnostic`
+        records: the ones found at the run's end (``summary["warnings"]``), else computed
+        now from the draws; ``[]`` for a run that passed them all, or an approximation
+        (SGD, ensembles, VI)."""
+        from ppl_bnn.diagnostics.checks import RunDiagnostic, diagnose_result
+
+        if "warnings" in self.summary:
+            return [RunDiagnostic.from_dict(d) for d in self.summary["warnings"]]
+        return diagnose_result(self)
+
     def to_datatree(self, **kwargs):
         """The run as an ArviZ ``DataTree`` (posterior, sample_stats, log_likelihood,
         observed_data, predictions): :func:`ppl_bnn.diagnostics.to_datatree`."""
@@ -686,8 +698,20 @@ def _finish(
             "path": str(reference),
             **compare_to_reference(members, ref, ds, seed=int(config.get("seed", 0))),
         }
+    failed = None
+    if alg.approximation is None and complete:  # samplers: what says the run failed
+        from ppl_bnn.diagnostics.checks import at_run_end
+
+        failed = at_run_end(
+            summary, problem, rd, samples=samples, sample_stats=sample_stats, predictions=preds
+        )
+        summary["warnings"] = [f.to_dict() for f in failed]
     rd.write_summary(summary)
     rd.close()
+    if failed and rd.primary:
+        from ppl_bnn.diagnostics.checks import warn
+
+        warn(failed)
     observed = {site: np.asarray(ds.y_train) for site in problem.logdensity.observed_sites[:1]}
     return RunResult(
         summary=summary,
