@@ -9,8 +9,19 @@ used as a ``--reference`` on its own); the comparison adds:
 * ``compare.json``: per method accuracy, NLL, ECE (regression: RMSE, NLL), agreement and
   total variation to HMC (regression: W2 and W1), training and wall time; HMC's
   function-space R-hat and ESS (``ppl_bnn.diagnostics.diagnose_runs``);
-* ``report.md`` with PNG plots: reliability diagrams, agreement/TV bars, histograms of
-  the predictive entropy on the test set (regression: distance bars and predictive std).
+* ``report.md`` with PNG plots, each titled and labelled with its units:
+  ``metrics.png``, accuracy and NLL per method (regression: RMSE and NLL) with 95%
+  bootstrap intervals over test points; ``distance_to_hmc.png``, agreement and total
+  variation to HMC (regression: W2) with bootstrap intervals and the HMC-vs-HMC floor (one
+  half of HMC's chains against the other) as a band; ``reliability.png``, one reliability
+  diagram per method with equal-mass bins, the count of test points per bin and binomial
+  intervals; ``entropy.png``, histograms of the predictive entropy on the test set
+  (regression: ``predictive_std.png``, of the predictive standard deviation).
+
+``--reference`` takes an HMC run directory, a predictions file, or
+``hmc-reference:cifar10`` / ``hmc-reference:imdb``: the HMC predictive probabilities the
+NeurIPS 2021 competition published (``ppl-bnn download hmc-reference``), so a run on
+CIFAR-10 or IMDB is measured against the paper's HMC without running HMC.
 
 Defaults target about five minutes on two CPU cores with the embedded ``digits`` data and
 a one-hidden-layer MLP (``mlp_regression_small``: 50 ReLU units). HMC at this size is a
@@ -42,8 +53,11 @@ from ppl_bnn.evaluation.predictive import evaluate
 from ppl_bnn.evaluation.reference import (
     bayes_average,
     compare_to_reference,
+    half_vs_half,
     load_reference,
+    per_point_distances,
     run_predictions,
+    run_predictions_by_chain,
 )
 
 __all__ = ["ALL_METHODS", "CompareConfig", "format_table", "run_compare"]
@@ -74,8 +88,12 @@ class CompareConfig:
         ",".join(ALL_METHODS), "comma-separated methods to run, from: " + ", ".join(ALL_METHODS)
     )
     reference: str | None = _f(
-        None, "an existing HMC run directory to compare against instead of running HMC"
+        None,
+        "compare against this instead of running HMC: an HMC run directory, a predictions "
+        ".npy/.csv, or hmc-reference:cifar10 / hmc-reference:imdb (the published HMC "
+        "predictive probabilities; `ppl-bnn download hmc-reference`)",
     )
+    bootstrap: int = _f(1000, "bootstrap resamples of the test points for the error bars")
     batch_size: int = _f(80, "minibatch size of every minibatch method")
     hmc_num_chains: int = _f(3, "HMC chains")
     hmc_num_iterations: int = _f(400, "HMC iterations per chain (burn-in included)")
@@ -265,6 +283,17 @@ def run_compare(
         row["_members"] = members
     hmc_dir = Path(reference) if reference else None
     rhat = _hmc_diagnostics(hmc_dir) if hmc_dir is not None and hmc_dir.is_dir() else None
+    floor = None
+    if ref is not None and hmc_dir is not None and hmc_dir.is_dir():
+        halves = half_vs_half(run_predictions_by_chain(hmc_dir), ds, seed=cfg.seed)
+        if halves is not None:
+            floor = {"how": halves[1], "_per_point": halves[0]}
+            floor.update({k: float(v.mean()) for k, v in halves[0].items()})
+    for name in names:
+        if ref is not None:
+            results[name]["_distances"] = per_point_distances(
+                results[name]["_members"], ref, ds, seed=cfg.seed
+            )
     out = {
         "dataset": ds.name,
         "task": ds.task,
@@ -274,6 +303,9 @@ def run_compare(
         "num_test": int(ds.x_test.shape[0]),
         "reference": reference,
         "hmc_function_space": rhat,
+        "hmc_half_vs_half": None
+        if floor is None
+        else {k: v for k, v in floor.items() if not k.startswith("_")},
         "methods": {
             k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")}
             for k, v in results.items()
@@ -283,7 +315,7 @@ def run_compare(
     (root / "compare.json").write_text(json.dumps(out, indent=2, default=float))
     table = format_table(out)
     write(table)
-    write_report(root, out, results, ds, table)
+    write_report(root, out, results, ds, table, floor=floor)
     return out
 
 
@@ -311,6 +343,17 @@ def format_table(result: dict[str, Any]) -> str:
             v = row.get(key)
             cells.append("-" if v is None else (f"{v:.1f}" if key.endswith("time") else f"{v:.4f}"))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    floor = result.get("hmc_half_vs_half")
+    if floor:
+        keys = [k for k in ("agreement", "total_variation", "w2") if k in floor]
+        lines += [
+            "",
+            "HMC-vs-HMC floor ("
+            + floor["how"]
+            + "): "
+            + ", ".join(f"{k.replace('_', ' ')} {floor[k]:.4f}" for k in keys)
+            + "; distances to HMC within this are Monte Carlo noise of the reference.",
+        ]
     rhat = result.get("hmc_function_space")
     if rhat and "unavailable" in rhat:
         lines += ["", f"HMC function-space R-hat unavailable: {rhat['unavailable']}"]
@@ -352,8 +395,8 @@ def _hmc_reading(out: dict) -> list[str]:
             f"{cfg['temperature']:g} under a Gaussian prior of variance "
             f"{1 / cfg['weight_decay']:g} (weight decay {cfg['weight_decay']:g}), and its "
             "average is only as good as that prior, which was not chosen for this data "
-            "(issue 9 found that an independent BlackJAX NUTS run on the same model gives "
-            "the same predictive NLL); a short run adds Monte Carlo error: read the R-hat line."
+            "(an independent BlackJAX NUTS run on the same model gives the same predictive "
+            "NLL); a short run adds Monte Carlo error: read the R-hat line."
         )
     lines += [
         "",
@@ -365,7 +408,161 @@ def _hmc_reading(out: dict) -> list[str]:
     return lines
 
 
-def write_report(root: Path, out: dict, results: dict, ds, table: str) -> Path:
+def _bootstrap_ci(
+    stat, n: int, num: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """95% percentile intervals of ``stat(index)`` over ``num`` resamples of ``n`` test
+    points; ``stat`` maps an index array to a vector of values (one per method)."""
+    idx = rng.integers(0, n, size=(num, n))
+    draws = np.array([stat(i) for i in idx])
+    return np.percentile(draws, 2.5, axis=0), np.percentile(draws, 97.5, axis=0)
+
+
+def _dot_panel(ax, names, values, lo, hi, xlabel: str, title: str) -> None:
+    """Methods on the y axis, one point each with its interval as a horizontal error bar."""
+    y = np.arange(len(names))[::-1]
+    values, lo, hi = map(np.asarray, (values, lo, hi))
+    ax.errorbar(
+        values,
+        y,
+        xerr=[values - lo, hi - values],
+        fmt="o",
+        color="C0",
+        ecolor="C0",
+        capsize=3,
+        label="95% bootstrap interval",
+    )
+    ax.set_yticks(y, names)
+    ax.set(xlabel=xlabel, title=title)
+    ax.grid(axis="x", alpha=0.3)
+
+
+TITLES = {"accuracy": "accuracy", "nll": "NLL", "rmse": "RMSE"}
+
+
+def _metric_figure(plt, names, results, ds, num_boot, rng):
+    """Accuracy and NLL (regression: RMSE and NLL) per method, bootstrap intervals."""
+    n = ds.x_test.shape[0]
+    preds = [results[m]["_pred"] for m in names]
+    if ds.task == "classification":
+        specs = [
+            ("accuracy", lambda p, i: metrics.accuracy(p[i], ds.y_test[i]), "accuracy (fraction)"),
+            ("nll", lambda p, i: metrics.nll(p[i], ds.y_test[i]), "NLL (nats per test point)"),
+        ]
+    else:
+        reg = lambda p, i: metrics.regression_metrics(p[i], ds.y_test[i], ds.y_scale)  # noqa: E731
+        specs = [
+            ("rmse", lambda p, i: reg(p, i)["rmse"], "RMSE (original units of y)"),
+            ("nll", lambda p, i: reg(p, i)["nll"], "NLL (nats per test point)"),
+        ]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.45 * len(names) + 1.8), sharey=True)
+    everything = np.arange(n)
+    for ax, (key, f, label) in zip(axes, specs, strict=True):
+        point = [f(p, everything) for p in preds]
+        lo, hi = _bootstrap_ci(lambda i: [f(p, i) for p in preds], n, num_boot, rng)  # noqa: B023
+        _dot_panel(ax, names, point, lo, hi, label, f"test {TITLES[key]}")
+    axes[0].legend(fontsize=8, loc="best")
+    fig.suptitle(
+        f"Test metrics per method on {ds.name} ({n} test points; intervals: "
+        f"{num_boot} bootstrap resamples of the test points)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def _distance_figure(plt, names, results, ds, floor, num_boot, rng):
+    """Agreement and TV (regression: W2) to HMC per method, with the HMC-vs-HMC band."""
+    keys = (
+        [("agreement", "agreement with HMC (fraction of test points)"),
+         ("total_variation", "total variation to HMC (0 to 1)")]
+        if ds.task == "classification"
+        else [("w2", "W2 to HMC (original units of y)")]
+    )  # fmt: skip
+    rows = [m for m in names if m != "hmc" and "_distances" in results[m]]
+    n = ds.x_test.shape[0]
+    fig, axes = plt.subplots(
+        1, len(keys), figsize=(5 * len(keys), 0.45 * max(len(rows), 1) + 2.0), squeeze=False
+    )
+    for ax, (key, label) in zip(axes[0], keys, strict=True):
+        per = [results[m]["_distances"][key] for m in rows]
+        if rows:
+            point = [float(v.mean()) for v in per]
+            lo, hi = _bootstrap_ci(lambda i: [v[i].mean() for v in per], n, num_boot, rng)  # noqa: B023
+            _dot_panel(ax, rows, point, lo, hi, label, key.replace("_", " "))
+        if floor is not None:
+            fp = floor["_per_point"][key]
+            flo, fhi = _bootstrap_ci(lambda i: [fp[i].mean()], n, num_boot, rng)  # noqa: B023
+            ax.axvspan(flo[0], fhi[0], color="C1", alpha=0.25, label="HMC vs HMC (95% interval)")
+            ax.axvline(float(fp.mean()), color="C1", lw=1.5, label="HMC vs HMC floor")
+        else:
+            ax.text(
+                0.02, 0.02, "no HMC-vs-HMC floor: the reference has no chains to split",
+                transform=ax.transAxes, fontsize=7, color="0.4",
+            )  # fmt: skip
+        ax.legend(fontsize=7, loc="best")
+    how = f"; floor: HMC {floor['how']}" if floor is not None else ""
+    fig.suptitle(f"Distance of each method's predictive distribution to HMC's{how}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _reliability_bins(n: int) -> int:
+    """Equal-mass bins with at least ~30 test points each, between 3 and 10."""
+    return int(np.clip(n // 30, 3, 10))
+
+
+def _reliability_figure(plt, names, results, ds):
+    """One reliability diagram per method: equal-mass bins, counts, binomial intervals."""
+    n = ds.x_test.shape[0]
+    bins = _reliability_bins(n)
+    cols = min(4, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(3.2 * cols, 3.2 * rows + 0.6), sharex=True, sharey=True,
+        squeeze=False,
+    )  # fmt: skip
+    for ax in axes.flat[len(names) :]:
+        ax.set_visible(False)
+    for ax, name in zip(axes.flat, names, strict=False):
+        pred = results[name]["_pred"]
+        c = metrics.calibration_curve(pred, ds.y_test, bins, equal_mass=True)
+        count = np.round(c["proportion"] * n).astype(int)
+        keep = count > 0
+        conf, acc, k = c["confidence"][keep], c["accuracy"][keep], count[keep]
+        half = 1.96 * np.sqrt(np.maximum(acc * (1 - acc), 1e-12) / k)
+        ax.plot([0, 1], [0, 1], "k:", lw=1)
+        ax.errorbar(conf, acc, yerr=half, fmt="o-", ms=3, capsize=2, lw=1)
+        per_bin = (
+            f"{k.min()} test points per bin"
+            if k.min() == k.max()
+            else f"{k.min()}-{k.max()} test points per bin"
+        )
+        ax.text(0.97, 0.03, per_bin, transform=ax.transAxes, ha="right", fontsize=7,
+                color="0.3")  # fmt: skip
+        if k.max() - k.min() > 1:  # uneven bins (ties): say which has how many
+            for x, yv, kk in zip(conf, acc, k, strict=True):
+                ax.annotate(str(kk), (x, yv), textcoords="offset points", xytext=(0, 6),
+                            ha="center", fontsize=6, color="0.3")  # fmt: skip
+        ece = metrics.ece(pred, ds.y_test, bins, equal_mass=True)
+        ax.set_title(f"{name} (ECE {ece:.3f})", fontsize=9)
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(0, 1.08)
+        ax.grid(alpha=0.3)
+    fig.supxlabel("mean confidence in the bin (top-class probability)", fontsize=9)
+    fig.supylabel("accuracy in the bin (fraction correct)", fontsize=9)
+    fig.suptitle(
+        f"Reliability on {ds.name}: {bins} equal-mass bins of the {n} test points, one point "
+        "per bin (bars: 95% binomial intervals; dotted: perfect calibration)",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def write_report(
+    root: Path, out: dict, results: dict, ds, table: str, *, floor: dict | None = None
+) -> Path:
     """``report.md`` and its PNG plots (matplotlib, Agg backend)."""
     import matplotlib
 
@@ -373,18 +570,45 @@ def write_report(root: Path, out: dict, results: dict, ds, table: str) -> Path:
     import matplotlib.pyplot as plt
 
     names = list(results)
-    figs = []
+    cfg = out["config"]
+    num_boot = int(cfg.get("bootstrap") or 1000)
+    rng = np.random.default_rng(cfg.get("seed", 0))
+    figs = [
+        (
+            "metrics.png",
+            "Test metrics with bootstrap intervals",
+            "Each method's test accuracy and NLL (regression: RMSE and NLL) with a 95% "
+            "bootstrap interval over test points: methods whose intervals overlap are not "
+            "distinguishable on this test set."
+            if ds.task == "classification"
+            else "Each method's test RMSE and NLL with a 95% bootstrap interval over test "
+            "points: methods whose intervals overlap are not distinguishable on this test set.",
+            _metric_figure(plt, names, results, ds, num_boot, rng),
+        )
+    ]
+    if any("_distances" in results[m] for m in names if m != "hmc"):
+        figs.append(
+            (
+                "distance_to_hmc.png",
+                "Distance to the HMC reference",
+                "How close each method's predictive distribution is to HMC's, with 95% "
+                "bootstrap intervals over test points; the orange band is the HMC-vs-HMC floor "
+                "(one half of the chains against the other), the distance at which a method is "
+                "as close to HMC as HMC is to itself.",
+                _distance_figure(plt, names, results, ds, floor, num_boot, rng),
+            )
+        )
     if ds.task == "classification":
-        fig, ax = plt.subplots(figsize=(5, 5))
-        ax.plot([0, 1], [0, 1], "k:", lw=1)
-        for name in names:
-            c = metrics.calibration_curve(results[name]["_pred"], ds.y_test, 10, equal_mass=False)
-            keep = c["proportion"] > 0
-            ax.plot(c["confidence"][keep], c["accuracy"][keep], "o-", ms=3, label=name)
-        ax.set(xlabel="confidence", ylabel="accuracy", title="reliability (10 equal-width bins)")
-        ax.legend(fontsize=8)
-        figs.append(("reliability.png", "Reliability diagrams", fig))
-
+        figs.append(
+            (
+                "reliability.png",
+                "Reliability diagrams",
+                "Accuracy against confidence in equal-mass bins (each panel gives the number "
+                "of test points per bin): points on the diagonal are calibrated, below it "
+                "over-confident, above it under-confident.",
+                _reliability_figure(plt, names, results, ds),
+            )
+        )
         fig, ax = plt.subplots(figsize=(6, 3.5))
         bins = np.linspace(0, np.log(ds.num_classes), 30)
         for name in names:
@@ -395,11 +619,18 @@ def write_report(root: Path, out: dict, results: dict, ds, table: str) -> Path:
             xlabel="predictive entropy (nats)",
             ylabel="test points",
             yscale="log",
-            title="predictive entropy on the test set",
+            title="Predictive entropy on the test set",
         )
         ax.legend(fontsize=8)
-        figs.append(("entropy.png", "Predictive entropy", fig))
-        keys = [("agreement", "agreement with HMC"), ("total_variation", "total variation to HMC")]
+        figs.append(
+            (
+                "entropy.png",
+                "Predictive entropy",
+                "How uncertain each method's averaged prediction is on the test points "
+                "(0: certain; log C: uniform over the classes).",
+                fig,
+            )
+        )
     else:
         fig, ax = plt.subplots(figsize=(6, 3.5))
         for name in names:
@@ -411,27 +642,22 @@ def write_report(root: Path, out: dict, results: dict, ds, table: str) -> Path:
                 label=name,
             )
         ax.set(
-            xlabel="predictive std (original units)", ylabel="test points", title="predictive std"
+            xlabel="predictive std (original units of y)",
+            ylabel="test points",
+            title="Predictive standard deviation on the test set",
         )
         ax.legend(fontsize=8)
-        figs.append(("predictive_std.png", "Predictive standard deviation", fig))
-        keys = [("w2", "W2 to HMC"), ("w1", "W1 to HMC")]
-    rows = [(n, results[n]) for n in names if keys[0][0] in results[n]]
-    if rows:
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-        for ax, (key, label) in zip(axes, keys, strict=True):
-            values = [r[key] for _, r in rows]
-            ax.bar([n for n, _ in rows], values, color="C0")
-            if key == "agreement":  # all close to 1: show the differences
-                ax.set_ylim(max(0.0, min(values) - 0.05), 1.0)
-            ax.set_title(label)
-            ax.tick_params(axis="x", rotation=45)
-        fig.tight_layout()
-        figs.append(("distance_to_hmc.png", "Distance to the HMC reference", fig))
-    for fname, _, fig in figs:
+        figs.append(
+            (
+                "predictive_std.png",
+                "Predictive standard deviation",
+                "The spread of each method's predictive distribution over the test points.",
+                fig,
+            )
+        )
+    for fname, _, _, fig in figs:
         fig.savefig(root / fname, dpi=110, bbox_inches="tight")
         plt.close(fig)
-    cfg = out["config"]
     reference = f"Reference: `{out['reference']}`." if out["reference"] else "No HMC reference."
     text = [
         f"# Inference methods compared on {out['dataset']} ({out['model']}, "
@@ -446,8 +672,8 @@ def write_report(root: Path, out: dict, results: dict, ds, table: str) -> Path:
         "",
     ]
     text += _hmc_reading(out)
-    for fname, title, _ in figs:
-        text += [f"## {title}", "", f"![{title}]({fname})", ""]
+    for fname, title, caption, _ in figs:
+        text += [f"## {title}", "", caption, "", f"![{title}]({fname})", ""]
     path = root / "report.md"
     path.write_text("\n".join(text))
     return path

@@ -15,8 +15,10 @@ from ppl_bnn.evaluation.reference import (
     Reference,
     bayes_average,
     compare_to_reference,
+    half_vs_half,
     load_reference,
     mixture_samples,
+    per_point_distances,
 )
 
 P = np.array([[0.6, 0.3, 0.1], [0.2, 0.5, 0.3], [0.1, 0.1, 0.8]])
@@ -88,6 +90,35 @@ def test_classification_comparison_uses_the_member_average():
         "agreement": metrics.agreement(avg, Q),
         "total_variation": metrics.total_variation(avg, Q),
     }
+
+
+def test_per_point_distances_average_to_the_comparison():
+    ds = _dataset()
+    members = np.stack([P, Q])
+    per = per_point_distances(members, Reference(Q), ds)
+    whole = compare_to_reference(members, Reference(Q), ds)
+    assert per["agreement"].shape == (3,) and per["agreement"].mean() == whole["agreement"]
+    assert per["total_variation"].mean() == pytest.approx(whole["total_variation"])
+    reg = _dataset("regression", n=4, y_scale=2.0)
+    ours = np.array([[[0.0, 1.0]] * 4])
+    ref = Reference(np.array([[1.0, 2.0]] * 4), np.array([[[1.0, 2.0]] * 4]))
+    w2 = per_point_distances(ours, ref, reg, num_samples=500)["w2"]
+    assert w2.shape == (4,)
+    assert w2.mean() == pytest.approx(compare_to_reference(ours, ref, reg, num_samples=500)["w2"])
+
+
+def test_half_vs_half_floor_splits_chains_then_draws():
+    ds = _dataset()
+    # (chains=4, draws=2, n=3, k=3): chains 1-2 predict P, chains 3-4 predict Q
+    by_chain = np.stack([np.stack([P, P])] * 2 + [np.stack([Q, Q])] * 2)
+    per, how = half_vs_half(by_chain, ds)
+    assert how == "chains 1-2 against chains 3-4"
+    assert per["total_variation"].mean() == pytest.approx(metrics.total_variation(P, Q))
+    # one chain: first half of its draws against the second
+    per, how = half_vs_half(np.stack([np.stack([P, P, Q, Q])]), ds)
+    assert how.startswith("draws 1-2 against draws 3-4")
+    assert per["agreement"].mean() == pytest.approx(2 / 3)
+    assert half_vs_half(np.stack([np.stack([P])]), ds) is None
 
 
 def test_load_reference_from_files_and_run_dirs(tmp_path):
@@ -168,8 +199,13 @@ def test_compare_end_to_end(tmp_path, cli):
     assert rhat["num_chains"] == 2 and rhat["max_rhat"] >= rhat["median_rhat"]
     report = (tmp_path / "report.md").read_text()
     assert "| sghmc-clr-prec |" in report and "R-hat" in report
-    for png in ("reliability.png", "entropy.png", "distance_to_hmc.png"):
+    for png in ("metrics.png", "reliability.png", "entropy.png", "distance_to_hmc.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+        assert f"]({png})" in report
+    floor = result["hmc_half_vs_half"]  # chain 1 against chain 2 of the HMC run
+    assert floor["how"] == "chain 1 against chain 2"
+    assert 0 <= floor["agreement"] <= 1 and 0 <= floor["total_variation"] <= 1
+    assert "HMC-vs-HMC floor" in report and "bootstrap" in report
     assert "| mfvi |" in out
     # a rerun resumes every finished method instead of recomputing it
     rc, _, err = cli(

@@ -11,9 +11,21 @@ competition (``neurips_bdl_starter_kit/metrics.py``):
   its members. Also reported: ``w1``, the 1-Wasserstein distance the competition's scorer
   actually computed (``scipy.stats.wasserstein_distance``). Both are in original units.
 
-A reference is an HMC run directory (its post-burn-in draws, every chain) or a ``.npy``
+A reference is an HMC run directory (its post-burn-in draws, every chain), a ``.npy``
 file: class probabilities ``(n_test, C)``; for regression ``(n_test, 2)`` means and stds
-or ``(n_test, S)`` predictive samples (``S != 2``).
+or ``(n_test, S)`` predictive samples (``S != 2``), a ``.csv`` of class probabilities (comma
+separated, one row per test point), or ``hmc-reference:<task>``: the HMC predictive
+probabilities the competition published (``ppl-bnn download hmc-reference``; tasks
+``cifar10``, ResNet-20-FRN, and ``imdb``, CNN-LSTM), read from
+``~/.ppl_bnn/hmc_reference/<task>/probs.csv``. Their rows follow the TFDS test split's
+order; a run is scored against them on the same dataset (``--dataset_name=cifar10``). Both
+published tasks are classification, so they are scored by agreement and total variation
+(the competition used W2 only for its regression tasks).
+
+The **HMC-vs-HMC floor** (:func:`half_vs_half`) is the same distance between two halves of
+an HMC run's chains: how far two independent HMC estimates of the same predictive
+distribution are apart, i.e. the Monte Carlo noise a method's distance to HMC cannot be
+told apart from.
 """
 
 from __future__ import annotations
@@ -28,15 +40,22 @@ from ppl_bnn.data import Dataset
 from ppl_bnn.evaluation import metrics
 
 __all__ = [
+    "HMC_REFERENCE_PREFIX",
     "Reference",
     "bayes_average",
     "compare_to_reference",
+    "half_vs_half",
     "load_reference",
     "mixture_samples",
+    "per_point_distances",
     "run_predictions",
+    "run_predictions_by_chain",
 ]
 
 NUM_PREDICTIVE_SAMPLES = 1000
+
+#: ``--reference=hmc-reference:<task>``: the published HMC predictive probabilities
+HMC_REFERENCE_PREFIX = "hmc-reference:"
 
 
 class Reference(NamedTuple):
@@ -63,6 +82,17 @@ def run_predictions(run_dir: str | os.PathLike) -> np.ndarray:
     return np.concatenate([np.asarray(d, np.float64) for d in draws], axis=0)
 
 
+def run_predictions_by_chain(run_dir: str | os.PathLike) -> np.ndarray:
+    """``(chains, draws, n, k)``: the post-burn-in draws of a run directory, chain by chain."""
+    from ppl_bnn.driver.rundir import RunDir
+
+    rd = RunDir(run_dir)
+    draws = [d["predictions"] for _, d in rd.load_draws() if not bool(d["burn_in"])]
+    if not draws:
+        raise ValueError(f"{run_dir} has no saved draws after burn-in to compare against")
+    return np.stack([np.asarray(d, np.float64) for d in draws], axis=1)
+
+
 def bayes_average(members: np.ndarray, task: str) -> np.ndarray:
     """Average of member predictions ``(m, n, k)``: probabilities, or the Gaussian mixture's
     mean and standard deviation (:func:`ppl_bnn.evaluation.bma.average`, the one BMA)."""
@@ -73,9 +103,13 @@ def bayes_average(members: np.ndarray, task: str) -> np.ndarray:
 
 def load_reference(path: str | os.PathLike, dataset: Dataset) -> Reference:
     """Read ``--reference``: an HMC run directory or a ``.npy`` file (see the module doc)."""
-    path = Path(path)
     n = dataset.x_test.shape[0]
-    if path.is_dir():
+    if str(path).startswith(HMC_REFERENCE_PREFIX):
+        path = _hmc_reference_file(str(path)[len(HMC_REFERENCE_PREFIX) :])
+    path = Path(path)
+    if path.suffix == ".csv" and path.is_file():
+        ref = _load_probs_csv(path, dataset)
+    elif path.is_dir():
         members = run_predictions(path)
         ref = Reference(bayes_average(members, dataset.task), members)
     elif path.is_file():
@@ -99,6 +133,89 @@ def load_reference(path: str | os.PathLike, dataset: Dataset) -> Reference:
             f"the dataset {dataset.num_classes}"
         )
     return ref
+
+
+def _hmc_reference_file(task: str) -> Path:
+    from ppl_bnn.data.download import hmc_reference_dir
+
+    f = hmc_reference_dir() / task / "probs.csv"
+    if not f.is_file():
+        raise FileNotFoundError(
+            f"--reference={HMC_REFERENCE_PREFIX}{task}: no {f}; run `ppl-bnn download "
+            f"hmc-reference {task}` first (or set PPL_BNN_DATA to the folder holding "
+            "hmc_reference/)"
+        )
+    return f
+
+
+def _load_probs_csv(path: Path, dataset: Dataset) -> Reference:
+    """Class probabilities ``(n_test, C)``, comma separated (the competition's format)."""
+    if dataset.task != "classification":
+        raise ValueError(f"--reference={path}: a .csv of class probabilities needs a classifier")
+    probs = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
+    if probs.min() < 0 or np.abs(probs.sum(1) - 1).max() > 1e-3:
+        raise ValueError(f"--reference={path}: rows are not probability vectors (sum to 1)")
+    return Reference(probs, probs[None])
+
+
+def per_point_distances(
+    members: np.ndarray,
+    reference: Reference,
+    dataset: Dataset,
+    *,
+    seed: int = 0,
+    num_samples: int = NUM_PREDICTIVE_SAMPLES,
+) -> dict[str, np.ndarray]:
+    """The distances of :func:`compare_to_reference` test point by test point (their means
+    are its values): ``agreement`` (0/1) and ``total_variation``, or ``w2`` (original units,
+    the same samples as :func:`compare_to_reference` draws)."""
+    members = np.asarray(members, np.float64)
+    if dataset.task == "classification":
+        probs, ref = members.mean(0), reference.predictions
+        return {
+            "agreement": (np.argmax(probs, -1) == np.argmax(ref, -1)).astype(np.float64),
+            "total_variation": 0.5 * np.sum(np.abs(probs - ref), -1),
+        }
+    rng = np.random.default_rng(seed)
+    ours = mixture_samples(members, num_samples, rng) * dataset.y_scale
+    if reference.samples is not None:
+        theirs = reference.samples * dataset.y_scale
+    else:
+        ref_members = (
+            reference.members if reference.members is not None else reference.predictions[None]
+        )
+        theirs = mixture_samples(ref_members, num_samples, rng) * dataset.y_scale
+    w2 = [metrics.wasserstein2(a[None], b[None]) for a, b in zip(ours, theirs, strict=True)]
+    return {"w2": np.asarray(w2)}
+
+
+def half_vs_half(
+    by_chain: np.ndarray, dataset: Dataset, *, seed: int = 0
+) -> tuple[dict[str, np.ndarray], str] | None:
+    """The HMC-vs-HMC floor: per-point distances between the Bayesian model averages of
+    the first and the second half of the chains (``by_chain``: ``(chains, draws, n, k)``).
+
+    With one chain, the first and second half of its draws are compared instead (a weaker
+    floor: consecutive draws are correlated). Returns ``(per-point distances, how the
+    halves were made)``, or ``None`` when there are too few chains and draws.
+    """
+    chains, draws = by_chain.shape[:2]
+    if chains >= 2:
+        h = chains // 2
+        a, b = by_chain[:h], by_chain[h : 2 * h]
+        how = (
+            "chain 1 against chain 2" if h == 1 else f"chains 1-{h} against chains {h + 1}-{2 * h}"
+        )
+    elif draws >= 2:
+        h = draws // 2
+        a, b = by_chain[:, :h], by_chain[:, h : 2 * h]
+        how = f"draws 1-{h} against draws {h + 1}-{2 * h} of the one chain"
+    else:
+        return None
+    a = a.reshape(-1, *by_chain.shape[2:])
+    b = b.reshape(-1, *by_chain.shape[2:])
+    ref = Reference(bayes_average(b, dataset.task), b)
+    return per_point_distances(a, ref, dataset, seed=seed), how
 
 
 def mixture_samples(members: np.ndarray, num_samples: int, rng: np.random.Generator) -> np.ndarray:
