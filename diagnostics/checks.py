@@ -156,8 +156,8 @@ def check_stuck_chains(
 ) -> RunDiagnostic | None:
     """Chains stuck after warmup, from ``(chain, draw)`` arrays: those whose mean
     acceptance probability is below ``threshold`` (a non-finite one counts as 0), and
-    those whose log density ``lp`` stays far below the best chain's (its mean more than
-    ``lp_gap`` within-chain standard deviations, and more than ``lp_gap`` nats, lower:
+    those whose log density ``lp`` stays far below the best accepting chain's (its mean
+    more than ``lp_gap`` within-chain standard deviations, and ``lp_gap`` nats, lower:
     a chain that moves but away from the posterior's bulk, such as a scale parameter
     drifting off under a flat prior)."""
     parts, stuck_all = [], set()
@@ -181,17 +181,18 @@ def check_stuck_chains(
             value = float(per_chain[stuck].min())
     if lp is not None and np.ndim(lp) == 2 and np.shape(lp)[0] > 1 and np.shape(lp)[1] > 1:
         x = np.asarray(lp, np.float64)
-        if np.isfinite(x).all():
+        moving = np.array([c not in stuck_all for c in range(x.shape[0])])
+        if np.isfinite(x).all() and moving.sum() > 1:  # among the chains that do accept
             means, sds = x.mean(axis=1), x.std(axis=1)
-            best = int(np.argmax(means))
-            gap = lp_gap * max(float(np.median(sds)), 1.0)
-            low = np.flatnonzero(means < means[best] - gap)
+            best = int(np.argmax(np.where(moving, means, -np.inf)))
+            gap = lp_gap * max(float(np.median(sds[moving])), 1.0)
+            low = np.flatnonzero(moving & (means < means[best] - gap))
             if low.size:
                 verb = "stay" if low.size > 1 else "stays"
                 parts.append(
                     f"{_chains_text(low.tolist())} {verb} at a log density far below chain "
-                    f"{best}'s (mean {_figure(float(means[low].min()), 4)} against "
-                    f"{_figure(float(means[best]), 4)}; stuck)"
+                    f"{best}'s (mean {means[low].min():.4g} against {means[best]:.4g}; "
+                    "stuck)"
                 )
                 stuck_all.update(low.tolist())
     if not parts:
@@ -252,7 +253,8 @@ def check_rhat(
         warnings.simplefilter("ignore", RuntimeWarning)
         r = np.asarray(array_stats.rhat(x), np.float64).reshape(len(names))
     varies = np.ptp(x.reshape(len(names), -1), axis=1) > 0
-    r = np.where(np.isfinite(r), r, np.where(varies, np.inf, np.nan))
+    frozen = np.ptp(x, axis=2).max(axis=1) == 0  # every chain constant
+    r = np.where(np.isfinite(r) & ~frozen, r, np.where(varies, np.inf, np.nan))
     bad = np.flatnonzero(r > threshold)
     if not bad.size:
         return None
@@ -315,8 +317,8 @@ def check_ess(
     )
 
 
-def _figure(r: float, digits: int = 3) -> str:
-    return f"{r:.{digits}f}" if abs(r) < 100 else f"{r:.{digits}g}"
+def _figure(r: float) -> str:
+    return f"{r:.3f}" if abs(r) < 100 else f"{r:.3g}"
 
 
 def _quantities(space: str) -> str:
