@@ -64,6 +64,7 @@ from ppl_bnn.types import ArrayTree, PRNGKey
 
 __all__ = [
     "GUIDES",
+    "OrderedTraceELBO",
     "build_guide",
     "build_svi",
     "find_map",
@@ -142,11 +143,34 @@ def optimizer(name: str, schedule: optax.Schedule, momentum_decay: float = 0.9):
     raise ValueError(f"unknown --optimizer={name!r}; choose SGD or Adam")
 
 
+class OrderedTraceELBO(Trace_ELBO):
+    """NumPyro's ``Trace_ELBO`` with its per-site terms summed in a fixed order.
+
+    ``Trace_ELBO`` sums the sites' ``log p - log q`` terms in the iteration order of a
+    Python ``set`` of site names, which follows the process's string-hash seed
+    (``PYTHONHASHSEED``): two processes running the same fit added the same float32 terms
+    in different orders and drifted apart in the last digits after a few steps. Here the
+    terms are summed in sorted site-name order, whatever the process.
+    """
+
+    def __init__(self, num_particles: int = 1, **kwargs):
+        super().__init__(num_particles=num_particles, **{**kwargs, "sum_sites": False})
+
+    def loss_with_mutable_state(self, rng_key, param_map, model, guide, *args, **kwargs):
+        out = super().loss_with_mutable_state(rng_key, param_map, model, guide, *args, **kwargs)
+        terms = out["loss"]
+        total = jnp.array(0.0)
+        for name in sorted(terms):
+            total = total + terms[name]
+        return {**out, "loss": total}
+
+
 def build_svi(
     model: Callable, guide, opt: optax.GradientTransformation, *, num_particles: int = 1
 ) -> SVI:
-    """NumPyro ``SVI`` minimising the negative ELBO of ``model`` with ``opt``."""
-    return SVI(model, guide, optax_to_numpyro(opt), Trace_ELBO(num_particles=num_particles))
+    """NumPyro ``SVI`` minimising the negative ELBO of ``model`` with ``opt`` (summed over
+    sites in a fixed order: :class:`OrderedTraceELBO`)."""
+    return SVI(model, guide, optax_to_numpyro(opt), OrderedTraceELBO(num_particles=num_particles))
 
 
 def find_map(logdensity_fn: Callable, position: ArrayTree, *, num_steps: int = 100) -> ArrayTree:
