@@ -10,8 +10,8 @@ predictions included. Methods:
   (step size 0.01, trajectory length 1.5, so L = 150; 100 burn-in + 300 iterations);
 * ``hmc-warmup``: ppl_bnn's HMC with the default window adaptation and trajectory-length
   rule (nothing hand-set), ``--num_warmup`` + ``--num_samples`` iterations;
-* ``hmc-warmup-per-chain``: the same with one step size per chain
-  (``shared_step_size=False``), the default before chains shared it;
+* ``hmc-warmup-shared``: the same with one step size shared by the chains
+  (``shared_step_size=True``; faster on BNNs, not robust: see docs/guide/hmc.md);
 * ``nuts``: ppl_bnn's NUTS with the default window adaptation;
 * ``numpyro-nuts``: NumPyro's NUTS (vectorised chains) on the same log density;
 * ``blackjax-nuts``: BlackJAX's ``window_adaptation`` + NUTS on the same log density.
@@ -60,7 +60,7 @@ METHODS = (
     "nuts",
     "numpyro-nuts",
     "blackjax-nuts",
-    "hmc-warmup-per-chain",
+    "hmc-warmup-shared",
 )
 
 
@@ -255,8 +255,8 @@ def main(argv=None) -> None:
             preds, grads = run_recipe(args, pr)
         elif method in ("hmc-warmup", "nuts"):
             preds, grads, extra = run_ppl_bnn(args, pr, "hmc" if method == "hmc-warmup" else "nuts")
-        elif method == "hmc-warmup-per-chain":
-            preds, grads, extra = run_ppl_bnn(args, pr, "hmc", shared_step_size=False)
+        elif method == "hmc-warmup-shared":
+            preds, grads, extra = run_ppl_bnn(args, pr, "hmc", shared_step_size=True)
         elif method == "numpyro-nuts":
             preds, grads, extra = run_numpyro(args, pr)
         else:

@@ -107,7 +107,7 @@ def check_against(
     sd_ratio=(0.9, 1.1),
     name: str = "",
 ) -> dict:
-    """Assert the acceptance criteria of issue 7 against a reference mean and sd.
+    """Assert the posterior acceptance criteria against a reference mean and sd.
 
     Means: within 4 combined Monte Carlo standard errors (ours and the reference's). Sds:
     the ratio within ``sd_ratio``, unless the two sd estimates cannot be told apart at
