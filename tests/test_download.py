@@ -22,6 +22,7 @@ from ppl_bnn.data.download import (
     read_sha256_file,
     read_sha256_lines,
     uci_files,
+    uci_plan,
 )
 from ppl_bnn.data.registry import UCI_DATASETS, UCI_SHA256
 
@@ -173,6 +174,36 @@ def test_registry_covers_the_ten_datasets_with_pins_in_sha256sum_format():
     assert len(protein) == 4 + 2 * 5 and all(rel in pins for rel in protein)
     for _, url, _ in uci_files("boston-housing")[:1]:
         assert url.endswith("/UCI_Datasets/bostonHousing/data/data.txt") and "6eb4497" in url
+
+
+def test_year_prediction_msd_is_unpacked_into_the_layout(server, tmp_path):
+    import zipfile
+
+    srv, url = server
+    rows = np.column_stack([np.arange(1990, 2002), np.random.default_rng(6).normal(size=(12, 3))])
+    (srv / "year-prediction-msd").mkdir()
+    archive = srv / "year-prediction-msd" / "YearPredictionMSD.txt.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("YearPredictionMSD.txt", "\n".join(",".join(f"{v:g}" for v in r) for r in rows))
+    rel = "year-prediction-msd/YearPredictionMSD.txt.zip"
+    pins = {rel: hashlib.sha256(archive.read_bytes()).hexdigest()}
+    with pytest.raises(UnpinnedFileError, match="year-prediction-msd"):
+        fetch_uci(["year-prediction-msd"], tmp_path, progress=False, url_base=url)
+    fetch_uci(["year-prediction-msd"], tmp_path, progress=False, sha256=pins, url_base=url)
+    folder = tmp_path / "year-prediction-msd"
+    assert (folder / "n_splits.txt").read_text() == "1\n"
+    ds = load_uci("year-prediction-msd", tmp_path, split=0)
+    assert ds.x_train.shape == (11, 3) and ds.x_test.shape == (1, 3)  # the last rows test
+    np.testing.assert_allclose(ds.y_test * ds.y_scale + ds.y_mean, [2001.0], rtol=1e-6)
+
+
+def test_default_is_every_pinned_dataset_and_names_the_others():
+    pins = read_sha256_lines(UCI_SHA256)
+    plan, skipped, missing = uci_plan(list(UCI_DATASETS), pins)
+    unpinned = sorted({m.split("/")[0] for m in missing})
+    assert unpinned == ["concrete", "kin8nm", "naval-propulsion-plant", "year-prediction-msd"]
+    assert all(plan[n] for n in UCI_DATASETS if n not in unpinned)
+    assert not skipped.get("yacht")  # every optional yacht file is pinned too
 
 
 @pytest.mark.skipif(

@@ -66,6 +66,13 @@ def run(args, argv) -> int:
         except (ValueError, OSError) as e:
             print(f"ppl-bnn download: error: {e}", file=sys.stderr)
             return 2
+        if out.get("unpinned_datasets"):
+            print(
+                "ppl-bnn download: not installed, no SHA-256 pinned for their files: "
+                + ", ".join(out["unpinned_datasets"])
+                + " (name them with --sha256 FILE to install them; see docs/uci.md)",
+                file=sys.stderr,
+            )
         for name, paths in out["installed"].items():
             line = {"dataset": name, "files": len(paths), "data_dir": out["data_dir"]}
             skipped = out.get("skipped_unpinned", {}).get(name)

@@ -149,8 +149,8 @@ def load_uci(
         train_file = folder / f"index_train_{split}.txt"
         if not train_file.is_file():
             raise FileNotFoundError(f"UCI dataset {name!r} has no split {split}: no {train_file}")
-        train = np.loadtxt(train_file, dtype=int)
-        test = np.loadtxt(folder / f"index_test_{split}.txt", dtype=int)
+        train = np.loadtxt(train_file, dtype=int, ndmin=1)
+        test = np.loadtxt(folder / f"index_test_{split}.txt", dtype=int, ndmin=1)
         label = f"{name}@split{split}"
     else:
         perm = np.random.default_rng(seed).permutation(len(x))

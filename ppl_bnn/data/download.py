@@ -44,6 +44,7 @@ __all__ = [
     "hmc_reference_dir",
     "read_sha256_file",
     "uci_files",
+    "uci_plan",
 ]
 
 
@@ -214,12 +215,14 @@ def fetch_uci(
             installed layout (``<url_base>/<name>/data.txt``): a mirror, or a test server.
 
     Returns:
-        ``{"data_dir": ..., "installed": {name: [paths]}, "skipped_unpinned": {name: [paths]}}``;
-        optional files without a pin are skipped and listed.
+        ``{"data_dir": ..., "installed": {name: [paths]}, "skipped_unpinned": {name: [paths]},
+        "unpinned_datasets": [names]}``: optional files without a pin are skipped and
+        listed; with ``names=None``, datasets whose required files are not all pinned are
+        skipped and listed in ``unpinned_datasets``.
 
     Raises:
-        UnpinnedFileError: a required file of a requested dataset has no pin; raised
-            before anything is downloaded.
+        UnpinnedFileError: a required file of a dataset named in ``names`` has no pin;
+            raised before anything is downloaded.
         ValueError: a downloaded file's hash differs from its pin (pooch's message); that
             dataset's files are removed, datasets installed before it stay.
     """
@@ -228,9 +231,39 @@ def fetch_uci(
     root = uci_data_dir(data_dir)
     pins = {**read_sha256_lines(UCI_SHA256), **_pins(sha256)}
     chosen = _names(names, UCI_DATASETS, "UCI dataset")
+    plan, skipped, missing = uci_plan(chosen, pins, url_base)
+    unpinned = sorted({m.split("/")[0] for m in missing})
+    if missing and names:
+        raise UnpinnedFileError(
+            f"no SHA-256 pinned for {len(missing)} required file(s) of {', '.join(unpinned)} "
+            f"(e.g. {missing[0]}): nothing was downloaded. Supply the hashes of copies you "
+            "have checked with sha256=FILE (`ppl-bnn download uci --sha256 FILE`, "
+            "`sha256sum` format, paths like concrete/data.txt); see docs/uci.md"
+        )
+    chosen = [n for n in chosen if n not in unpinned]  # all by default: the pinned ones
+    installed = {}
+    for name in chosen:
+        paths = _install(plan[name], root, name, progress, downloader)
+        if UCI_DATASETS[name].archive:
+            paths = _unpack_year(root / name, paths[0])
+        installed[name] = [str(p) for p in paths]
+    return {
+        "data_dir": str(root),
+        "installed": installed,
+        "skipped_unpinned": skipped,
+        "unpinned_datasets": unpinned,
+    }
+
+
+def uci_plan(
+    chosen: list[str], pins: Mapping[str, str], url_base: str | None = None
+) -> tuple[dict[str, list[tuple[str, str, str]]], dict[str, list[str]], list[str]]:
+    """What :func:`fetch_uci` would fetch: ``(plan, skipped, missing)``, with ``plan``
+    ``{name: [(path, URL, sha256)]}``, ``skipped`` the optional files without a pin, and
+    ``missing`` the required files without one."""
     plan: dict[str, list[tuple[str, str, str]]] = {}
     skipped: dict[str, list[str]] = {}
-    missing = []
+    missing: list[str] = []
     for name in chosen:
         plan[name] = []
         for rel, url, required in uci_files(name):
@@ -242,21 +275,7 @@ def fetch_uci(
                 missing.append(rel)
             else:
                 skipped.setdefault(name, []).append(rel)
-    if missing:
-        by_set = sorted({m.split("/")[0] for m in missing})
-        raise UnpinnedFileError(
-            f"no SHA-256 pinned for {len(missing)} required file(s) of {', '.join(by_set)} "
-            f"(e.g. {missing[0]}): nothing was downloaded. Supply the hashes of copies you "
-            "have checked with sha256=FILE (`ppl-bnn download uci --sha256 FILE`, "
-            "`sha256sum` format, paths like concrete/data.txt); see docs/uci.md"
-        )
-    installed = {}
-    for name in chosen:
-        paths = _install(plan[name], root, name, progress, downloader)
-        if UCI_DATASETS[name].archive:
-            paths = _unpack_year(root / name, paths[0])
-        installed[name] = [str(p) for p in paths]
-    return {"data_dir": str(root), "installed": installed, "skipped_unpinned": skipped}
+    return plan, skipped, missing
 
 
 def _unpack_year(folder: Path, archive: Path) -> list[Path]:
