@@ -711,7 +711,7 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"| {n} | {r['num_splits']} | {r['test_ll'][0]:.2f} ± {r['test_ll'][1]:.2f} | "
             + " | ".join(pub(m, "test_ll", n) for m in PUBLISHED)
             + f" | {'-' if b is None else ('yes' if b else 'no')} | "
-            f"{r['rmse'][0]:.2f} ± {r['rmse'][1]:.2f} | "
+            f"{_rmse(*r['rmse'])} | "
             + " | ".join(pub(m, "rmse", n) for m in PUBLISHED)
             + f" | {r['wall_s_per_split'][0]:.0f} | {r['cpu_s_per_split'][0]:.0f} | "
             + ", ".join(f"{k} ×{v}" for k, v in r["chosen"].items())
@@ -749,6 +749,12 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"Standard datasets with published figures not in this run: {', '.join(not_run)}."
         )
     return "\n".join(lines)
+
+
+def _rmse(mean: float, se: float) -> str:
+    """Two decimals; four below 0.1 (naval-propulsion-plant's RMSE is about 0.001-0.006)."""
+    d = 4 if abs(mean) < 0.1 else 2
+    return f"{mean:.{d}f} ± {se:.{d}f}"
 
 
 def _pm(mean: float, spread: float) -> str:
