@@ -53,29 +53,33 @@ def ppl_bnn() -> list[str]:
     return [sys.executable, "-c", "import sys; from ppl_bnn.cli import main; sys.exit(main())"]
 
 
-def env() -> dict[str, str]:
-    return {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONHASHSEED": "0"}
+def env(hash_seed: str = "0") -> dict[str, str]:
+    """The processes' environment; ``hash_seed``: their ``PYTHONHASHSEED`` (a result must
+    not depend on it: the VI tests give each process another)."""
+    return {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONHASHSEED": hash_seed}
 
 
 def hmc_args(run: Path, iterations: int) -> list[str]:
     return ["hmc", f"--dir={run}", f"--num_iterations={iterations}", *FLAGS]
 
 
-def run_to_end(run: Path, iterations: int) -> float:
-    """Run ``ppl-bnn hmc`` to completion; its wall time."""
+def run_to_end(run: Path, iterations: int, args=hmc_args, hash_seed: str = "0") -> float:
+    """Run ``ppl-bnn`` (``args(run, iterations)``: hmc) to completion; its wall time."""
     t0 = time.perf_counter()
     done = subprocess.run(
-        [*ppl_bnn(), *hmc_args(run, iterations)], env=env(), capture_output=True, text=True
+        [*ppl_bnn(), *args(run, iterations)], env=env(hash_seed), capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return time.perf_counter() - t0
 
 
-def killed_in_write(run: Path, iterations: int, n: int, where: str) -> None:
+def killed_in_write(
+    run: Path, iterations: int, n: int, where: str, args=hmc_args, hash_seed: str = "0"
+) -> None:
     """Start a run that SIGKILLs itself in its ``n``-th checkpoint write at ``where``."""
     done = subprocess.run(
-        [sys.executable, str(HERE / "kill_worker.py"), str(n), where, *hmc_args(run, iterations)],
-        env=env(),
+        [sys.executable, str(HERE / "kill_worker.py"), str(n), where, *args(run, iterations)],
+        env=env(hash_seed),
         capture_output=True,
         text=True,
     )
@@ -208,6 +212,60 @@ def test_no_orphaned_temporary_files_after_resume(killed_twice):
     """The temporary files of the killed writes are removed by the next start."""
     left = sorted(str(p.relative_to(killed_twice)) for p in killed_twice.rglob(".tmp-*"))
     assert left == []
+
+
+# ------------------------------------------------------------------------ VI
+VI_FLAGS = [
+    "--dataset_name=digits",
+    "--subset_train_to=40",
+    "--model_name=mlp_classification",
+    "--batch_size=20",
+    "--save_freq=1",
+    "--eval_freq=1",
+    "--vi_ensemble_size=4",
+    "--num_param_draws=4",
+    "--seed=5",
+    "--no_progress",
+]
+
+
+def vi_args(run: Path, epochs: int) -> list[str]:
+    return ["vi", f"--dir={run}", f"--num_epochs={epochs}", *VI_FLAGS]
+
+
+@pytest.fixture(scope="module")
+def vi_reference(tmp_path_factory):
+    """One uninterrupted VI run of 4 epochs (a checkpoint every epoch)."""
+    ref = tmp_path_factory.mktemp("vi") / "ref"
+    run_to_end(ref, 4, vi_args, hash_seed="1")
+    return ref
+
+
+def test_two_uninterrupted_vi_runs_are_identical(vi_reference, tmp_path):
+    """Same command, another process (another string-hash seed): the same run, bit for
+    bit (the ELBO's terms were summed in an order that followed the hash seed)."""
+    run = tmp_path / "again"
+    run_to_end(run, 4, vi_args, hash_seed="3")
+    assert_same_run(vi_reference, run)
+
+
+def test_vi_killed_inside_a_checkpoint_write_resumes_bit_for_bit(vi_reference, tmp_path):
+    run = tmp_path / "run"
+    killed_in_write(run, 4, 2, "mid-write", vi_args, hash_seed="4")
+    assert any(p.name.startswith(".tmp-") for p in (run / "checkpoints").iterdir())
+    run_to_end(run, 4, vi_args, hash_seed="5")
+    assert_same_run(vi_reference, run)
+    assert sorted(run.rglob(".tmp-*")) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["before-rename", "after-rename"])
+def test_vi_killed_twice_resumes_bit_for_bit(where, vi_reference, tmp_path):
+    run = tmp_path / "run"
+    killed_in_write(run, 4, 3, where, vi_args, hash_seed="6")
+    killed_in_write(run, 4, 1, where, vi_args, hash_seed="7")
+    run_to_end(run, 4, vi_args, hash_seed="8")
+    assert_same_run(vi_reference, run)
 
 
 # ------------------------------------------------------------------------ slow
