@@ -438,6 +438,11 @@ def _dot_panel(ax, names, values, lo, hi, xlabel: str, title: str) -> None:
 
 
 TITLES = {"accuracy": "accuracy", "nll": "NLL", "rmse": "RMSE"}
+DISTANCE_TITLES = {
+    "agreement": "agreement with HMC",
+    "total_variation": "total variation to HMC",
+    "w2": "W2 to HMC",
+}
 
 
 def _metric_figure(plt, names, results, ds, num_boot, rng):
@@ -461,9 +466,8 @@ def _metric_figure(plt, names, results, ds, num_boot, rng):
         point = [f(p, everything) for p in preds]
         lo, hi = _bootstrap_ci(lambda i: [f(p, i) for p in preds], n, num_boot, rng)  # noqa: B023
         _dot_panel(ax, names, point, lo, hi, label, f"test {TITLES[key]}")
-    axes[0].legend(fontsize=8, loc="best")
     fig.suptitle(
-        f"Test metrics per method on {ds.name} ({n} test points; intervals: "
+        f"Test metrics per method on {ds.name} ({n} test points; bars: 95% intervals from "
         f"{num_boot} bootstrap resamples of the test points)",
         fontsize=10,
     )
@@ -489,7 +493,7 @@ def _distance_figure(plt, names, results, ds, floor, num_boot, rng):
         if rows:
             point = [float(v.mean()) for v in per]
             lo, hi = _bootstrap_ci(lambda i: [v[i].mean() for v in per], n, num_boot, rng)  # noqa: B023
-            _dot_panel(ax, rows, point, lo, hi, label, key.replace("_", " "))
+            _dot_panel(ax, rows, point, lo, hi, label, DISTANCE_TITLES[key])
         if floor is not None:
             fp = floor["_per_point"][key]
             flo, fhi = _bootstrap_ci(lambda i: [fp[i].mean()], n, num_boot, rng)  # noqa: B023
@@ -500,7 +504,7 @@ def _distance_figure(plt, names, results, ds, floor, num_boot, rng):
                 0.02, 0.02, "no HMC-vs-HMC floor: the reference has no chains to split",
                 transform=ax.transAxes, fontsize=7, color="0.4",
             )  # fmt: skip
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
     how = f"; floor: HMC {floor['how']}" if floor is not None else ""
     fig.suptitle(f"Distance of each method's predictive distribution to HMC's{how}", fontsize=10)
     fig.tight_layout()

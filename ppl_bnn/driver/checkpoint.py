@@ -107,17 +107,23 @@ def _allowed_types() -> dict[str, type]:
     A NamedTuple in a file is restored only if its name is here; the name is looked up,
     never imported, and restoring one only calls the tuple constructor with arrays and
     plain values. Allowed: the NamedTuples defined in :data:`STATE_MODULES`, blackjax's
-    ``HMCState``, numpyro's ``SVIState`` and ``ParamShape`` and optax's optimiser states.
+    ``HMCState`` and window-adaptation states, numpyro's ``SVIState`` and ``ParamShape``
+    and optax's optimiser states.
     :func:`register_type` adds one.
     """
     import importlib
 
     import optax
+    from blackjax.adaptation.mass_matrix import MassMatrixAdaptationState, WelfordAlgorithmState
+    from blackjax.adaptation.step_size import DualAveragingAdaptationState
     from blackjax.mcmc.hmc import HMCState
     from numpyro.contrib.module import ParamShape
     from numpyro.infer.svi import SVIState
 
     found: list[type] = [HMCState, SVIState, ParamShape]
+    # a window-adapted run's state: readable by every command (any run's positions
+    # initialise any other method), not only by one that built a NUTS run first
+    found += [MassMatrixAdaptationState, WelfordAlgorithmState, DualAveragingAdaptationState]
     for module in (optax, optax.tree_utils, optax.contrib, optax.schedules):
         found += _namedtuples(module, defined_here=False)  # ScaleByAdamState, TraceState, ...
     for name in STATE_MODULES:
@@ -364,7 +370,7 @@ def load_checkpoint(path: str | os.PathLike) -> Any:
         )
     try:
         header = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than any we write
         raise CheckpointError(f"corrupt checkpoint {path}: unreadable structure") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path} is not a ppl_bnn checkpoint")
@@ -379,6 +385,10 @@ def load_checkpoint(path: str | os.PathLike) -> Any:
         raise
     except (KeyError, TypeError, ValueError, IndexError) as e:
         raise CheckpointError(f"checkpoint {path} is not a ppl_bnn checkpoint: {e}") from None
+    except RecursionError:
+        raise CheckpointError(
+            f"checkpoint {path} is not a ppl_bnn checkpoint: its structure is nested too deep"
+        ) from None
 
 
 def _read_members(path: Path) -> dict[str, np.ndarray]:
@@ -402,6 +412,10 @@ def _read_members(path: Path) -> dict[str, np.ndarray]:
         raise CheckpointError(f"corrupt checkpoint {path}: truncated or altered ({e})") from None
     except (zipfile.BadZipFile, OSError, EOFError) as e:
         raise CheckpointError(f"corrupt checkpoint {path}: truncated or altered ({e})") from None
+    except (MemoryError, OverflowError):  # an array header declaring an impossible shape
+        raise CheckpointError(
+            f"corrupt checkpoint {path}: an array declares a shape larger than the file holds"
+        ) from None
 
 
 # ------------------------------------------------------------------- the folder
