@@ -581,9 +581,8 @@ def write_report(
         (
             "metrics.png",
             "Test metrics with bootstrap intervals",
-            "Each method's test accuracy and NLL (regression: RMSE and NLL) with a 95% "
-            "bootstrap interval over test points: methods whose intervals overlap are not "
-            "distinguishable on this test set."
+            "Each method's test accuracy and NLL with a 95% bootstrap interval over test "
+            "points: methods whose intervals overlap are not distinguishable on this test set."
             if ds.task == "classification"
             else "Each method's test RMSE and NLL with a 95% bootstrap interval over test "
             "points: methods whose intervals overlap are not distinguishable on this test set.",
@@ -596,9 +595,14 @@ def write_report(
                 "distance_to_hmc.png",
                 "Distance to the HMC reference",
                 "How close each method's predictive distribution is to HMC's, with 95% "
-                "bootstrap intervals over test points; the orange band is the HMC-vs-HMC floor "
-                "(one half of the chains against the other), the distance at which a method is "
-                "as close to HMC as HMC is to itself.",
+                "bootstrap intervals over test points; "
+                + (
+                    "the orange band is the HMC-vs-HMC floor (one half of the chains against "
+                    "the other), the distance at which a method is as close to HMC as HMC is "
+                    "to itself."
+                    if floor is not None
+                    else "the reference has no chains to split, so no HMC-vs-HMC floor is drawn."
+                ),
                 _distance_figure(plt, names, results, ds, floor, num_boot, rng),
             )
         )
