@@ -157,8 +157,8 @@ def check_stuck_chains(
     """Chains stuck after warmup, from ``(chain, draw)`` arrays: those whose mean
     acceptance probability is below ``threshold`` (a non-finite one counts as 0), and
     those whose log density ``lp`` stays far below the best accepting chain's (its mean
-    more than ``lp_gap`` within-chain standard deviations, and ``lp_gap`` nats, lower:
-    a chain that moves but away from the posterior's bulk, such as a scale parameter
+    more than ``lp_gap`` within-chain standard deviations, and ``lp_gap`` nats, lower,
+    and its 90% quantile below that chain's 10% quantile: a chain that moves but away from the posterior's bulk, such as a scale parameter
     drifting off under a flat prior)."""
     parts, stuck_all = [], set()
     value = None
@@ -186,7 +186,8 @@ def check_stuck_chains(
             means, sds = x.mean(axis=1), x.std(axis=1)
             best = int(np.argmax(np.where(moving, means, -np.inf)))
             gap = lp_gap * max(float(np.median(sds[moving])), 1.0)
-            low = np.flatnonzero(moving & (means < means[best] - gap))
+            apart = np.quantile(x, 0.9, axis=1) < np.quantile(x[best], 0.1)  # no overlap
+            low = np.flatnonzero(moving & apart & (means < means[best] - gap))
             if low.size:
                 verb = "stay" if low.size > 1 else "stays"
                 parts.append(
@@ -437,7 +438,10 @@ def diagnose(
     diverging = get("diverging", "is_divergent")
     if diverging is not None:
         found.append(check_divergences(diverging))
-    accept, lp = get("acceptance_rate"), get("lp")
+    # a network's chains may sit in modes of different log density: its stuck chains are
+    # the ones that accept nothing, its disagreeing ones what function-space R-hat finds
+    accept = get("acceptance_rate")
+    lp = get("lp") if space == "parameter" else None
     if accept is not None or lp is not None:
         found.append(check_stuck_chains(accept, lp))
     energy = get("energy")
@@ -622,11 +626,18 @@ def _method_of(config: Mapping[str, Any]) -> str | None:
 
 def warn(found: Sequence[RunDiagnostic]) -> None:
     """One :class:`RunWarning` per failed check, attributed to the first caller outside
-    ppl_bnn (the line that started the run)."""
+    ppl_bnn (the line that started the run); under the commands (``ppl-bnn hmc``, ...)
+    one printed ``warning: ...`` line each instead."""
     import os
 
     import ppl_bnn
+    from ppl_bnn.cli.diagnose import PRINT_RUN_WARNINGS
 
+    stream = PRINT_RUN_WARNINGS.get()
+    if stream is not None:
+        for f in found:
+            print(f"warning: {f.message}", file=stream, flush=True)
+        return
     inside = (os.path.dirname(ppl_bnn.__file__), os.path.dirname(__file__))
     for f in found:
         warnings.warn(f.message, RunWarning, skip_file_prefixes=inside)

@@ -11,9 +11,9 @@ saturated NUTS trees (what the run printed at its end).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import sys
-import warnings
 
 
 def add_parser(sub, name: str) -> None:
@@ -76,22 +76,18 @@ def _summary(run_dir) -> dict:
 
 @contextlib.contextmanager
 def run_warnings_as_lines(stream=None):
-    """Show every :class:`~ppl_bnn.diagnostics.RunWarning` raised inside as one
-    ``warning: ...`` line on ``stream`` (default: stderr), as the commands print them;
-    other warnings as Python shows them."""
-    original = warnings.showwarning
-
-    def show(message, category, filename, lineno, file=None, line=None):
-        # loaded only once a run has started: nothing here imports JAX before the
-        # distributed runtime is initialised
-        checks = sys.modules.get("ppl_bnn.diagnostics.checks")
-        if checks is not None and issubclass(category, checks.RunWarning):
-            print(f"warning: {message}", file=stream or sys.stderr, flush=True)
-        else:
-            original(message, category, filename, lineno, file, line)
-
-    warnings.showwarning = show
+    """Inside, a run prints its end-of-run warnings as ``warning: ...`` lines on
+    ``stream`` (default: stderr), as the commands show them, instead of raising
+    :class:`~ppl_bnn.diagnostics.RunWarning` warnings (which ``-W error`` would turn into a
+    failed command)."""
+    token = PRINT_RUN_WARNINGS.set(stream or sys.stderr)
     try:
         yield
     finally:
-        warnings.showwarning = original
+        PRINT_RUN_WARNINGS.reset(token)
+
+
+# where the run-end checks print their lines (``None``: they are Python warnings)
+PRINT_RUN_WARNINGS: contextvars.ContextVar = contextvars.ContextVar(
+    "ppl_bnn_print_run_warnings", default=None
+)
