@@ -227,8 +227,10 @@ def load_run(path, *, include_burn_in: bool = False) -> dict:
     samples, groups = store if store is not None else (None, {})
     try:
         draws = load_run_draws(path, include_burn_in=include_burn_in)
-    except ValueError:
-        if samples is None:
+    except ValueError as e:
+        from ppl_bnn.driver.checkpoint import CheckpointError
+
+        if samples is None or isinstance(e, CheckpointError):  # a corrupt draw file is said
             raise
         draws = None
     out = {

@@ -24,6 +24,12 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("run_dir", help="run directory written by ppl-bnn hmc")
     p.add_argument("--data_dir", default=None, help="TFDS data folder (default: TFDS's)")
     p.add_argument(
+        "--model",
+        default=None,
+        help="for a run of --model=file.py:function: the same model again (a model file "
+        "named only in the run's config.json is never run; its SHA-256 must match)",
+    )
+    p.add_argument(
         "--corruptions", default=None, help="comma-separated corruption names (default: all 19)"
     )
     p.add_argument(
@@ -69,6 +75,7 @@ def run(args, argv) -> int:
         thin=args.thin,
         batch_size=args.batch_size,
         output=args.output,
+        model=args.model,
         progress=lambda line: print(line, file=sys.stderr) if is_primary() else None,
     )
     if is_primary():

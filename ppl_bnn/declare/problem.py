@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +25,7 @@ from ppl_bnn.density.sharding import Batch, make_mesh, shard_batch
 from ppl_bnn.models import get_model
 
 __all__ = [
+    "FINGERPRINT_KEYS",
     "Problem",
     "build_prior",
     "build_likelihood",
@@ -48,14 +52,95 @@ class Problem:
     test: Batch | None
     model_name: str = "model"
     config: dict[str, Any] | None = field(default=None)
+    _fingerprint: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def has_test(self) -> bool:
         return self.test is not None and self.dataset.x_test.shape[0] > 0
 
     def record(self) -> dict[str, Any]:
-        """What declared this problem, for ``config.json`` and the summary."""
-        return dict(self.config) if self.config is not None else {"model": self.model_name}
+        """What declared this problem, for ``config.json`` and the summary, with the
+        :meth:`fingerprint` of its data and model."""
+        base = dict(self.config) if self.config is not None else {"model": self.model_name}
+        return {**base, **self.fingerprint()}
+
+    def fingerprint(self) -> dict[str, str]:
+        """SHA-256 digests that tell this problem's data and model from any other:
+        ``data_sha256`` (dtype, shape and bytes of the four arrays),
+        ``model_structure_sha256`` (the traced sites: names, kinds, distributions, shapes,
+        dtypes) and, for a model given as a Python function, ``model_source_sha256`` (its
+        source, when Python can read it). A run directory records them and refuses a
+        resume or a read under other data or another model."""
+        if self._fingerprint is None:
+            ds = self.dataset
+            found = {
+                "data_sha256": data_digest(ds.x_train, ds.y_train, ds.x_test, ds.y_test),
+                "model_structure_sha256": model_structure_digest(
+                    self.model, (ds.x_train[:2], ds.y_train[:2])
+                ),
+            }
+            if self.config is None:  # a function in memory: its source, where readable
+                source = model_source_digest(self.model)
+                if source is not None:
+                    found["model_source_sha256"] = source
+            self._fingerprint = found
+        return dict(self._fingerprint)
+
+
+#: the keys of :meth:`Problem.fingerprint` (a run records them in ``config.json``)
+FINGERPRINT_KEYS = ("data_sha256", "model_structure_sha256", "model_source_sha256")
+
+
+def data_digest(*arrays) -> str:
+    """SHA-256 of the dtype, shape and bytes of each array, in order."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape};".encode())
+        h.update(memoryview(a).cast("B") if a.size else b"")
+    return h.hexdigest()
+
+
+def model_structure_digest(model, example) -> str:
+    """SHA-256 of the model's traced structure on ``example`` (abstractly: no FLOPs):
+    every sample, param and deterministic site's name, kind, observedness, distribution
+    (with the ones it wraps), batch and event shapes, value shape and dtype."""
+    from ppl_bnn.density.logdensity import _structural
+
+    captured: dict[str, Any] = {}
+
+    def structure(x, y):
+        captured.update(handlers.trace(_structural(model)).get_trace(x, y))
+
+    jax.eval_shape(structure, *(np.asarray(a) for a in example))
+    rows = []
+    for name, site in captured.items():
+        if site["type"] not in ("sample", "param", "deterministic"):
+            continue
+        fn, kinds = site.get("fn"), []
+        while fn is not None:
+            kinds.append(
+                [
+                    type(fn).__name__,
+                    list(getattr(fn, "batch_shape", ())),
+                    list(getattr(fn, "event_shape", ())),
+                ]
+            )
+            fn = getattr(fn, "base_dist", None)
+        leaves = jax.tree.leaves(site["value"])
+        values = [[list(np.shape(v)), str(getattr(v, "dtype", type(v).__name__))] for v in leaves]
+        rows.append([name, site["type"], bool(site.get("is_observed")), kinds, values])
+    text = json.dumps(rows, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def model_source_digest(model) -> str | None:
+    """SHA-256 of a Python function's source, or ``None`` when Python cannot read it."""
+    try:
+        source = inspect.getsource(inspect.unwrap(model))
+    except (OSError, TypeError):
+        return None
+    return hashlib.sha256(source.encode()).hexdigest()
 
 
 def build_prior(cfg: ProblemConfig) -> priors.Prior:

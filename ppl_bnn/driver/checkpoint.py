@@ -295,6 +295,8 @@ def atomic_write(path: Path, write: Callable[[io.BufferedWriter], Any]) -> None:
         raise OSError(e.errno, e.strerror, str(path)) from e
     try:
         with os.fdopen(fd, "wb") as f:
+            # mkstemp creates the file 0600: give it the mode any new file gets (the umask)
+            os.fchmod(f.fileno(), 0o666 & ~current_umask())
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -317,6 +319,20 @@ def atomic_write(path: Path, write: Callable[[io.BufferedWriter], Any]) -> None:
         pass
     finally:
         os.close(dir_fd)
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it (``/proc``), else by setting it back."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def save_checkpoint(path: str | os.PathLike, tree: Any) -> Path:
@@ -430,7 +446,9 @@ def _steps(folder: Path) -> Iterator[tuple[int, Path]]:
         return
     for p in folder.iterdir():
         if (m := _NAME.fullmatch(p.name)) and p.is_file():
-            yield int(m.group(1)), p
+            step = int(m.group(1))
+            if p.name == checkpoint_path(folder, step).name:  # not checkpoint_0000011.npz
+                yield step, p
 
 
 def _refuse_old_folder(folder: Path) -> None:
@@ -493,7 +511,9 @@ class CheckpointStore:
     valid one. Only files named exactly ``checkpoint_NNNNNN.npz`` are checkpoints.
 
     ``writer=False`` (the non-primary processes of a multi-process run) never writes or
-    deletes anything: ``save`` does nothing.
+    deletes anything: ``save`` does nothing. ``clean`` (default: ``writer``) removes the
+    orphaned ``.tmp-*`` files of a killed write now; a :class:`~ppl_bnn.driver.rundir.RunDir`
+    passes ``False`` and removes them itself once it holds the run directory's lock.
     """
 
     def __init__(
@@ -503,11 +523,12 @@ class CheckpointStore:
         *,
         writer: bool = True,
         warn: Callable[[str], None] = _warn,
+        clean: bool | None = None,
     ) -> None:
         if keep < 1:
             raise ValueError(f"keep must be at least 1, got {keep}")
         self.folder, self.keep, self.writer, self.warn = Path(folder), keep, writer, warn
-        if writer:
+        if writer if clean is None else clean:
             remove_orphans(self.folder)
 
     def path(self, step: int) -> Path:

@@ -16,9 +16,16 @@ Layout::
       tensorboard/        TensorBoard event files (the same scalars)
       draws/              draw_000123.npz: function-space draws (and parameter coordinates)
       summary.json        final metrics, machine readable
+      .lock               held by the process writing the run (its PID inside)
 
 A ``RunDir`` whose path is empty (``None`` or ``""``) is a run in memory: nothing is
 written, metrics records are kept in memory, and there is nothing to resume from.
+
+Reading never writes: a ``RunDir`` touches the disk only when it writes (a checkpoint, a
+metrics line, a draw, a sample, the summary). Its first write takes the folder's lock
+(``.lock``; a second process stops with a one-line error naming the holder's PID), checks
+that no other process wrote a checkpoint since this one read the folder, and only then
+removes the ``.tmp-*`` files a killed write left behind.
 """
 
 from __future__ import annotations
@@ -29,13 +36,16 @@ import json
 import math
 import os
 import shlex
+import socket
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ppl_bnn.driver.checkpoint import (
+    CheckpointError,
     CheckpointStore,
     atomic_write,
     latest_checkpoint,
@@ -43,7 +53,67 @@ from ppl_bnn.driver.checkpoint import (
 )
 from ppl_bnn.driver.samples import SampleStore
 
-__all__ = ["ConsoleTable", "RunDir", "open_run_dir"]
+__all__ = ["ConsoleTable", "RunDir", "RunDirError", "open_run_dir", "read_config"]
+
+LOCK_NAME = ".lock"
+# what a run records of its data and model (Problem.fingerprint): compared like any
+# setting, but a run directory written before they were recorded is read as recorded
+FINGERPRINT = {
+    "data_sha256": "data (the training and test arrays)",
+    "model_sha256": "model file",
+    "model_structure_sha256": "model (its traced sites: names, distributions, shapes)",
+    "model_source_sha256": "model function (its source)",
+}
+# the run's length and where it runs: a larger length extends it
+_NOT_COMPARED = {
+    "num_iterations",
+    "num_samples",
+    "num_epochs",
+    "tabulate_freq",
+    "eval_freq",
+    "keep_checkpoints",
+    "dir",
+    "coordinator_address",
+    "num_processes",
+    "process_id",
+}
+# summary fields that differ on every call: a finished run's summary is not rewritten for them
+_VOLATILE_SUMMARY = {"wall_time_call"}
+
+
+class RunDirError(ValueError):
+    """A run directory cannot be used as asked (one line: what and where)."""
+
+
+def read_config(path: str | os.PathLike) -> dict[str, Any] | None:
+    """``RUN_DIR/config.json`` as a dict, ``None`` when there is none; a file that is not
+    a JSON object is a one-line :class:`RunDirError` naming it."""
+    cfg_file = Path(path) / "config.json"
+    if not cfg_file.is_file():
+        return None
+    try:
+        config = json.loads(cfg_file.read_bytes())
+    except (ValueError, UnicodeDecodeError) as e:
+        why = e.msg if isinstance(e, json.JSONDecodeError) else type(e).__name__
+        raise RunDirError(
+            f"{cfg_file} is not readable JSON ({why}): the file was cut or edited; restore it "
+            "or use a new --dir"
+        ) from None
+    if not isinstance(config, dict):
+        raise RunDirError(f"{cfg_file} is not a JSON object: restore it or use a new --dir")
+    return config
+
+
+def _check_zip(path: Path, what: str, step: int) -> None:
+    """A one-line :class:`CheckpointError` when ``path`` is not a whole zip (``.npz``)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            z.namelist()
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise CheckpointError(
+            f"corrupt {what} {path}: truncated or altered ({e}); it was written before "
+            f"checkpoint {step} and cannot be recomputed: restore it or rerun into a new --dir"
+        ) from None
 
 
 def _jsonable(v):
@@ -86,18 +156,23 @@ class RunDir:
         self.path = Path(path) if path is not None and str(path) else None  # type: ignore[assignment]
         self.in_memory = self.path is None
         self.store = self.samples = None  # type: ignore[assignment]
+        # the lock, once this process writes; the checkpoints it saw when it read the folder
+        self._lock: Any = None
+        self._seen: list[int] | None = None
+        # complete metrics records on disk (counted once, then kept up to date)
+        self._num_records: int | None = None
         if not self.in_memory:
             self.checkpoints = self.path / "checkpoints"
             self.draws = self.path / "draws"
             self.metrics_file = self.path / "metrics.jsonl"
-            # both remove the orphaned temporary files of a killed write
-            self.store = CheckpointStore(self.checkpoints, keep_checkpoints, writer=self.primary)
-            self.samples = SampleStore(
-                self.path / "samples", thin=keep_samples, writer=self.primary
+            # nothing is removed here: the orphaned temporary files of a killed write are
+            # removed by the writing process once it holds the lock (``_begin``)
+            self.store = CheckpointStore(
+                self.checkpoints, keep_checkpoints, writer=self.primary, clean=False
             )
-            if self.primary:  # and those of the run dir's own files (draws, metrics, ...)
-                for folder in (self.path, self.draws):
-                    remove_orphans(folder)
+            self.samples = SampleStore(
+                self.path / "samples", thin=keep_samples, writer=self.primary, clean=False
+            )
         self._tensorboard = tensorboard and not self.in_memory
         self._writer: Any = None
         self._records: list[dict[str, Any]] = []
@@ -129,35 +204,49 @@ class RunDir:
             return
         if self.path.exists() and not self.path.is_dir():
             raise FileExistsError(f"--dir={self.path} exists and is not a directory")
-        cfg_file = self.path / "config.json"
-        if cfg_file.exists() and latest_checkpoint(self.checkpoints) is not None:
-            old = json.loads(cfg_file.read_text())
-            ignore = {  # the run's length: a larger one extends it
-                "num_iterations",
-                "num_samples",
-                "num_epochs",
-                "tabulate_freq",
-                "eval_freq",
-                "keep_checkpoints",
-                "dir",
-                "coordinator_address",
-                "num_processes",
-                "process_id",
-            }
-            keys = sorted((set(config) | set(old)) - ignore)
-            missing = object()
-
-            def recorded(k):
-                value = old.get(k, missing)
-                return self.defaults.get(k, missing) if value is missing else value
-
-            diff = [k for k in keys if recorded(k) != config.get(k, missing)]
-            if diff:
-                raise ValueError(
-                    f"--dir={self.path} holds a run with other settings ({', '.join(diff)} "
-                    "differ); use a new --dir"
+        if latest_checkpoint(self.checkpoints) is not None:
+            try:
+                old = read_config(self.path)
+            except RunDirError as e:
+                raise RunDirError(f"--dir={self.path} holds checkpoints, but {e}") from None
+            if old is None:
+                raise RunDirError(
+                    f"--dir={self.path} holds checkpoints but no config.json: the settings "
+                    "they were made with are unknown, so they are not resumed; restore "
+                    "config.json or use a new --dir"
                 )
+            self._compare(old, config)
         self._pending = (config, sys.argv if argv is None else argv)
+
+    def _compare(self, old: dict[str, Any], config: dict[str, Any]) -> None:
+        """Refuse ``config`` unless it is the recorded one (the run's length aside)."""
+        missing = object()
+        unrecorded = [k for k in FINGERPRINT if k in config and k not in old]
+        if unrecorded and self.primary:
+            print(
+                f"ppl-bnn: warning: {self.path}/config.json records no fingerprint of the "
+                "data or model (written by an older ppl_bnn): resuming without checking them",
+                file=sys.stderr,
+            )
+        keys = sorted((set(config) | set(old)) - _NOT_COMPARED - set(unrecorded))
+
+        def recorded(k):
+            value = old.get(k, missing)
+            return self.defaults.get(k, missing) if value is missing else value
+
+        diff = [k for k in keys if recorded(k) != config.get(k, missing)]
+        other = [FINGERPRINT[k] for k in diff if k in FINGERPRINT]
+        if other:
+            raise RunDirError(
+                f"--dir={self.path} holds a run on other {' and '.join(dict.fromkeys(other))} "
+                f"than this one ({', '.join(k for k in diff if k in FINGERPRINT)} differ): "
+                "its results are not this run's; use a new --dir"
+            )
+        if diff:
+            raise RunDirError(
+                f"--dir={self.path} holds a run with other settings ({', '.join(diff)} "
+                "differ); use a new --dir"
+            )
 
     def _write_start(self) -> None:
         """Write ``config.json`` (unless a checkpointed run already has one) and append
@@ -175,6 +264,41 @@ class RunDir:
 
     def _mkdir(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
+        self._begin()
+
+    def _begin(self) -> None:
+        """Before this process's first write: take the folder's lock, check that no other
+        process checkpointed since this one read the folder, remove orphaned ``.tmp-*``
+        files. Readers never get here."""
+        if self._lock is not None:
+            return
+        from filelock import FileLock, Timeout
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock_file = self.path / LOCK_NAME
+        lock = FileLock(str(lock_file), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise RunDirError(
+                f"--dir={self.path} is in use by another process ({_holder(lock_file)} holds "
+                f"{lock_file}): wait for it to finish, or use another --dir"
+            ) from None
+        try:
+            with open(lock_file, "r+b") as f:  # who holds it, for the next one
+                f.truncate(0)
+                f.write(f"{os.getpid()} {socket.gethostname()}\n".encode())
+        except OSError:
+            pass
+        if self._seen is not None and self.store.steps() != self._seen:
+            lock.release()
+            raise RunDirError(
+                f"--dir={self.path}: another process wrote checkpoints to it since this one "
+                "read it; run the command again to continue from them"
+            )
+        self._lock = lock
+        for folder in (self.path, self.draws, self.checkpoints, self.samples.folder):
+            remove_orphans(folder)
 
     # ------------------------------------------------------------ checkpoints
     def save(self, step: int, state: Any) -> Path | None:
@@ -185,6 +309,8 @@ class RunDir:
         self._mkdir()
         # config first: a checkpoint never exists without the config it was made with
         self._write_start()
+        if isinstance(state, dict):  # what was written before it, checked on resume
+            state = {**state, "run_files": self._run_files(step)}
         out = self.store.save(step, state)
         if self._writer is not None:
             self._writer.flush()
@@ -194,10 +320,81 @@ class RunDir:
         """``(step, state)`` of the latest checkpoint, or ``None`` for a fresh run."""
         if self.in_memory:
             return None
+        self._seen = self.store.steps()
         restored = self.store.restore()  # falls back to the previous valid one, in one line
         if restored is None:
             return None
-        return int(restored[1]["step"]), restored[1]
+        step, state = int(restored[1]["step"]), restored[1]
+        if self.writes:
+            self._check_run_files(step, state.pop("run_files", None))
+        return step, state
+
+    def _run_files(self, step: int) -> dict[str, int]:
+        """The count of metrics records, stored draws and draw files up to ``step``."""
+        draws = [s for s, _ in self._draw_files() if s <= step]
+        return {
+            "metrics_records": self._records_on_disk(),
+            "samples": sum(1 for s in self.samples.steps() if s <= step),
+            "draws": len(draws),
+        }
+
+    def _records_on_disk(self) -> int:
+        if self._num_records is None:
+            self._num_records = sum(1 for _ in self._complete_records())
+        return self._num_records
+
+    def _complete_records(self) -> list[dict]:
+        if not self.metrics_file.exists():
+            return []
+        lines = self.metrics_file.read_text().splitlines()
+        return [r for r in self._parse(lines, tolerate_last=True) if r is not None]
+
+    def _draw_files(self) -> list[tuple[int, Path]]:
+        if not self.draws.is_dir():
+            return []
+        out = []
+        for p in self.draws.glob("draw_*.npz"):
+            step = p.stem[len("draw_") :]
+            if step.isdigit() and p.name == self.draw_path(int(step)).name:
+                out.append((int(step), p))
+        return sorted(out)
+
+    def _check_run_files(self, step: int, recorded: Any) -> None:
+        """The files written before checkpoint ``step`` are there and whole (a resumed
+        run's summary and draws are made of them); a one-line error otherwise."""
+        expect = recorded if isinstance(recorded, dict) else {}
+        kept = [r for r in self._complete_records() if r.get("step", 0) <= step]
+        want = expect.get("metrics_records")
+        if isinstance(want, int) and len(kept) < want:
+            what = (
+                "is missing"
+                if not self.metrics_file.exists()
+                else (f"holds {len(kept)} of the {want} records")
+            )
+            raise RunDirError(
+                f"{self.metrics_file} {what} written up to checkpoint {step} (deleted, cut or "
+                "edited): the run's metrics and summary would change; restore it or rerun "
+                "into a new --dir"
+            )
+        samples = [s for s in self.samples.steps() if s <= step]
+        draws = [(s, p) for s, p in self._draw_files() if s <= step]
+        for what, have, key in (
+            ("samples", len(samples), "samples"),
+            ("draws", len(draws), "draws"),
+        ):
+            want = expect.get(key)
+            if isinstance(want, int) and have < want:
+                raise RunDirError(
+                    f"{self.path / what} holds {have} of the {want} files written up to "
+                    f"checkpoint {step} (deleted): they cannot be recomputed; restore them or "
+                    "rerun into a new --dir"
+                )
+        for s in samples:
+            _check_zip(self.samples.path(s), "sample file", step)
+            if self.samples.stats_path(s).exists():
+                _check_zip(self.samples.stats_path(s), "sample statistics file", step)
+        for _, p in draws:
+            _check_zip(p, "draw file", step)
 
     # ---------------------------------------------------------------- samples
     def append_sample(
@@ -208,11 +405,21 @@ class RunDir:
     ) -> None:
         """Keep the site values ``(chain, ...)`` of a posterior draw and its ``stats``
         (``{"sample_stats": ..., "log_likelihood": ...}``)."""
-        if self.writes:
+        if self.writes and self.samples.wants(step):
+            self._mkdir()
             self.samples.append(step, values, stats)
 
     def truncate_samples(self, last_step: int) -> None:
-        if self.writes:
+        if not self.writes or not self.samples.folder.is_dir():
+            return
+        later = any(s > last_step for s in self.samples.steps())
+        later = later or any(
+            int(p.stem.split("_")[1]) > last_step
+            for p in self.samples.folder.glob("stats_*.npz")
+            if p.stem.split("_")[1].isdigit()
+        )
+        if later:
+            self._begin()
             self.samples.truncate(last_step)
 
     def read_samples(self) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
@@ -235,10 +442,10 @@ class RunDir:
             path = self.draw_path(int(step))
             if not path.is_file():
                 return None
-            with np.load(path, allow_pickle=False) as f:
-                if "predictions" not in f.files:
-                    return None
-                preds.append(f["predictions"])
+            arrays = _read_draw(path)
+            if "predictions" not in arrays:
+                return None
+            preds.append(arrays["predictions"])
         return np.stack(preds, axis=1) if preds else None
 
     # ---------------------------------------------------------------- metrics
@@ -247,14 +454,17 @@ class RunDir:
         ``0`` drops every line a run that never checkpointed left behind."""
         self._records = [r for r in self._records if r.get("step", 0) <= last_step]
         if not self.writes or not self.metrics_file.exists():
+            self._num_records = 0
             return
         lines = self.metrics_file.read_text().splitlines()
         records = self._parse(lines, tolerate_last=True)
         keep = [ln for ln, r in zip(lines, records, strict=True) if r is not None]
         keep = [ln for ln in keep if json.loads(ln).get("step", 0) <= last_step]
         if len(keep) != len(lines):
+            self._begin()
             data = "".join(ln + "\n" for ln in keep).encode()
             atomic_write(self.metrics_file, lambda f: f.write(data))
+        self._num_records = len(keep)
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
         """Append one metrics record (and its scalars to TensorBoard)."""
@@ -265,8 +475,10 @@ class RunDir:
         if not self.primary:
             return
         self._mkdir()
+        count = self._records_on_disk()
         with open(self.metrics_file, "a") as f:
             f.write(json.dumps(record) + "\n")
+        self._num_records = count + 1
         if self._tensorboard:
             if self._writer is None:
                 from tensorboardX import SummaryWriter
@@ -315,17 +527,16 @@ class RunDir:
     def save_draw(self, step: int, **arrays: np.ndarray) -> None:
         if not self.writes:
             return
+        self._mkdir()
         self.draws.mkdir(parents=True, exist_ok=True)
         atomic_write(self.draw_path(step), lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
     def load_draws(self) -> list[tuple[int, dict[str, np.ndarray]]]:
-        out: list[tuple[int, dict[str, np.ndarray]]] = []
+        """``(step, name -> array)`` of every draw file; a corrupt one is a one-line
+        :class:`CheckpointError` naming it."""
         if self.in_memory:
-            return out
-        for p in sorted(self.draws.glob("draw_*.npz")):
-            with np.load(p) as f:
-                out.append((int(p.stem.split("_")[1]), {k: f[k] for k in f.files}))
-        return out
+            return []
+        return [(step, _read_draw(p)) for step, p in self._draw_files()]
 
     def write_array(self, name: str, array: np.ndarray) -> Path | None:
         """``RUN_DIR/name`` (``.npy``), atomically; an identical file is left untouched."""
@@ -336,6 +547,7 @@ class RunDir:
         np.save(buffer, array)
         data = buffer.getvalue()
         if not (path.is_file() and path.read_bytes() == data):
+            self._mkdir()
             atomic_write(path, lambda f: f.write(data))
         return path
 
@@ -345,13 +557,59 @@ class RunDir:
             return None
         path = self.path / "summary.json"
         data = json.dumps(summary, indent=2, default=_jsonable).encode()
-        atomic_write(path, lambda f: f.write(data))
+        if not _same_summary(path, data):  # a finished run run again: left as it is
+            self._mkdir()
+            atomic_write(path, lambda f: f.write(data))
         return path
 
     def close(self) -> None:
+        """Flush TensorBoard and release the lock."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+
+def _holder(lock_file: Path) -> str:
+    """``PID 123 on host`` as the lock's holder wrote it, or what is known."""
+    try:
+        pid, _, host = lock_file.read_text().strip().partition(" ")
+    except OSError:
+        return "a process"
+    if not pid.isdigit():
+        return "a process"
+    here = socket.gethostname()
+    return f"PID {pid}" + (f" on {host}" if host and host != here else "")
+
+
+def _same_summary(path: Path, data: bytes) -> bool:
+    """Whether ``path`` holds the summary ``data`` (fields that change on every call aside)."""
+    try:
+        old = path.read_bytes()
+    except OSError:
+        return False
+    if old == data:
+        return True
+    try:
+        a, b = json.loads(old), json.loads(data)
+    except ValueError:
+        return False
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return False
+    drop = lambda d: {k: v for k, v in d.items() if k not in _VOLATILE_SUMMARY}  # noqa: E731
+    return drop(a) == drop(b)
+
+
+def _read_draw(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a draw file, read without pickle; one line naming a corrupt one."""
+    from ppl_bnn.driver.samples import read_arrays
+
+    try:
+        return read_arrays(path)
+    except CheckpointError as e:
+        raise CheckpointError(str(e).replace("sample file", "draw file")) from None
 
 
 def open_run_dir(cfg) -> RunDir:

@@ -110,11 +110,18 @@ class SampleStore:
     multiple of ``thin``. ``writer=False`` (non-primary processes) writes nothing.
     """
 
-    def __init__(self, folder: str | os.PathLike, *, thin: int = 1, writer: bool = True) -> None:
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        *,
+        thin: int = 1,
+        writer: bool = True,
+        clean: bool | None = None,
+    ) -> None:
         if thin < 0:
             raise ValueError(f"--keep_samples/thin must be 0 (none) or positive, got {thin}")
         self.folder, self.thin, self.writer = Path(folder), thin, writer
-        if writer:
+        if writer if clean is None else clean:  # the orphaned .tmp-* files of a killed write
             remove_orphans(self.folder)
 
     def path(self, step: int) -> Path:
@@ -154,7 +161,10 @@ class SampleStore:
         if not self.folder.is_dir():
             return []
         found = (_NAME.fullmatch(p.name) for p in self.folder.iterdir())
-        return sorted(int(m.group(1)) for m in found if m)
+        # only the one name a draw has (sample_000012.npz, not sample_0000012.npz)
+        return sorted(
+            int(m.group(1)) for m in found if m and m.group(0) == self.path(int(m.group(1))).name
+        )
 
     def truncate(self, last_step: int) -> None:
         """Delete the draws after ``last_step`` (a resumed run writes them again)."""
@@ -163,8 +173,10 @@ class SampleStore:
                 if step > last_step:
                     self.path(step).unlink(missing_ok=True)
             for path in self.folder.glob("stats_*.npz") if self.folder.is_dir() else ():
-                if int(path.stem.split("_")[1]) > last_step:
-                    path.unlink(missing_ok=True)
+                digits = path.stem.split("_")[1]
+                if digits.isdigit() and path == self.stats_path(int(digits)):
+                    if int(digits) > last_step:
+                        path.unlink(missing_ok=True)
 
     def read(self, steps: list[int] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """``(steps, site -> (chain, draw, ...))`` of the stored draws (or of ``steps``).

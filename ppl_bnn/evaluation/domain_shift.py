@@ -15,6 +15,12 @@ repeats the previous state, and counts again, as standard MCMC averaging does; t
 original code skipped rejected states). A run directory without ``samples/`` (written
 before samples were kept apart) is read from its checkpoints instead; there, checkpoints
 ``1..num_burn_in_iterations`` are the burn-in and are left out. Nothing read can run code.
+
+A run of a model file (``--model=file.py:function``) is read only when the reader names the
+same model again (``model="file.py:function"``, ``--model=`` on the command line) and the
+file's SHA-256 is the one the run recorded: a run directory's ``config.json`` never makes
+ppl_bnn import a file. The rebuilt problem's data and model must match the fingerprint the
+run recorded (:meth:`~ppl_bnn.declare.problem.Problem.fingerprint`).
 """
 
 from __future__ import annotations
@@ -34,25 +40,91 @@ from ppl_bnn.data import Dataset
 from ppl_bnn.declare.problem import Problem, build_problem
 from ppl_bnn.density.sharding import replicate, shard_batch, to_host
 from ppl_bnn.driver.checkpoint import CheckpointStore, checkpoint_path, latest_checkpoint
+from ppl_bnn.driver.rundir import FINGERPRINT, RunDirError, read_config
 from ppl_bnn.driver.samples import SampleStore, read_positions
 from ppl_bnn.evaluation import metrics
 
-__all__ = ["RunPredictive", "evaluate_domain_shift", "format_report", "run_config"]
+__all__ = [
+    "RunPredictive",
+    "check_model_file",
+    "check_fingerprint",
+    "evaluate_domain_shift",
+    "format_report",
+    "run_config",
+]
 
 Loader = Callable[[str, int], tuple[np.ndarray, np.ndarray]]
 
 
-def run_config(run_dir: str | Path, **overrides) -> CommonConfig:
+def check_model_file(run_dir: str | Path, saved: dict[str, Any], model: str | None) -> None:
+    """Refuse, in one line, to rebuild a run of a model file the reader did not name.
+
+    ``saved`` is the run's ``config.json``; ``model`` the reader's ``--model=file.py:function``
+    (or ``None``). A recorded model file is used only when ``model`` names the same function
+    and the file's SHA-256 is the recorded ``model_sha256``; nothing is imported here.
+    """
+    from ppl_bnn.declare.user_model import model_file_digest
+
+    recorded = saved.get("model")
+    is_file = isinstance(recorded, str) and recorded.rpartition(":")[0].endswith(".py")
+    if not is_file:
+        if model:
+            raise RunDirError(
+                f"--model={model}: {run_dir} was not run with a model file (it records "
+                f"model {recorded!r})"
+            )
+        return
+    if not model:
+        raise RunDirError(
+            f"{Path(run_dir) / 'config.json'} names the model file {recorded}, whose code is "
+            f"never run unless you name it: pass --model={recorded} (its SHA-256 must match "
+            "the run's) to read this run"
+        )
+    if model.rpartition(":")[2] != recorded.rpartition(":")[2]:  # type: ignore[union-attr]
+        raise RunDirError(f"--model={model} is not the model {recorded} that {run_dir} ran")
+    want = saved.get("model_sha256")
+    if not isinstance(want, str):
+        raise RunDirError(
+            f"{Path(run_dir) / 'config.json'} records no SHA-256 of its model file "
+            f"{recorded}: it cannot be checked, so it is not run"
+        )
+    if model_file_digest(model) != want:
+        raise RunDirError(
+            f"--model={model}: the file's SHA-256 is not the one {run_dir} recorded for "
+            f"{recorded} (edited since, or another file): it is not run"
+        )
+
+
+def check_fingerprint(
+    run_dir: str | Path, saved: dict[str, Any], problem: Problem, *, data: bool = True
+) -> None:
+    """Refuse, in one line, a problem whose model (and, with ``data``, data) is not the
+    one the run recorded; a key the run did not record (an older run) is not checked."""
+    found = problem.fingerprint()
+    for key, what in FINGERPRINT.items():
+        if key == "data_sha256" and not data:
+            continue
+        if key in saved and key in found and saved[key] != found[key]:
+            raise RunDirError(
+                f"{run_dir} was run on other {what} than the one it is read with ({key} "
+                "differs): its draws do not belong to it"
+            )
+
+
+def run_config(run_dir: str | Path, *, model: str | None = None, **overrides) -> CommonConfig:
     """The common part of a run's configuration (``RUN_DIR/config.json``).
 
     Fields that describe the machine rather than the model (``num_devices`` and the
     multi-process flags) are reset, so a run can be evaluated on other hardware;
-    ``overrides`` set any field.
+    ``overrides`` set any field. A run of a model file needs ``model``, the same
+    ``file.py:function`` (:func:`check_model_file`).
     """
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
+    saved = read_config(run_dir)
+    if saved is None:
         raise FileNotFoundError(f"{run_dir} is not a run directory: no config.json")
-    saved = json.loads(path.read_text())
+    check_model_file(run_dir, saved, model)
+    if model:
+        overrides = {"model": model, **overrides}
     names = {f.name for f in dataclasses.fields(CommonConfig)}
     machine = {
         "num_devices": None,
@@ -82,6 +154,8 @@ class RunPredictive:
         thin: keep every ``thin``-th stored draw.
         problem: the rebuilt problem (default: ``build_problem`` of the run's config).
         batch_size: rows predicted per compiled call (default: a whole array at once).
+        model: for a run of a model file, the same ``file.py:function``: a file named only
+            in the run's ``config.json`` is never imported, and its SHA-256 must match.
 
     Example:
         >>> from ppl_bnn.evaluation.domain_shift import RunPredictive
@@ -109,14 +183,15 @@ class RunPredictive:
         problem: Problem | None = None,
         batch_size: int | None = None,
         dataset: Dataset | None = None,
+        model: str | None = None,
     ):
         if thin < 1:
             raise ValueError(f"--thin must be at least 1, got {thin}")
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"--batch_size must be positive, got {batch_size}")
         self.run_dir = Path(run_dir)
-        self.config = run_config(run_dir)
-        saved = json.loads((self.run_dir / "config.json").read_text())
+        self.config = run_config(run_dir, model=model)
+        saved = read_config(run_dir) or {}
         self.num_burn_in = 0 if include_burn_in else int(saved.get("num_burn_in_iterations", 0))
         self.samples = SampleStore(self.run_dir / "samples", writer=False)
         self.from_samples = bool(self.samples.steps())
@@ -133,6 +208,8 @@ class RunPredictive:
                 f"iterations, stored steps: {len(steps)})"
             )
         self.problem = problem or build_problem(self.config, dataset)
+        # the data is checked when rebuilt from the run's config (a given one may differ)
+        check_fingerprint(run_dir, saved, self.problem, data=problem is None and dataset is None)
         self.batch_size = batch_size
         ld = self.problem.logdensity
         self.draws = [self._position(s) for s in self.steps]
@@ -218,6 +295,7 @@ def evaluate_domain_shift(
     output: str | Path | None = None,
     predictive: RunPredictive | None = None,
     progress: Callable[[str], None] | None = None,
+    model: str | None = None,
 ) -> dict[str, Any]:
     """Accuracy, NLL and ECE of a run's averaged predictions on CIFAR-10-C.
 
@@ -237,7 +315,7 @@ def evaluate_domain_shift(
         raise ValueError(f"severities are 1..5, got {list(severities)}")
     loader = loader or _default_loader(data_dir)
     post = predictive or RunPredictive(
-        run_dir, include_burn_in=include_burn_in, thin=thin, batch_size=batch_size
+        run_dir, include_burn_in=include_burn_in, thin=thin, batch_size=batch_size, model=model
     )
     ds = post.problem.dataset
     if ds.task != "classification":
