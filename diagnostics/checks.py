@@ -141,8 +141,8 @@ def check_divergences(diverging) -> RunDiagnostic | None:
     return RunDiagnostic(
         "divergences",
         f"{_share(count, total)} diverged: the sampler cannot follow the posterior's "
-        "curvature there, so the draws are biased; raise target_accept (a smaller step "
-        "size) or reparameterise the model",
+        "curvature there, so the draws are biased; use a smaller step size (raise "
+        "target_accept) or reparameterise the model",
         chains=chains,
         count=count,
         total=total,
@@ -265,7 +265,7 @@ def check_rhat(
         "rhat",
         f"R-hat above {threshold} on {bad.size} of {len(names)} {_quantities(space)} "
         f"(worst {_figure(worst)}, {names[order[0]]}): the chains disagree, they have not "
-        "converged; run longer warmup, or look for a multimodal or badly scaled posterior",
+        "converged; run a longer warmup, or look for a multimodal or badly scaled posterior",
         sites=_worst(names, r, order),
         count=int(bad.size),
         total=len(names),
