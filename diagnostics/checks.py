@@ -158,8 +158,9 @@ def check_stuck_chains(
     acceptance probability is below ``threshold`` (a non-finite one counts as 0), and
     those whose log density ``lp`` stays far below the best accepting chain's (its mean
     more than ``lp_gap`` within-chain standard deviations, and ``lp_gap`` nats, lower,
-    and its 90% quantile below that chain's 10% quantile: a chain that moves but away from the posterior's bulk, such as a scale parameter
-    drifting off under a flat prior)."""
+    and its 90% quantile below that chain's 10% quantile: a chain that moves, but away
+    from the posterior's bulk, such as a scale parameter drifting off under a flat
+    prior)."""
     parts, stuck_all = [], set()
     value = None
     if acceptance_rate is not None and np.ndim(acceptance_rate) == 2:
@@ -223,15 +224,15 @@ def _flat(values: Mapping[str, np.ndarray], cap: int = MAX_QUANTITIES):
     for name, v in sites.items():
         shape = v.shape[2:]
         size = int(np.prod(shape, dtype=int))
-        flat = v.reshape((*v.shape[:2], size)).astype(np.float64)
         idx = np.unique(np.linspace(0, size - 1, min(size, per_site)).round().astype(int))
+        flat = v.reshape((*v.shape[:2], size))[..., idx].astype(np.float64)
         for i in idx:
             if shape:
                 where = ", ".join(map(str, np.unravel_index(int(i), shape)))
                 names.append(f"{name}[{where}]")
             else:
                 names.append(name)
-        arrays.append(np.moveaxis(flat[..., idx], -1, 0))
+        arrays.append(np.moveaxis(flat, -1, 0))
     return names, np.concatenate(arrays, axis=0)
 
 
