@@ -69,8 +69,61 @@ def check_config(cfg: MCMCConfig) -> None:
         raise ValueError(f"step_size must be positive, got {cfg.step_size}")
 
 
+def iteration_record(cfg: MCMCConfig, info, used, lp, prior, t: int) -> dict[str, Any]:
+    """The metrics line of iteration ``t``: host numbers from the kernel's ``info``, the
+    step size ``used`` and the chains' log density ``lp`` and log prior ``prior``."""
+    C = cfg.num_chains
+    accept = np.asarray(info.acceptance_rate)
+    accepted = np.asarray(info.is_accepted)
+    steps = np.asarray(info.num_integration_steps)
+    record: dict[str, Any] = {
+        "burn_in": t < cfg.num_warmup,
+        "do_mh": True,
+        "accept_prob": float(np.mean(np.nan_to_num(accept))),
+        "accepted": int(accepted.sum()),
+        "num_rejected": int(C - accepted.sum()),
+        "num_divergent": int(np.asarray(info.is_divergent).sum()),
+        "log_prob": float(lp.mean()),
+        "log_likelihood": float((lp - prior).mean()),
+        "log_prior": float(prior.mean()),
+        "step_size": float(np.mean(np.asarray(used))),
+        "num_leapfrog_steps": int(steps.max()),
+    }
+    if hasattr(info, "is_clamped"):
+        record["num_leapfrog_steps_clamped"] = int(np.asarray(info.is_clamped).sum())
+        if record["num_leapfrog_steps_clamped"]:
+            record["_warnings"] = [
+                f"trajectories asked for more than max_num_steps={cfg.max_num_steps} "
+                "leapfrog steps: L is clamped to it (num_leapfrog_steps_clamped)"
+            ]
+    if hasattr(info, "tree_depth"):
+        record["tree_depth"] = float(np.mean(np.asarray(info.tree_depth)))
+    return record
+
+
+def kernel_sample_stats(info, used, lp) -> dict[str, np.ndarray]:
+    """The sampler statistics kept per draw, ``name -> (chains,)``."""
+    out = {
+        "acceptance_rate": np.asarray(info.acceptance_rate),
+        "is_accepted": np.asarray(info.is_accepted),
+        "diverging": np.asarray(info.is_divergent),
+        "n_steps": np.asarray(info.num_integration_steps),
+        "step_size": np.asarray(used),
+        "energy": np.asarray(info.energy),
+        "lp": np.asarray(lp),
+    }
+    if hasattr(info, "tree_depth"):
+        out["tree_depth"] = np.asarray(info.tree_depth)
+    return out
+
+
 def build_mcmc(cfg: MCMCConfig, problem: Problem) -> Algorithm:
     """Window-adapted HMC or NUTS as a loop :class:`Algorithm` (module docstring)."""
+    return _build_mcmc(cfg, problem)[0]
+
+
+def _build_mcmc(cfg: MCMCConfig, problem: Problem):
+    """``(Algorithm, WindowAdaptation)``: the loop's algorithm and the warmup it runs."""
     check_config(cfg)
     _register_checkpoint_types()
     ld, mesh, C, W = problem.logdensity, problem.mesh, cfg.num_chains, cfg.num_warmup
@@ -134,49 +187,12 @@ def build_mcmc(cfg: MCMCConfig, problem: Problem) -> Algorithm:
 
     def stats(state: MCMCState, extra, t: int) -> dict[str, Any]:
         info, used = extra
-        accept = np.asarray(info.acceptance_rate)
-        accepted = np.asarray(info.is_accepted)
-        lp = np.asarray(state.logdensity)
         prior = evaluator.log_prior(state.position)
-        steps = np.asarray(info.num_integration_steps)
-        record: dict[str, Any] = {
-            "burn_in": t < W,
-            "do_mh": True,
-            "accept_prob": float(np.mean(np.nan_to_num(accept))),
-            "accepted": int(accepted.sum()),
-            "num_rejected": int(C - accepted.sum()),
-            "num_divergent": int(np.asarray(info.is_divergent).sum()),
-            "log_prob": float(lp.mean()),
-            "log_likelihood": float((lp - prior).mean()),
-            "log_prior": float(prior.mean()),
-            "step_size": float(np.mean(np.asarray(used))),
-            "num_leapfrog_steps": int(steps.max()),
-        }
-        if hasattr(info, "is_clamped"):
-            record["num_leapfrog_steps_clamped"] = int(np.asarray(info.is_clamped).sum())
-            if record["num_leapfrog_steps_clamped"]:
-                record["_warnings"] = [
-                    f"trajectories asked for more than max_num_steps={cfg.max_num_steps} "
-                    "leapfrog steps: L is clamped to it (num_leapfrog_steps_clamped)"
-                ]
-        if hasattr(info, "tree_depth"):
-            record["tree_depth"] = float(np.mean(np.asarray(info.tree_depth)))
-        return record
+        return iteration_record(cfg, info, used, np.asarray(state.logdensity), prior, t)
 
     def sample_stats(state: MCMCState, extra) -> dict[str, np.ndarray]:
         info, used = extra
-        out = {
-            "acceptance_rate": np.asarray(info.acceptance_rate),
-            "is_accepted": np.asarray(info.is_accepted),
-            "diverging": np.asarray(info.is_divergent),
-            "n_steps": np.asarray(info.num_integration_steps),
-            "step_size": np.asarray(used),
-            "energy": np.asarray(info.energy),
-            "lp": np.asarray(state.logdensity),
-        }
-        if hasattr(info, "tree_depth"):
-            out["tree_depth"] = np.asarray(info.tree_depth)
-        return out
+        return kernel_sample_stats(info, used, state.logdensity)
 
     def save(state: MCMCState) -> dict[str, Any]:
         return state._asdict()
@@ -187,7 +203,7 @@ def build_mcmc(cfg: MCMCConfig, problem: Problem) -> Algorithm:
     total = W + cfg.num_samples
     is_eval = every(cfg.eval_freq, total)
     sample = lambda t: t >= W  # noqa: E731
-    return Algorithm(
+    alg = Algorithm(
         name=cfg.kernel if cfg.kernel == "nuts" else "hmc-window",
         unit="iteration",
         num_steps=total,
@@ -208,6 +224,7 @@ def build_mcmc(cfg: MCMCConfig, problem: Problem) -> Algorithm:
         sample_stats=sample_stats,
         summary=lambda s: {"num_chains": C, "kernel": cfg.kernel},
     )
+    return alg, warmup
 
 
 def run_mcmc(
@@ -219,12 +236,29 @@ def run_mcmc(
     stop_after: int | None = None,
     collect: bool | None = None,
     log_likelihood: bool = False,
+    compiled: bool | None = None,
 ) -> RunResult:
-    """Run (or resume) window-adapted HMC or NUTS; returns the :class:`RunResult`."""
+    """Run (or resume) window-adapted HMC or NUTS; returns the :class:`RunResult`.
+
+    ``compiled`` (default: for a run in memory, collected, not stopped early) runs the
+    warmup and the sampling as compiled scans (:func:`ppl_bnn.driver.compiled.run_compiled`);
+    otherwise the checkpointing loop runs them one iteration at a time.
+    """
     from ppl_bnn.driver.hmc import mcmc_summary, run_from_config
 
     check_config(cfg)
     problem = problem or build_problem(cfg)
+    if compiled is None:
+        compiled = not cfg.dir and stop_after is None and collect is not False
+    if compiled:
+        from ppl_bnn.driver.compiled import run_compiled
+
+        if cfg.dir or stop_after is not None:
+            raise ValueError("a compiled run is in memory and runs to its end: give no dir")
+        alg, warmup = _build_mcmc(cfg, problem)
+        return run_compiled(
+            alg, warmup, cfg, problem, progress=progress, log_likelihood=log_likelihood
+        )
     return run_from_config(
         build_mcmc(cfg, problem),
         cfg,

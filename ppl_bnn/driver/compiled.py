@@ -1,0 +1,202 @@
+"""Window-adapted HMC and NUTS in memory, as compiled scans.
+
+A run without a run directory needs no checkpoint between iterations, so the warmup and
+the sampling run as ``jax.lax.scan`` over chunks of ``chunk`` iterations: one compiled
+call per chunk instead of one per iteration, and the host's bookkeeping (metrics lines,
+site values, predictions, the online model average) done once per chunk on stacked
+draws. Between chunks the host updates the progress bar and a Ctrl-C stops the run.
+
+The iterations are the checkpointing loop's (:func:`ppl_bnn.driver.loop.run`): the same
+key split per iteration, the same kernels, the same adaptation, so for one seed the
+draws, their statistics and log likelihoods are those of ``run_mcmc(...,
+compiled=False)`` (bit for bit in the tests, on the CPU in float32 and float64; XLA could
+in principle fuse a scanned step differently from a step compiled on its own). The test
+predictions of a chunk's draws are computed in one batch, so they may differ from the
+loop's in the last bit of a float32. What else differs: the training and test metrics
+(``eval_freq``) are computed once, at the last iteration, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from ppl_bnn.declare.problem import Problem
+from ppl_bnn.density.sharding import replicate
+from ppl_bnn.driver.loop import Algorithm, Evaluator, RunResult, _evaluation, _finish, _Kept
+from ppl_bnn.driver.rundir import open_run_dir
+from ppl_bnn.evaluation.bma import ensemble_init, ensemble_update
+from ppl_bnn.evaluation.predictive import ParamTracker
+
+__all__ = ["run_compiled"]
+
+DEFAULT_CHUNK = 100
+
+
+def _scanner(body):
+    """``run(carry, t0, length)``: ``length`` iterations of ``body`` from ``t0``, compiled
+    once per distinct length (a full chunk and the remainder)."""
+    compiled = jax.jit(lambda carry, ts: jax.lax.scan(body, carry, ts))
+
+    def run(carry, t0: int, length: int):
+        return compiled(carry, jnp.arange(t0, t0 + length, dtype=jnp.int32))
+
+    return run
+
+
+def _chunks(start: int, end: int, chunk: int):
+    t = start
+    while t < end:
+        yield t, min(chunk, end - t)
+        t += chunk
+
+
+def run_compiled(
+    alg: Algorithm,
+    warmup,
+    cfg,
+    problem: Problem,
+    *,
+    progress: bool | None = None,
+    log_likelihood: bool = False,
+    chunk: int | None = None,
+) -> RunResult:
+    """Run window-adapted HMC or NUTS (``alg`` and ``warmup`` from
+    :func:`ppl_bnn.driver.mcmc.build_mcmc`'s builder) in memory as compiled scans of
+    ``chunk`` iterations (default :data:`DEFAULT_CHUNK`)."""
+    from ppl_bnn.driver.hmc import mcmc_summary, run_record
+    from ppl_bnn.driver.mcmc import MCMCState, iteration_record, kernel_sample_stats
+
+    t_call = time.perf_counter()
+    chunk = chunk or DEFAULT_CHUNK
+    C, W, S = cfg.num_chains, cfg.num_warmup, cfg.num_samples
+    total = W + S
+    ld, mesh, batch = problem.logdensity, problem.mesh, problem.train
+    rd = open_run_dir(cfg)
+    config = run_record(cfg, problem)
+    rd.start(config)
+    evaluator = Evaluator.of(problem)
+    ds = problem.dataset
+    log_prior = jax.vmap(ld.log_prior)
+
+    key = jax.random.key(cfg.seed)
+    key, init_key = jax.random.split(key)
+    state: MCMCState = alg.init(init_key)
+    tracker = ParamTracker(jax.tree.map(lambda a: a[0], alg.positions(state)), cfg.num_param_draws)
+
+    from blackjax.mcmc.hmc import HMCState
+
+    chains = replicate(mesh, HMCState(state.position, state.logdensity, state.logdensity_grad))
+
+    def warm_body(carry, t):
+        key, chains, wstate = carry
+        key, step_key = jax.random.split(key)
+        used = wstate.step_size
+        new, wstate, info = warmup.step(jax.random.split(step_key, C), chains, wstate, batch, t)
+        return (key, new, wstate), (info, used, new.logdensity, log_prior(new.position))
+
+    def sample_body(carry, t):
+        key, chains, eps, imm = carry
+        key, step_key = jax.random.split(key)
+        new, info = warmup.kernel(jax.random.split(step_key, C), chains, batch, eps, imm)
+        out = (info, eps, new.logdensity, log_prior(new.position), new.position)
+        return (key, new, eps, imm), out
+
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(total=total, disable=not show, desc=alg.name)
+    warned: set[str] = set()
+    kept = _Kept(True, log_likelihood)
+    ens = ensemble_init((ds.x_test.shape[0], ds.num_outputs))
+    clock = time.perf_counter()
+
+    def records(outs, t0: int, length: int) -> list[dict[str, Any]]:
+        info, used, lp, prior = jax.device_get(outs[:4])
+        rows = []
+        for i in range(length):
+            at = lambda a, i=i: a[i]  # noqa: E731
+            record = iteration_record(cfg, jax.tree.map(at, info), used[i], lp[i], prior[i], t0 + i)
+            for line in record.pop("_warnings", ()):
+                if line not in warned:
+                    warned.add(line)
+                    tqdm.write(f"warning: {line}", file=sys.stderr)
+            rows.append({alg.unit: t0 + i + 1, **record})
+        return rows
+
+    try:
+        wstate = state.adaptation
+        if W:
+            run_warm = _scanner(warm_body)
+            warm: Any = (key, chains, wstate)
+            for t0, length in _chunks(0, W, chunk):
+                warm, outs = run_warm(warm, t0, length)
+                for row in records(outs, t0, length):
+                    rd.log(row[alg.unit], {**row, "num_ensembled": 0})
+                bar.update(length)
+            key, chains, wstate = warm
+            eps, imm = warmup.final(wstate)
+        else:
+            eps, imm = state.step_size, state.inverse_mass_matrix
+        run_sample = _scanner(sample_body)
+        carry: Any = (key, chains, eps, imm)
+        for t0, length in _chunks(W, total, chunk):
+            carry, outs = run_sample(carry, t0, length)
+            info, used, lp = outs[0], outs[1], outs[2]
+            positions = outs[4]  # (length, chains, ...)
+            flat = jax.tree.map(lambda a: a.reshape((-1, *a.shape[2:])), positions)
+            unflat = (
+                lambda tree, n=length: jax.tree.map(  # noqa: E731
+                    lambda a: np.asarray(a).reshape((n, C, *np.shape(a)[1:])), tree
+                )
+            )
+            sites = unflat(evaluator.sites(flat))
+            loglik = unflat(evaluator.pointwise(flat)) if log_likelihood else None
+            preds = unflat(evaluator.test(flat)) if problem.has_test else None
+            host_info, host_used, host_lp = jax.device_get((info, used, lp))
+            rows = records(outs, t0, length)
+            for i in range(length):
+                groups: dict[str, dict] = {
+                    "sample_stats": kernel_sample_stats(
+                        jax.tree.map(lambda a, i=i: a[i], host_info), host_used[i], host_lp[i]
+                    )
+                }
+                if loglik is not None:
+                    groups["log_likelihood"] = {k: v[i] for k, v in loglik.items()}
+                test_preds = None if preds is None else preds[i]
+                if test_preds is not None:
+                    ens = ensemble_update(ens, test_preds, ds.task)
+                kept.add({k: v[i] for k, v in sites.items()}, groups, test_preds)
+                rows[i]["num_ensembled"] = int(ens.count)
+            if t0 + length == total:  # the run's metrics, at its last iteration
+                last = jax.tree.map(lambda a: a[-1], positions)
+                last_preds = None if preds is None else preds[-1]
+                rows[-1].update(_evaluation(alg, evaluator, None, total - 1, last, last_preds, ens))
+            for row in rows:
+                rd.log(row[alg.unit], row)
+            bar.update(length)
+        key, chains, eps, imm = carry
+    finally:
+        bar.close()
+    final = MCMCState(*chains, wstate, eps, imm)  # type: ignore[call-arg]
+    elapsed = time.perf_counter() - clock
+    return _finish(
+        alg,
+        problem,
+        rd,
+        evaluator,
+        tracker,
+        final,
+        ens,
+        elapsed,
+        total,
+        kept,
+        config,
+        None,
+        mcmc_summary,
+        t_call,
+    )
