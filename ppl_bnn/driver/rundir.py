@@ -284,10 +284,13 @@ class RunDir:
                 f"--dir={self.path} is in use by another process ({_holder(lock_file)} holds "
                 f"{lock_file}): wait for it to finish, or use another --dir"
             ) from None
+        holder = f"{os.getpid()} {socket.gethostname()}\n".encode()
         try:
             with open(lock_file, "r+b") as f:  # who holds it, for the next one
-                f.truncate(0)
-                f.write(f"{os.getpid()} {socket.gethostname()}\n".encode())
+                if f.read() != holder:
+                    f.seek(0)
+                    f.truncate(0)
+                    f.write(holder)
         except OSError:
             pass
         if self._seen is not None and self.store.steps() != self._seen:
