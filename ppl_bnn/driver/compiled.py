@@ -39,13 +39,20 @@ __all__ = ["run_compiled"]
 DEFAULT_CHUNK = 100
 
 
-def _scanner(body):
-    """``run(carry, t0, length)``: ``length`` iterations of ``body`` from ``t0``, compiled
-    once per distinct length (a full chunk and the remainder)."""
-    compiled = jax.jit(lambda carry, ts: jax.lax.scan(body, carry, ts))
+def _scanner(body, batch):
+    """``run(carry, t0, length)``: ``length`` iterations of ``body(carry, t, batch)`` from
+    ``t0``, compiled once per distinct length (a full chunk and the remainder). The data
+    are an argument, not a constant of the program: a large training set is not copied
+    into it, and runs on other data of the same shapes compile to the same program
+    (which JAX's persistent compilation cache, when enabled, then reuses)."""
+
+    def scan(carry, ts, batch):
+        return jax.lax.scan(lambda c, t: body(c, t, batch), carry, ts)
+
+    compiled = jax.jit(scan)
 
     def run(carry, t0: int, length: int):
-        return compiled(carry, jnp.arange(t0, t0 + length, dtype=jnp.int32))
+        return compiled(carry, jnp.arange(t0, t0 + length, dtype=jnp.int32), batch)
 
     return run
 
@@ -94,14 +101,14 @@ def run_compiled(
 
     chains = replicate(mesh, HMCState(state.position, state.logdensity, state.logdensity_grad))
 
-    def warm_body(carry, t):
+    def warm_body(carry, t, batch):
         key, chains, wstate = carry
         key, step_key = jax.random.split(key)
         used = wstate.step_size
         new, wstate, info = warmup.step(jax.random.split(step_key, C), chains, wstate, batch, t)
         return (key, new, wstate), (info, used, new.logdensity, log_prior(new.position))
 
-    def sample_body(carry, t):
+    def sample_body(carry, t, batch):
         key, chains, eps, imm = carry
         key, step_key = jax.random.split(key)
         new, info = warmup.kernel(jax.random.split(step_key, C), chains, batch, eps, imm)
@@ -131,7 +138,7 @@ def run_compiled(
     try:
         wstate = state.adaptation
         if W:
-            run_warm = _scanner(warm_body)
+            run_warm = _scanner(warm_body, batch)
             warm: Any = (key, chains, wstate)
             for t0, length in _chunks(0, W, chunk):
                 warm, outs = run_warm(warm, t0, length)
@@ -142,7 +149,7 @@ def run_compiled(
             eps, imm = warmup.final(wstate)
         else:
             eps, imm = state.step_size, state.inverse_mass_matrix
-        run_sample = _scanner(sample_body)
+        run_sample = _scanner(sample_body, batch)
         carry: Any = (key, chains, eps, imm)
         for t0, length in _chunks(W, total, chunk):
             carry, outs = run_sample(carry, t0, length)
