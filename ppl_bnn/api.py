@@ -60,6 +60,8 @@ it again to continue or extend), with checkpoints, metrics and TensorBoard.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -155,6 +157,12 @@ def infer(
             "num_warmup must be >= 0, num_samples and num_chains >= 1; got "
             f"{num_warmup}, {num_samples}, {num_chains}"
         )
+    if step_size is not None and not (
+        isinstance(step_size, numbers.Real) and math.isfinite(step_size) and step_size > 0
+    ):
+        raise ValueError(f"step_size must be a positive finite number, got {step_size!r}")
+    if not callable(model):
+        raise ValueError(f"model must be a NumPyro model function, got {type(model).__name__}")
     from ppl_bnn.declare.problem import problem_from_arrays
 
     problem = problem_from_arrays(model, x, y, x_test, y_test)

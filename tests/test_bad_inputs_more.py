@@ -153,3 +153,196 @@ def test_a_nuts_checkpoint_reads_in_a_process_that_never_ran_nuts(checkpoints):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "position" in done.stdout
+
+
+# ------------------------------------------------------------------ files for the cases
+BAD_MODELS = """
+import jax.numpy as jnp
+import numpyro
+import numpyro.distributions as dist
+
+
+def reg(x, y=None):
+    w = numpyro.sample("w", dist.Normal(0, 1).expand([x.shape[1]]).to_event(1))
+    s = numpyro.sample("s", dist.HalfNormal(1.0))
+    with numpyro.plate("data", x.shape[0]):
+        numpyro.sample("y", dist.Normal(x @ w, s), obs=y)
+
+
+def nan(x, y=None):
+    w = numpyro.sample("w", dist.Normal(0, 1).expand([x.shape[1]]).to_event(1))
+    with numpyro.plate("data", x.shape[0]):
+        numpyro.sample("y", dist.Normal(x @ w + jnp.log(-1.0 - w[0] ** 2), 1.0), obs=y)
+
+
+def nan_off_zero(x, y=None):
+    # finite only where every weight is 0: every proposal from there is NaN
+    w = numpyro.sample("w", dist.Normal(0, 1).expand([x.shape[1]]).to_event(1))
+    loc = x @ w + jnp.where(jnp.any(w != 0), jnp.nan, 0.0)
+    with numpyro.plate("data", x.shape[0]):
+        numpyro.sample("y", dist.Normal(loc, 1.0), obs=y)
+
+
+def raises(x, y=None):
+    raise RuntimeError("the model is not ready")
+
+
+def broadcast(x, y=None):
+    w = numpyro.sample("w", dist.Normal(0, 1).expand([x.shape[1] + 1]).to_event(1))
+    with numpyro.plate("data", x.shape[0]):
+        numpyro.sample("y", dist.Normal(x @ w, 1.0), obs=y)
+
+
+def discrete(x, y=None):
+    k = numpyro.sample("k", dist.Poisson(3.0))
+    with numpyro.plate("data", x.shape[0]):
+        numpyro.sample("y", dist.Normal(x[:, 0] * k, 1.0), obs=y)
+"""
+
+
+class Inputs:
+    """A folder of models and data files, written once for the module."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        (folder / "models.py").write_text(BAD_MODELS)
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(30, 3)).astype(np.float32)
+        y = (x @ np.array([1.0, -1.0, 0.5]) + 0.1 * rng.normal(size=30)).astype(np.float32)
+        self.x, self.y = x, y
+        self.reg = self.npz("reg", x_train=x[:24], y_train=y[:24], x_test=x[24:], y_test=y[24:])
+        labels = (y > 0).astype(np.int64)
+        self.labels = self.npz(
+            "labels", x_train=x[:24], y_train=labels[:24], x_test=x[24:], y_test=labels[24:]
+        )
+
+    def model(self, name: str) -> str:
+        return f"--model={self.folder / 'models.py'}:{name}"
+
+    def npz(self, name: str, **arrays) -> str:
+        path = self.folder / f"{name}.npz"
+        np.savez(path, **arrays)
+        return str(path)
+
+    def labels_with(self, name: str, **change) -> str:
+        with np.load(self.labels) as f:
+            arrays = {k: f[k] for k in f.files}
+        return self.npz(name, **{**arrays, **change})
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> Inputs:
+    return Inputs(tmp_path_factory.mktemp("inputs"))
+
+
+HMC_FAST = ["--step_size=1e-2", "--trajectory_len=0.03", "--num_iterations=3", "--no_progress"]
+
+
+def hmc_on(inputs: Inputs, model: str, data: str, *flags: str) -> list[str]:
+    return ["hmc", inputs.model(model), f"--dataset_name={data}", *HMC_FAST, *flags]
+
+
+def assert_refused(cli, argv: list[str], new: Path, pattern: str) -> str:
+    rc, _, err = cli(*argv[:1], f"--dir={new}", *argv[1:])
+    line = one_line_error(rc, err, argv[0], pattern)
+    assert not new.exists(), "a run directory was created"
+    return line
+
+
+# ------------------------------------------------------------------ non-finite densities
+def test_nan_log_density_at_the_initial_point_writes_nothing(inputs, tmp_path, cli):
+    assert_refused(
+        cli,
+        hmc_on(inputs, "nan", inputs.reg),
+        tmp_path / "run",
+        r"log density at the initial point is nan .*nothing was written",
+    )
+
+
+@pytest.mark.parametrize("command", ["sgmcmc", "sgd", "vi"])
+def test_nan_log_density_under_minibatch_methods(command, inputs, tmp_path, cli):
+    argv = [command, inputs.model("nan"), f"--dataset_name={inputs.reg}"]
+    argv += ["--batch_size=12", "--num_epochs=1", "--no_progress"]
+    assert_refused(cli, argv, tmp_path / "run", r"initial point is nan")
+
+
+def test_nan_under_nuts_is_one_line(inputs, tmp_path, cli):
+    argv = ["nuts", inputs.model("nan"), f"--dataset_name={inputs.reg}", "--num_warmup=2"]
+    argv += ["--num_samples=1", "--num_chains=1", "--no_progress"]
+    assert_refused(cli, argv, tmp_path / "run", r"nan|invalid")
+
+
+def test_nan_on_every_proposal_stops_naming_the_iteration(inputs, tmp_path, cli):
+    """Finite at the start (all weights 0), NaN at every proposal: the run stops at the
+    patience with one line, keeping the checkpoints of the iterations before."""
+    from ppl_bnn.driver.checkpoint import save_checkpoint
+
+    start = save_checkpoint(tmp_path / "zero.npz", {"position": {"w": np.zeros(3, np.float32)}})
+    run = tmp_path / "run"
+    argv = hmc_on(inputs, "nan_off_zero", inputs.reg, f"--init_checkpoint={start}")
+    argv = [a for a in argv if not a.startswith("--num_iterations")]
+    rc, _, err = cli(
+        argv[0], f"--dir={run}", *argv[1:], "--num_iterations=6", "--zero_accept_patience=3"
+    )
+    one_line_error(rc, err, "hmc", r"^ppl-bnn hmc: error: iteration 3: .*every proposal.* nan")
+    kept = sorted(p.name for p in (run / "checkpoints").glob("checkpoint_*.npz"))
+    assert kept == ["checkpoint_000001.npz", "checkpoint_000002.npz"]
+    assert (run / "metrics.jsonl").read_text().count("\n") == 2
+
+
+def test_a_state_that_turns_non_finite_stops_the_run(tmp_path, cli):
+    """SGD with an absurd step size: the parameters overflow in the first epoch."""
+    rc, _, err = cli("sgd", f"--dir={tmp_path / 'run'}", *SMALL, *MINI, "--init_step_size=1e38")
+    one_line_error(rc, err, "sgd", r"epoch 1: .*(not finite|log density is nan)")
+    assert not list((tmp_path / "run" / "checkpoints").glob("checkpoint_*.npz"))
+
+
+def test_non_finite_step_size_flag(tmp_path, cli):
+    argv = ["hmc", *SMALL, "--step_size=nan", "--trajectory_len=1e-3", "--num_iterations=2"]
+    assert_refused(cli, argv, tmp_path / "run", r"--step_size must be a finite number")
+
+
+def _linear(x, y=None):
+    import numpyro
+    import numpyro.distributions as dist
+
+    w = numpyro.sample("w", dist.Normal(0, 1).expand([x.shape[1]]).to_event(1))
+    with numpyro.plate("data", x.shape[0]):
+        numpyro.sample("y", dist.Normal(x @ w, 1.0), obs=y)
+
+
+def _with(a: np.ndarray, index, value) -> np.ndarray:
+    a = a.astype(np.result_type(a, type(value))).copy()
+    a[index] = value
+    return a
+
+
+INFER_CASES = {
+    "nan in x": (lambda x, y: (_with(x, (3, 1), np.nan), y), {}, r"x holds nan at index \(3, 1\)"),
+    "inf in x": (lambda x, y: (_with(x, (0, 0), np.inf), y), {}, r"x holds inf"),
+    "-inf in x": (lambda x, y: (_with(x, (0, 0), -np.inf), y), {}, r"x holds -inf"),
+    "nan in y": (lambda x, y: (x, _with(y, 2, np.nan)), {}, r"y holds nan at index \(2,\)"),
+    "nan step_size": (lambda x, y: (x, y), {"step_size": float("nan")}, r"step_size must be"),
+    "1-D x": (lambda x, y: (x[:, 0], y), {}, r"x has shape \(30,\).*x\[:, None\]"),
+    "string x": (lambda x, y: (x.astype(str), y), {}, r"x has dtype <U.*numbers"),
+    "complex x": (lambda x, y: (x + 1j, y), {}, r"x holds complex numbers"),
+    "integer y under a normal likelihood": (
+        lambda x, y: (x, (y > 0).astype(int)),
+        {},
+        r"y holds integers .*continuous \(Normal\)",
+    ),
+}
+
+
+@pytest.mark.parametrize("method", ["nuts", "hmc", "sgld", "sgd", "vi"])
+@pytest.mark.parametrize("case", list(INFER_CASES))
+def test_infer_refuses_bad_arrays(case, method, inputs):
+    import ppl_bnn
+
+    if method != "nuts" and case not in ("nan in x", "nan in y", "nan step_size"):
+        pytest.skip("the arrays are checked before the method is chosen")
+    change, kw, pattern = INFER_CASES[case]
+    x, y = change(inputs.x, inputs.y)
+    with pytest.raises(ValueError, match=pattern) as e:
+        ppl_bnn.infer(_linear, x, y, method=method, num_warmup=2, num_samples=1, num_chains=1, **kw)
+    assert "\n" not in str(e.value)

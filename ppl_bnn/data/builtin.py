@@ -174,7 +174,8 @@ def load_dataset(
     """Load a dataset by name (the CLI's ``--dataset_name``).
 
     Registered names (``digits``, ``synthetic_regression``, and what later modules add),
-    an ``.npz`` file with ``x_train, y_train, x_test, y_test`` (classification), a UCI
+    an ``.npz`` file with ``x_train, y_train, x_test, y_test`` (integer ``y``:
+    classification, float ``y``: regression), a UCI
     folder name (with ``uci_split``) or ``<uci name>_<seed>``.
     """
     source = None
@@ -204,12 +205,18 @@ def load_dataset(
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
-def _load_npz(path: str) -> Dataset:
-    """A classification dataset from an ``.npz`` with :data:`NPZ_KEYS` (and optionally
-    ``num_classes``; default: the largest training label + 1).
+MAX_NUM_CLASSES = 100_000  # a larger num_classes in a file is a mistake, not a model
 
-    Read without pickle; a missing key, float labels or a test label that no training
-    label has (with no ``num_classes`` in the file) is a one-line ``ValueError``.
+
+def _load_npz(path: str) -> Dataset:
+    """A dataset from an ``.npz`` with :data:`NPZ_KEYS` (and optionally ``num_classes``).
+
+    The task follows the targets' dtype: integer ``y_train`` and ``y_test`` are class
+    labels (classification; ``num_classes`` default: the largest training label + 1),
+    floating ones regression targets in the units given (not standardised). Read without
+    pickle; a missing key, complex or 1-D inputs, a bad ``num_classes``, or a test label
+    that no training label has (with no ``num_classes`` in the file) is a one-line
+    ``ValueError``.
     """
     if not Path(path).is_file():
         raise FileNotFoundError(f"dataset file {path} does not exist")
@@ -222,7 +229,7 @@ def _load_npz(path: str) -> Dataset:
                     f"{where} has no {missing[0]!r} array (it needs {', '.join(NPZ_KEYS)})"
                 )
             arrays = {k: f[k] for k in NPZ_KEYS}
-            num_classes = int(f["num_classes"]) if "num_classes" in f.files else None
+            stored_classes = f["num_classes"] if "num_classes" in f.files else None
     except ValueError as e:
         if str(e).startswith(where):
             raise
@@ -236,14 +243,41 @@ def _load_npz(path: str) -> Dataset:
         raise ValueError(f"{where} is not a readable .npz: {e}") from None
     for name in NPZ_KEYS:
         a = arrays[name]
+        if np.issubdtype(a.dtype, np.complexfloating):
+            raise ValueError(
+                f"{where}: {name} holds complex numbers ({a.dtype}): they are not cast to "
+                "real ones; store the part you mean"
+            )
         if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
             raise ValueError(f"{where}: {name} has dtype {a.dtype}, not numbers")
-        if name.startswith("y") and not np.issubdtype(a.dtype, np.integer):
+        if name.startswith("x") and a.ndim < 2:
             raise ValueError(
-                f"{where}: {name} has dtype {a.dtype}: class labels must be integers "
-                "(float labels are not truncated; store them with y.astype(int) if whole)"
+                f"{where}: {name} has shape {a.shape}: inputs are (rows, features, ...); "
+                f"store one feature per row as {name}[:, None]"
             )
     y_train, y_test = arrays["y_train"], arrays["y_test"]
+    integer = [np.issubdtype(y.dtype, np.integer) for y in (y_train, y_test)]
+    if integer[0] != integer[1] and len(y_test):
+        raise ValueError(
+            f"{where}: y_train has dtype {y_train.dtype} and y_test {y_test.dtype}: integer "
+            "class labels in both (classification) or float targets in both (regression)"
+        )
+    if not integer[0]:
+        if stored_classes is not None:
+            raise ValueError(
+                f"{where}: num_classes is given but y_train has dtype {y_train.dtype}: class "
+                "labels must be integers (float labels are not truncated; store them with "
+                "y.astype(int) if whole), float targets make a regression without num_classes"
+            )
+        return Dataset(
+            Path(path).stem,
+            arrays["x_train"].astype(np.float32),
+            y_train.astype(np.float32),
+            arrays["x_test"].astype(np.float32),
+            y_test.astype(np.float32),
+            "regression",
+        )
+    num_classes = None if stored_classes is None else _num_classes(stored_classes, where)
     if num_classes is None and len(y_train):
         num_classes = int(y_train.max()) + 1
         if len(y_test) and y_test.max() >= num_classes:
@@ -251,6 +285,12 @@ def _load_npz(path: str) -> Dataset:
                 f"{where}: y_test holds label {int(y_test.max())}, which no training label "
                 f"has (training labels 0..{num_classes - 1}); store num_classes in the file "
                 "if the model has more classes"
+            )
+        if num_classes > MAX_NUM_CLASSES:
+            raise ValueError(
+                f"{where}: y_train holds label {num_classes - 1}: at most "
+                f"{MAX_NUM_CLASSES} classes (labels are 0, 1, ...; float targets make a "
+                "regression)"
             )
     for name, y in (("y_train", y_train), ("y_test", y_test)):  # before int32 can wrap them
         if len(y) and num_classes and (y.min() < 0 or y.max() >= num_classes):
@@ -268,3 +308,14 @@ def _load_npz(path: str) -> Dataset:
         "classification",
         num_classes=num_classes,
     )
+
+
+def _num_classes(value: np.ndarray, where: str) -> int:
+    """The file's ``num_classes``: one whole number in ``2..MAX_NUM_CLASSES``."""
+    if value.ndim != 0 or not np.issubdtype(value.dtype, np.integer):
+        shown = value.tolist() if value.size <= 4 else f"an array of shape {value.shape}"
+        raise ValueError(f"{where}: num_classes must be one integer, got {shown!r} ({value.dtype})")
+    k = int(value)
+    if not 2 <= k <= MAX_NUM_CLASSES:
+        raise ValueError(f"{where}: num_classes={k} must lie in 2..{MAX_NUM_CLASSES}")
+    return k

@@ -200,6 +200,7 @@ def build_problem(cfg: ProblemConfig, dataset: Dataset | None = None) -> Problem
         from ppl_bnn.declare.user_model import load_model
 
         user_model = load_model(cfg.model)  # a bad spec is refused before any data is read
+        _refuse_bnn_flags(cfg)
     else:
         prior = build_prior(cfg)  # validate names before any data is read
     if dataset is None:
@@ -227,7 +228,7 @@ def build_problem(cfg: ProblemConfig, dataset: Dataset | None = None) -> Problem
             record.pop(k)
         # resuming under an edited model file is refused like any other change
         record["model_sha256"] = model_file_digest(cfg.model)  # type: ignore[arg-type]
-    return place(
+    problem = place(
         dataset,
         model,
         num_devices=cfg.num_devices,
@@ -235,6 +236,65 @@ def build_problem(cfg: ProblemConfig, dataset: Dataset | None = None) -> Problem
         model_name=name,
         config=record,
     )
+    if user_model is not None:
+        check_task(problem, "y_train", f"--model={cfg.model}")
+    return problem
+
+
+def _refuse_bnn_flags(cfg: ProblemConfig) -> None:
+    """A user model declares its own prior and likelihood: the BNN flags, given with
+    ``--model``, would be ignored, so they are refused in one line."""
+    import dataclasses
+
+    defaults = {f.name: f.default for f in dataclasses.fields(ProblemConfig)}
+    given = [k for k in BNN_FIELDS if k != "model_name" and getattr(cfg, k) != defaults[k]]
+    if given:
+        raise ValueError(
+            f"--{given[0]}={getattr(cfg, given[0])} does not apply to --model={cfg.model}: a "
+            "user model declares its own prior and likelihood (drop the flag, or set it in "
+            "the model)"
+        )
+
+
+def observed_supports(model, x, y) -> dict[str, tuple[bool, str]]:
+    """Observed site -> ``(discrete support, distribution name)`` of ``model(x, y)``,
+    traced abstractly (nothing is computed)."""
+    from numpyro.infer.initialization import init_to_uniform
+
+    found: dict[str, tuple[bool, str]] = {}
+
+    def structure(x, y):
+        traced = handlers.substitute(handlers.seed(model, 0), substitute_fn=init_to_uniform)
+        for name, site in handlers.trace(traced).get_trace(x, y).items():
+            if site["type"] == "sample" and site["is_observed"]:
+                fn = site["fn"]
+                while hasattr(fn, "base_dist"):  # Independent, masked, expanded
+                    fn = fn.base_dist
+                found[name] = (bool(fn.support.is_discrete), type(fn).__name__)
+
+    jax.eval_shape(structure, x, y)
+    return found
+
+
+def check_task(problem: Problem, y_name: str, model_name: str) -> None:
+    """A one-line error when the targets' kind does not fit the model's likelihood:
+    integer class labels under a continuous observed site (a regression model), or
+    fractional targets under a discrete one (a classification model)."""
+    ds = problem.dataset
+    sites = observed_supports(problem.model, ds.x_train[:2], ds.y_train[:2])
+    for name, (discrete, dist_name) in sites.items():
+        if ds.task == "classification" and not discrete:
+            raise ValueError(
+                f"{y_name} holds integers (class labels: a classification task) but the "
+                f"observed site {name!r} of {model_name} is continuous ({dist_name}): give "
+                f"float targets ({y_name}.astype(np.float32)) for a regression"
+            )
+        whole = bool(np.all(np.mod(ds.y_train, 1) == 0))  # 0.0 / 1.0 Bernoulli targets
+        if ds.task == "regression" and discrete and not whole:
+            raise ValueError(
+                f"{y_name} holds floats (a regression task) but the observed site {name!r} "
+                f"of {model_name} is discrete ({dist_name}) and they are not whole numbers"
+            )
 
 
 def tempered(model, temperature: float):
@@ -273,6 +333,34 @@ def place(
     return Problem(dataset, model, ld, mesh, train, test, model_name, config)
 
 
+def check_array(a, name: str, *, inputs: bool) -> np.ndarray:
+    """``a`` as a NumPy array of real, finite numbers, else a one-line ``ValueError``
+    naming ``name``. Inputs (``inputs=True``) have a row axis and a feature axis at least
+    (``(rows, features, ...)``); targets one value (or more) per row."""
+    try:
+        a = np.asarray(a)
+    except (ValueError, TypeError) as e:  # ragged lists
+        raise ValueError(f"{name} is not an array of numbers ({e})") from None
+    if np.issubdtype(a.dtype, np.complexfloating):
+        raise ValueError(
+            f"{name} holds complex numbers ({a.dtype}): they are not cast to real ones; give "
+            f"the part you mean ({name}.real, abs({name}))"
+        )
+    if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+        raise ValueError(f"{name} has dtype {a.dtype}: it must hold numbers")
+    if a.ndim == 0:
+        raise ValueError(f"{name} is a scalar: it must hold one row per example")
+    if inputs and a.ndim == 1:
+        raise ValueError(
+            f"{name} has shape {a.shape}: inputs are (rows, features); one feature per row is "
+            f"{name}[:, None]"
+        )
+    if np.issubdtype(a.dtype, np.inexact) and not np.isfinite(a).all():
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+        raise ValueError(f"{name} holds {a[bad]} at index {bad} (it must be finite)")
+    return a
+
+
 def problem_from_arrays(
     model,
     x,
@@ -290,18 +378,29 @@ def problem_from_arrays(
     else a regression task in the units given (``y_scale = 1``). No test split is needed:
     without ``x_test`` nothing is predicted.
     """
-    x, y = np.asarray(x), np.asarray(y)
+    x, y = check_array(x, "x", inputs=True), check_array(y, "y", inputs=False)
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x has {x.shape[0]} rows but y has {y.shape[0]}")
+    if x.shape[0] == 0:
+        raise ValueError("x and y have no rows")
     if (x_test is None) != (y_test is None) and y_test is not None:
         raise ValueError("y_test given without x_test")
     if x_test is None:
         x_test = x[:0]
         y_test = y[:0]
-    x_test = np.asarray(x_test)
+    x_test = check_array(x_test, "x_test", inputs=True)
+    if x_test.shape[1:] != x.shape[1:]:
+        raise ValueError(f"x_test rows have shape {x_test.shape[1:]}, x rows {x.shape[1:]}")
     y_test = np.zeros((x_test.shape[0],) + y.shape[1:], y.dtype) if y_test is None else y_test
-    y_test = np.asarray(y_test)
+    y_test = check_array(y_test, "y_test", inputs=False)
+    if y_test.shape[0] != x_test.shape[0]:
+        raise ValueError(f"x_test has {x_test.shape[0]} rows but y_test has {y_test.shape[0]}")
     classification = np.issubdtype(y.dtype, np.integer)
+    if classification and min(y.min(initial=0), y_test.min(initial=0)) < 0:
+        raise ValueError(
+            "integer y are class labels 0, 1, ...: y holds a negative one (give float "
+            "targets, y.astype(np.float32), for a regression)"
+        )
     num_classes = int(max(y.max(initial=0), y_test.max(initial=0))) + 1 if classification else None
     dataset = Dataset(
         name="arrays",
@@ -313,10 +412,12 @@ def problem_from_arrays(
         num_classes=num_classes,
     )
     name = model_name or getattr(model, "__name__", "model")
-    return place(
+    problem = place(
         dataset,
         model,
         num_devices=num_devices,
         microbatch_size=microbatch_size,
         model_name=name,  # type: ignore[arg-type]  # a str: getattr's default is one
     )
+    check_task(problem, "y", "the model")
+    return problem

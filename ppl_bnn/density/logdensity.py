@@ -22,6 +22,7 @@ tempered posterior over the constrained values is exactly ``p(theta | D)^(1/T)``
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -99,6 +100,28 @@ def check_rowwise(name: str, fn: dist.Distribution, rows: int) -> int:
             f"with `.to_event(...)`"
         )
     return k
+
+
+def _model_error(model: Callable, e: Exception, trace: dict) -> str:
+    """One line for an error the model raised while traced: the error, where in the
+    model's own file (the line), and the last site it declared before."""
+    import traceback
+
+    message = (str(e).strip().splitlines() or [""])[0]
+    library = (str(Path(__file__).parents[1]), "site-packages", "<frozen")
+    where = ""
+    frames = traceback.extract_tb(e.__traceback__)
+    own = [f for f in frames if not any(part in f.filename for part in library)]
+    if own:
+        f = own[-1]
+        where = f" at {Path(f.filename).name}:{f.lineno} ({(f.line or '').strip()[:80]})"
+    sites = [n for n, s in trace.items() if s["type"] == "sample"]
+    after = f", after site {sites[-1]!r}" if sites else ", before its first site"
+    name = getattr(model, "__name__", "model")
+    return (
+        f"the model {name!r} raised {type(e).__name__}{where}{after} when called on two rows "
+        f"of the data: {message[:300]}"
+    )
 
 
 def _refuse_local_latents(trace, latent_sites: list[str], observed_sites: list[str]) -> None:
@@ -203,17 +226,29 @@ class LogDensity:
         # Trace abstractly (no compilation, no FLOPs): only names, shapes and supports
         # are needed. Parameter sites holding arrays are then evaluated concretely.
         captured = {}
+        tracer = handlers.trace(_structural(model))
 
         def structure(x, y):
-            captured.update(handlers.trace(_structural(model)).get_trace(x, y))
+            captured.update(tracer.get_trace(x, y))
 
-        jax.eval_shape(structure, *self._example)
+        try:
+            jax.eval_shape(structure, *self._example)
+        except Exception as e:  # noqa: BLE001 - any error of the user's model, in one line
+            raise ValueError(_model_error(model, e, getattr(tracer, "trace", None) or {})) from None
         trace = captured
         self.latent_sites = [
             name
             for name, s in trace.items()
             if s["type"] == "sample" and not s["is_observed"] and not s["infer"].get("is_auxiliary")
         ]
+        for name in self.latent_sites:
+            fn = trace[name]["fn"]
+            if fn.support.is_discrete:
+                raise ValueError(
+                    f"latent site {name!r} is discrete ({type(fn).__name__}): every ppl_bnn "
+                    "method moves continuous latents by gradients; sum it out of the model "
+                    "(or observe it)"
+                )
         self.observed_sites = [
             name for name, s in trace.items() if s["type"] == "sample" and s["is_observed"]
         ]

@@ -155,6 +155,8 @@ def check_config(cfg: HMCConfig) -> None:
     """Refuse impossible settings before anything is built or written."""
     if cfg.num_chains < 1:
         raise ValueError(f"--num_chains must be at least 1, got {cfg.num_chains}")
+    if cfg.num_iterations < 1:
+        raise ValueError(f"--num_iterations must be at least 1, got {cfg.num_iterations}")
     if not 0 <= cfg.num_burn_in_iterations <= cfg.num_iterations:
         raise ValueError("--num_burn_in_iterations must lie between 0 and --num_iterations")
     if cfg.eval_freq < 1:
@@ -163,6 +165,9 @@ def check_config(cfg: HMCConfig) -> None:
         raise ValueError("--step_size_adaptation_speed must be non-negative")
     if not 0 < cfg.target_accept_rate < 1:
         raise ValueError(f"--target_accept_rate must lie in (0, 1), got {cfg.target_accept_rate}")
+    for flag in ("step_size", "trajectory_len"):
+        if not np.isfinite(getattr(cfg, flag)):
+            raise ValueError(f"--{flag} must be a finite number, got {getattr(cfg, flag)}")
     num_leapfrog_steps(cfg.trajectory_len, cfg.step_size, cfg.max_num_leapfrog_steps)
 
 
@@ -231,6 +236,7 @@ def build_hmc(cfg: HMCConfig, problem: Problem) -> Algorithm:
         return out, (info, steps, clamped, do_mh)
 
     zero_streak = [np.zeros(C, int)]
+    nan_streak = [0]  # consecutive iterations whose every proposal had no finite density
 
     def stats(state: HMCRunState, extra, t: int) -> dict[str, Any]:
         info, steps, clamped, do_mh = extra
@@ -254,7 +260,15 @@ def build_hmc(cfg: HMCConfig, problem: Problem) -> Algorithm:
                 f"{cfg.zero_accept_patience} consecutive iterations (rejected or divergent): "
                 "the step size is probably too large"
             )
-        record = {
+        proposed = np.asarray(info.proposal_logdensity)
+        nan_streak[0] = 0 if np.isfinite(proposed).any() else nan_streak[0] + 1
+        record: dict[str, Any] = {}
+        if nan_streak[0] >= cfg.zero_accept_patience:
+            record["_error"] = (
+                f"the log density of every proposal of every chain was {proposed.flat[0]} for "
+                f"{nan_streak[0]} consecutive iterations (--zero_accept_patience)"
+            )
+        record |= {
             "burn_in": t < burn_in,
             "do_mh": do_mh,
             "accept_prob": float(np.nanmean(accept)) if np.isfinite(accept).any() else 0.0,

@@ -209,6 +209,7 @@ class Evaluator:
         ld = problem.logdensity
         self._predict = jax.jit(jax.vmap(ld.predict, in_axes=(0, None)))
         self._log_prob = jax.jit(jax.vmap(ld, in_axes=(0, None)))
+        self._value_and_grad = jax.jit(jax.vmap(jax.value_and_grad(ld), in_axes=(0, None)))
         self._log_prior = jax.jit(jax.vmap(ld.log_prior))
         self._sites = jax.jit(jax.vmap(lambda p: site_values(problem, p)))
         self._constrained = jax.jit(jax.vmap(ld.constrain))
@@ -236,6 +237,10 @@ class Evaluator:
     def log_prob(self, positions) -> np.ndarray:
         """Full-batch tempered log posterior of every member."""
         return np.asarray(self._log_prob(positions, self.problem.train))
+
+    def value_and_grad(self, positions):
+        """Full-batch log posterior and its gradient of every member."""
+        return jax.device_get(self._value_and_grad(positions, self.problem.train))
 
     def log_prior(self, positions) -> np.ndarray:
         return np.asarray(self._log_prior(positions))
@@ -377,6 +382,7 @@ def run(
         key = jax.random.key(seed)
         key, init_key = jax.random.split(key)
         state = alg.init(init_key)
+        check_initial_point(evaluator, alg.positions(state))  # before anything is written
         ens, start, elapsed = ensemble_init(ens_shape), 0, 0.0
         rd.start(config, argv)  # inputs all read: the run dir is written with checkpoint 1
         rd.truncate_metrics(0)  # lines of an earlier start that never checkpointed
@@ -436,6 +442,14 @@ def run(
             record: dict[str, Any] | None = None
             if sched.log_every_step or is_eval:
                 record = {alg.unit: t + 1, **alg.stats(state, info, t)}
+                if "_error" in record:  # the method's own verdict (every proposal NaN, ...)
+                    raise NonFiniteError(_stopped(alg, t, record["_error"]))
+                if not np.isfinite(record.get("log_prob", 0.0)):
+                    raise NonFiniteError(
+                        _stopped(alg, t, f"the log density is {record['log_prob']}")
+                    )
+            if save and not _finite(alg.positions(state)):
+                raise NonFiniteError(_stopped(alg, t, "the positions are not finite"))
                 for line in record.pop("_warnings", ()):
                     if line not in warned and rd.primary:
                         warned.add(line)  # one line per kind, on stderr, even in memory
@@ -503,6 +517,51 @@ def run(
         extra_summary,
         t_call,
     )
+
+
+class NonFiniteError(ValueError):
+    """The log density, its gradient or the state is NaN or infinite: the run stops."""
+
+
+def _finite(tree) -> bool:
+    return all(bool(jax.numpy.isfinite(a).all()) for a in jax.tree.leaves(tree))
+
+
+def _stopped(alg: Algorithm, t: int, why: str) -> str:
+    return (
+        f"{alg.unit} {t + 1}: {why}: stopped (the checkpoints written before it are kept); "
+        "check the data, the model and the step size"
+    )
+
+
+def check_initial_point(evaluator: Evaluator, positions) -> None:
+    """A one-line :class:`NonFiniteError` when the log density or its gradient is NaN or
+    infinite at any member's initial position (NaN or Inf in the data, a model undefined
+    there): nothing is written."""
+    ld = evaluator.problem.logdensity
+    bad = None
+    if not _finite(positions):
+        bad = "the initial positions are not finite"
+    else:
+        value, grad = evaluator.value_and_grad(positions)
+        lp = np.asarray(value)
+        if not np.isfinite(lp).all():
+            i = int(np.flatnonzero(~np.isfinite(lp))[0])
+            bad = f"the log density at the initial point is {lp[i]} (chain {i})"
+        else:
+            for name in ld.latent_sites:
+                g = np.asarray(grad[name])
+                if not np.isfinite(g).all():
+                    bad = (
+                        "the gradient of the log density at the initial point is not "
+                        f"finite (site {name!r})"
+                    )
+                    break
+    if bad is not None:
+        raise NonFiniteError(
+            f"{bad}: check the data (NaN or Inf inputs or targets) and the model; nothing was "
+            "written"
+        )
 
 
 def _headline(task: str, has_test: bool) -> list[str]:
