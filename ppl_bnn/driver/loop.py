@@ -497,26 +497,33 @@ def run(
                 clock.restart()
             bar.update(1)
         flush()
+    except BaseException:
+        rd.close()  # releases the run directory's lock for the next command of this process
+        raise
     finally:
         bar.close()
     sync("ppl_bnn.loop.done")  # the primary has written every record
     done = max(start, end)
-    return _finish(
-        alg,
-        problem,
-        rd,
-        evaluator,
-        tracker,
-        state,
-        ens,
-        clock.elapsed,
-        done,
-        kept,
-        config,
-        reference,
-        extra_summary,
-        t_call,
-    )
+    try:
+        return _finish(
+            alg,
+            problem,
+            rd,
+            evaluator,
+            tracker,
+            state,
+            ens,
+            clock.elapsed,
+            done,
+            kept,
+            config,
+            reference,
+            extra_summary,
+            t_call,
+        )
+    except BaseException:
+        rd.close()
+        raise
 
 
 class NonFiniteError(ValueError):

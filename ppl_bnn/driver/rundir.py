@@ -328,8 +328,9 @@ class RunDir:
         if restored is None:
             return None
         step, state = int(restored[1]["step"]), restored[1]
+        recorded = state.pop("run_files", None) if isinstance(state, dict) else None
         if self.writes:
-            self._check_run_files(step, state.pop("run_files", None))
+            self._check_run_files(step, recorded)
         return step, state
 
     def _run_files(self, step: int) -> dict[str, int]:
