@@ -432,7 +432,7 @@ CASES: dict[str, Case] = {
     ),
     "float labels": Case(
         with_data("float_labels", lambda a: {"y_train": a["y_train"] + 0.5}),
-        r"float_labels\.npz: y_train has dtype float64 and y_test int64: integer class labels",
+        r"float_labels\.npz: y_train has dtype float64 and y_test int\d+: integer class labels",
     ),
     "missing y_test": Case(
         with_data("no_y_test", lambda a: {"y_test": None}),

@@ -20,6 +20,7 @@ Command-line cases assert what ``test_bad_inputs.py`` does: exit status 2, one s
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -346,3 +347,140 @@ def test_infer_refuses_bad_arrays(case, method, inputs):
     with pytest.raises(ValueError, match=pattern) as e:
         ppl_bnn.infer(_linear, x, y, method=method, num_warmup=2, num_samples=1, num_chains=1, **kw)
     assert "\n" not in str(e.value)
+
+
+# ------------------------------------------------------------------ a user's regression model
+REG_COMMANDS = {
+    "hmc": HMC_FAST,
+    "nuts": ["--num_warmup=2", "--num_samples=1", "--num_chains=1", "--no_progress"],
+    "sgmcmc": ["--batch_size=12", "--num_epochs=2", "--num_burnin_epochs=1", "--no_progress"],
+    "sgd": ["--batch_size=12", "--num_epochs=1", "--no_progress"],
+    "vi": ["--batch_size=12", "--num_epochs=1", "--vi_ensemble_size=2", "--no_progress"],
+}
+
+
+@pytest.mark.parametrize("command", list(REG_COMMANDS))
+def test_a_user_regression_model_runs_on_float_targets(command, inputs, tmp_path, cli):
+    run = tmp_path / "run"
+    argv = [command, f"--dir={run}", inputs.model("reg"), f"--dataset_name={inputs.reg}"]
+    rc, out, err = cli(*argv, *REG_COMMANDS[command])
+    assert rc == 0, err[-3000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["task"] == "regression"
+    assert "test/rmse" in summary["final"]
+
+
+# ------------------------------------------------------------------ inputs refused in one line
+def _case_argv(inputs: Inputs, case: str) -> list[str]:
+    x = inputs.x
+    if case == "complex x_train":
+        data = inputs.labels_with("complex", x_train=x[:24] + 1j)
+        return hmc_on(inputs, "reg", data)[:1] + SMALL[1:3] + [f"--dataset_name={data}"]
+    if case == "1-D x_train":
+        data = inputs.labels_with("flat", x_train=x[:24, 0], x_test=x[24:, 0])
+        return hmc_on(inputs, "reg", data)
+    if case == "prior flag with --model":
+        return hmc_on(inputs, "reg", inputs.reg, "--weight_decay=3")
+    if case == "prior family with --model":
+        return hmc_on(inputs, "reg", inputs.reg, "--prior_family=student_t")
+    if case == "integer labels under a regression model":
+        return hmc_on(inputs, "reg", inputs.labels)
+    if case == "num_classes=[3, 4]":
+        return hmc_on(inputs, "reg", inputs.labels_with("nc_list", num_classes=np.array([3, 4])))
+    if case == "num_classes=1e9":
+        return hmc_on(inputs, "reg", inputs.labels_with("nc_float", num_classes=np.array(1e9)))
+    if case == "num_classes=10**9":
+        return hmc_on(inputs, "reg", inputs.labels_with("nc_int", num_classes=np.array(10**9)))
+    if case == "a model that raises":
+        return hmc_on(inputs, "raises", inputs.reg)
+    if case == "a broadcasting error in a model":
+        return hmc_on(inputs, "broadcast", inputs.reg)
+    if case == "a discrete latent under nuts":
+        argv = hmc_on(inputs, "discrete", inputs.reg)[:3]
+        return ["nuts", *argv[1:], "--num_warmup=2", "--num_samples=1", "--no_progress"]
+    if case == "--num_iterations=0":
+        return ["hmc", *SMALL, "--step_size=1e-3", "--trajectory_len=1e-3", "--num_iterations=0"]
+    raise AssertionError(case)
+
+
+CLI_CASES = {
+    "complex x_train": r"complex\.npz: x_train holds complex numbers",
+    "1-D x_train": r"flat\.npz: x_train has shape \(24,\).*x_train\[:, None\]",
+    "prior flag with --model": r"--weight_decay=3.0 does not apply to --model=.*models\.py:reg",
+    "prior family with --model": r"--prior_family=student_t does not apply to --model",
+    "integer labels under a regression model": r"y_train holds integers .*continuous \(Normal\)",
+    "num_classes=[3, 4]": r"nc_list\.npz: num_classes must be one integer, got \[3, 4\]",
+    "num_classes=1e9": r"nc_float\.npz: num_classes must be one integer",
+    "num_classes=10**9": r"nc_int\.npz: num_classes=1000000000 must lie in 2\.\.100000",
+    "a model that raises": r"model 'raises' raised RuntimeError at models\.py:\d+ .*not ready",
+    "a broadcasting error in a model": (
+        r"model 'broadcast' raised TypeError at models\.py:\d+ \(numpyro\.sample\(\"y\".*"
+        r"after site 'w'"
+    ),
+    "a discrete latent under nuts": r"latent site 'k' is discrete \(Poisson\)",
+    "--num_iterations=0": r"--num_iterations must be at least 1, got 0",
+}
+
+
+@pytest.mark.parametrize("case", list(CLI_CASES))
+def test_bad_input_is_one_line(case, inputs, tmp_path, cli):
+    assert_refused(cli, _case_argv(inputs, case), tmp_path / "run", CLI_CASES[case])
+
+
+# ------------------------------------------------------------------ crafted checkpoints
+def _crafted(path: Path, kind: str) -> Path:
+    import io
+    import zipfile
+
+    from ppl_bnn.driver import checkpoint as ckpt
+
+    if kind == "deep":
+        depth = 200_000
+        text = (
+            f'{{"format": "ppl_bnn-checkpoint", "version": {ckpt.VERSION}, "tree": '
+            + '{"list": [' * depth
+            + "]}" * depth
+            + "}"
+        ).encode()
+        members = {"__tree__": np.frombuffer(text, np.uint8)}
+        members["__sha256__"] = np.frombuffer(ckpt._digest(text, []), np.uint8)
+        np.savez(path, **members)
+        return path
+    # an array whose header declares 10**13 float64 values (80 TB) with 8 bytes behind it
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (10**13,)}
+    )
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("0.npy", b"\x93NUMPY\x01\x00" + header.getvalue()[8:] + bytes(8))
+        z.writestr("__tree__.npy", _npy(np.frombuffer(b"{}", np.uint8)))
+        z.writestr("__sha256__.npy", _npy(np.zeros(32, np.uint8)))
+    return path
+
+
+def _npy(a: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["deep", "huge"])
+def test_a_crafted_checkpoint_is_refused_in_one_line(kind, tmp_path, cli):
+    bad = _crafted(tmp_path / "crafted.npz", kind)
+    argv = ["hmc", *SMALL, "--step_size=1e-3", "--trajectory_len=1e-3", "--num_iterations=1"]
+    assert_refused(cli, [*argv, f"--init_checkpoint={bad}"], tmp_path / "run", r"crafted\.npz")
+
+
+@pytest.mark.parametrize("kind", ["deep", "huge"])
+def test_a_crafted_latest_checkpoint_falls_back_to_the_previous(kind, tmp_path, cli):
+    run = tmp_path / "run"
+    argv = ["hmc", f"--dir={run}", *SMALL, "--step_size=1e-3", "--trajectory_len=1e-3"]
+    rc, _, err = cli(*argv, "--num_iterations=2")
+    assert rc == 0, err
+    _crafted(run / "checkpoints" / "checkpoint_000002.npz", kind)
+    rc, _, err = cli(*argv, "--num_iterations=3")
+    assert rc == 0, err[-3000:]
+    assert "checkpoint_000002.npz" in err  # the one line that says it fell back
+    assert json.loads((run / "summary.json").read_text())["iterations_done"] == 3
