@@ -582,7 +582,10 @@ def diagnose_run_dir(run_dir) -> list[RunDiagnostic]:
     for name in ("summary.json", "config.json"):
         f = path / name
         if f.is_file():
-            loaded = json.loads(f.read_text())
+            try:
+                loaded = json.loads(f.read_text())
+            except ValueError as e:  # a torn file: named, in one line
+                raise ValueError(f"{f} is not readable JSON ({e}): restore it") from None
             summary = loaded if name == "summary.json" else {"config": loaded}
             break
     config = summary.get("config") or {}

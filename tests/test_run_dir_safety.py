@@ -274,6 +274,9 @@ def test_a_torn_config_is_named(run, cli, snapshot_dir):
     rc, _, err = cli("domain-shift", str(run))
     one_error(rc, err, "domain-shift", str(run / "config.json"))
     assert snapshot_dir(run) == before
+    (run / "summary.json").unlink()  # diagnose reads the config of a run without a summary
+    rc, _, err = cli("diagnose", str(run), f"--output={run.parent / 'd.nc'}")
+    one_error(rc, err, "diagnose", str(run / "config.json"), "not readable JSON")
 
 
 # ---------------------------------------------------------------- D: readers never write
