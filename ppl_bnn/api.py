@@ -142,7 +142,10 @@ def infer(
         x_test, y_test: optional test inputs (and targets): ``RunResult.predictions``
             then holds function-space draws on them, and the metrics include the test
             split. Without them nothing is predicted.
-        run_dir: a run directory (resumable) instead of memory.
+        run_dir: a run directory (resumable) instead of memory. It records a fingerprint
+            of ``x``, ``y``, ``x_test``, ``y_test`` and of ``model`` (its traced sites and
+            source): calling again with other data or another model (even one of the same
+            name) on the same ``run_dir`` is a ``ValueError``, never the old posterior.
         log_likelihood: keep the per-row log likelihood of every draw (for ``az.loo``);
             default: when ``x`` has at most 10,000 rows.
 
