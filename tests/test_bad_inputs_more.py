@@ -281,7 +281,8 @@ def test_nan_on_every_proposal_stops_naming_the_iteration(inputs, tmp_path, cli)
     start = save_checkpoint(tmp_path / "zero.npz", {"position": {"w": np.zeros(3, np.float32)}})
     run = tmp_path / "run"
     argv = hmc_on(inputs, "nan_off_zero", inputs.reg, f"--init_checkpoint={start}")
-    argv = [a for a in argv if not a.startswith("--num_iterations")]
+    argv = [a for a in argv if not a.startswith(("--num_iterations", "--trajectory_len"))]
+    argv.append("--trajectory_len=1e-2")  # one leapfrog step: proposals at finite positions
     rc, _, err = cli(
         argv[0], f"--dir={run}", *argv[1:], "--num_iterations=6", "--zero_accept_patience=3"
     )

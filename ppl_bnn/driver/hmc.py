@@ -261,11 +261,14 @@ def build_hmc(cfg: HMCConfig, problem: Problem) -> Algorithm:
                 "the step size is probably too large"
             )
         proposed = np.asarray(info.proposal_logdensity)
-        nan_streak[0] = 0 if np.isfinite(proposed).any() else nan_streak[0] + 1
+        # NaN at finite positions: the model's or the data's (a step size too large
+        # overflows the positions instead: divergences, and a warning)
+        at_finite = np.asarray(True if info.proposal_finite is None else info.proposal_finite)
+        nan_streak[0] = nan_streak[0] + 1 if (np.isnan(proposed) & at_finite).all() else 0
         record: dict[str, Any] = {}
         if nan_streak[0] >= cfg.zero_accept_patience:
             record["_error"] = (
-                f"the log density of every proposal of every chain was {proposed.flat[0]} for "
+                "the log density of every proposal of every chain was nan for "
                 f"{nan_streak[0]} consecutive iterations (--zero_accept_patience)"
             )
         record |= {

@@ -448,12 +448,12 @@ def run(
                     raise NonFiniteError(
                         _stopped(alg, t, f"the log density is {record['log_prob']}")
                     )
-            if save and not _finite(alg.positions(state)):
-                raise NonFiniteError(_stopped(alg, t, "the positions are not finite"))
                 for line in record.pop("_warnings", ()):
                     if line not in warned and rd.primary:
                         warned.add(line)  # one line per kind, on stderr, even in memory
                         tqdm.write(f"warning: {line}", file=sys.stderr)
+            if save and not _finite(alg.positions(state)):
+                raise NonFiniteError(_stopped(alg, t, "the positions are not finite"))
             positions = alg.positions(state) if (sample or is_eval or draw) else None
             test_preds = None
             if problem.has_test and (sample or draw or (is_eval and alg.approximation is None)):

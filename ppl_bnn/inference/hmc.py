@@ -50,7 +50,9 @@ class HMCInfo(NamedTuple):
 
     ``is_divergent``: the trajectory's energy error is not finite or exceeds the
     divergence threshold; ``energy``: the Hamiltonian of the proposal; ``logdensity``:
-    the chain's log density after the step (``proposal_logdensity``: the proposal's).
+    the chain's log density after the step (``proposal_logdensity``: the proposal's;
+    ``proposal_finite``: whether the proposal's position is finite, so that a log density
+    that is NaN at finite positions, the model's, is told from an overflowing trajectory).
     """
 
     acceptance_rate: Array
@@ -60,6 +62,7 @@ class HMCInfo(NamedTuple):
     num_integration_steps: Array
     energy: Array
     logdensity: Array
+    proposal_finite: Array | None = None
 
 
 def num_leapfrog_steps(trajectory_len: float, step_size: float, max_num_leapfrog_steps: int) -> int:
@@ -163,6 +166,7 @@ def build_kernel(
             jnp.asarray(num_steps),
             info.energy,
             chosen.logdensity,
+            jnp.all(jnp.stack([jnp.isfinite(a).all() for a in jax.tree.leaves(proposal.position)])),
         )
 
     return jax.jit(jax.vmap(one, in_axes=(0, 0, None, 0, 0, 0, None)))
