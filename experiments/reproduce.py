@@ -17,7 +17,7 @@ The setting, shared by every finding (laptop scale):
   grid by the validation NLL of HMC's Bayesian model average, on a validation part carved
   from the training set (never the test set); the same prior for every method;
 * HMC: full-batch NUTS with window adaptation (no hand-set step size), several chains,
-  compiled and in memory (``ppl_bnn.experiments.uci_benchmark.SAMPLER`` names the backend);
+  ``ppl_bnn.infer(method="nuts")`` compiled and in memory, as a user runs it;
 * baselines: the project's own SGD, deep ensemble, SGLD, SGHMC and mean-field VI runners
   (``ppl_bnn.driver``), run directories in ``<out>/_runs``.
 
@@ -287,21 +287,21 @@ def _point_acc(probs: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------ HMC sampler
 class _Sampler:
-    """NUTS (window adaptation) on the digits BNN, compiled once per model and shapes; the
-    data, the evaluation inputs and the inverse temperature are arguments."""
+    """The digits BNN of one prior, sampled with ``ppl_bnn.infer`` (window-adapted NUTS,
+    compiled, in memory; :func:`ppl_bnn.experiments.sampling.sample_bnn`); its log
+    density and the flattening of its positions serve the posterior surface."""
 
     _cache: dict[tuple, _Sampler] = {}
 
     @classmethod
-    def get(cls, family: str, weight_decay: float, x_shape, n_eval: int, sizes, m: int):
-        key = (family, weight_decay, tuple(x_shape), n_eval, sizes, m)
+    def get(cls, family: str, weight_decay: float, x_shape, sizes, m: int):
+        key = (family, weight_decay, tuple(x_shape), sizes, m)
         if key not in cls._cache:
             cls._cache[key] = cls(*key)
         return cls._cache[key]
 
-    def __init__(self, family, weight_decay, x_shape, n_eval, sizes, m):
+    def __init__(self, family, weight_decay, x_shape, sizes, m):
         import jax
-        import jax.numpy as jnp
         from jax.flatten_util import ravel_pytree
 
         from ppl_bnn.config import CommonConfig
@@ -309,48 +309,54 @@ class _Sampler:
         from ppl_bnn.declare.likelihoods import Categorical
         from ppl_bnn.declare.problem import build_prior
         from ppl_bnn.density.logdensity import LogDensity
-        from ppl_bnn.density.sharding import Batch, make_mesh
-        from ppl_bnn.experiments import uci_benchmark as ub
+        from ppl_bnn.density.sharding import make_mesh
         from ppl_bnn.models import get_model
 
-        chains, warmup, samples, depth = sizes
+        self.sizes = sizes
         kw = {"student_t_df": 5.0} if family == "student_t" else {}
         # Student-t (df 5) at equal variance: scale^2 = v (df - 2) / df
         wd = weight_decay * 5.0 / 3.0 if family == "student_t" else weight_decay
         prior = build_prior(CommonConfig(dir="", weight_decay=wd, prior_family=family, **kw))
-        model = bnn_model(get_model(MODEL, 10), prior, Categorical())
+        self.model = bnn_model(get_model(MODEL, 10), prior, Categorical())
         example = (np.zeros((2, *x_shape[1:]), np.float32), np.zeros(2, np.int32))
-        ld = LogDensity(model, make_mesh(1), example)
+        ld = LogDensity(self.model, make_mesh(1), example)
         self.logdensity = ld
         flat0, self.unravel = ravel_pytree(ld.init(jax.random.key(0)))
-        coords = np.random.default_rng(0).choice(flat0.shape[0], min(m, flat0.shape[0]), False)
+        self.coords = np.random.default_rng(0).choice(flat0.shape[0], min(m, flat0.shape[0]), False)
 
-        def fit(key, x, y, x_eval, inv_temp):
-            batch = Batch(x, y, jnp.ones(x.shape[0], x.dtype), 0)
-            logp = lambda p: inv_temp * ld(p, batch)  # noqa: E731
-            extract = lambda q: (ld.predict(q, x_eval), ravel_pytree(q)[0][coords])  # noqa: E731
-            k_init, k_run = jax.random.split(key)
-            pos = jax.vmap(ld.init)(jax.random.split(k_init, chains))
-
-            def one(k, p):
-                return ub._sample_chain(ub.SAMPLER, logp, k, p, warmup, samples, depth, extract)
-
-            return jax.vmap(one)(jax.random.split(k_run, chains), pos)
-
-        self._fit = jax.jit(fit)
-
-    def __call__(self, key, x, y, x_eval, temperature=1.0) -> dict[str, Any]:
+    def __call__(self, seed: int, x, y, x_eval, y_eval, temperature=1.0) -> dict[str, Any]:
         import jax
+        from jax.flatten_util import ravel_pytree
 
-        out = jax.device_get(self._fit(key, x, y, x_eval, 1.0 / temperature))
-        probs, coords = out["pred"]
+        from ppl_bnn.declare.problem import tempered
+        from ppl_bnn.experiments.sampling import sample_bnn
+
+        chains, warmup, samples, depth = self.sizes
+        out = sample_bnn(
+            tempered(self.model, temperature),
+            x,
+            y,
+            x_eval,
+            y_eval,
+            num_chains=chains,
+            num_warmup=warmup,
+            num_samples=samples,
+            max_num_doublings=depth,
+            seed=seed,
+        )
+        ld = self.logdensity
+        latent = {k: out["samples"][k] for k in ld.latent_sites}  # (C, S, ...) constrained
+        c, s = next(iter(latent.values())).shape[:2]
+        flat_draws = jax.vmap(jax.vmap(lambda q: ravel_pytree(ld.unconstrain(q))[0]))(latent)
         return {
-            "probs": np.asarray(probs, np.float64)[:, :, : x_eval.shape[0]],  # (C, S, n, 10)
-            "coords": np.asarray(coords, np.float64),  # (C, S, m)
-            "final_position": out["final_position"],
-            "acceptance_rate": float(np.mean(out["acceptance_rate"])),
-            "divergent_frac": float(np.mean(out["is_divergent"])),
-            "mean_leapfrog_steps": float(np.mean(out["num_integration_steps"])),
+            "probs": out["pred"],  # (C, S, n, 10)
+            "coords": np.asarray(flat_draws, np.float64)[..., self.coords],  # (C, S, m)
+            "final_position": jax.tree.map(lambda a: np.asarray(a)[:, -1], dict(latent)),
+            "acceptance_rate": out["acceptance_rate"],
+            "divergent_frac": out["divergent_frac"],
+            "mean_leapfrog_steps": out["mean_leapfrog_steps"],
+            "warnings": out["warnings"],
+            "draws": (c, s),
         }
 
 
@@ -395,6 +401,7 @@ class Context:
             "x_val": x_tr[perm[:n_val]],
             "y_val": y_tr[perm[:n_val]],
             "x_eval": np.concatenate(shifted),
+            "y_eval": np.tile(y_te, len(shifted)),
             "slices": slices,
         }
 
@@ -403,6 +410,7 @@ class Context:
         x,
         y,
         x_eval,
+        y_eval,
         *,
         weight_decay,
         family="gaussian",
@@ -410,14 +418,10 @@ class Context:
         seed_offset=0,
         sizes=None,
     ) -> dict[str, Any]:
-        import jax
-
         sizes = sizes or self.sizes
-        sampler = _Sampler.get(
-            family, weight_decay, x.shape, x_eval.shape[0], sizes, self.p.num_weight_coords
-        )
+        sampler = _Sampler.get(family, weight_decay, x.shape, sizes, self.p.num_weight_coords)
         t0 = time.perf_counter()
-        r = sampler(jax.random.key(self.cfg.seed + seed_offset), x, y, x_eval, temperature)
+        r = sampler(self.cfg.seed + seed_offset, x, y, x_eval, y_eval, temperature)
         r["wall_s"] = time.perf_counter() - t0
         r["sampler"] = sampler
         return r
@@ -429,7 +433,12 @@ class Context:
         grid = []
         for i, wd in enumerate(self.p.weight_decays):
             r = self.hmc(
-                d["x_inner"], d["y_inner"], d["x_val"], weight_decay=wd, seed_offset=100 + i
+                d["x_inner"],
+                d["y_inner"],
+                d["x_val"],
+                d["y_val"],
+                weight_decay=wd,
+                seed_offset=100 + i,
             )
             bma = r["probs"].mean((0, 1))
             grid.append(
@@ -457,7 +466,7 @@ class Context:
     def main_hmc(self) -> dict[str, Any]:
         d = self.data
         self.write(f"  main HMC run (weight_decay {self.wd:g}) on clean and shifted test inputs")
-        return self.hmc(d["x_train"], d["y_train"], d["x_eval"], weight_decay=self.wd)
+        return self.hmc(d["x_train"], d["y_train"], d["x_eval"], d["y_eval"], weight_decay=self.wd)
 
     def slice(self, probs: np.ndarray, name: str) -> np.ndarray:
         a, b = self.data["slices"][name]
@@ -665,7 +674,13 @@ def finding_chains(ctx: Context) -> dict[str, Any]:
     long_samples = C * (p.num_warmup + p.num_samples) - p.num_warmup
     sizes = (1, p.num_warmup, long_samples, p.max_num_doublings)
     r = ctx.hmc(
-        d["x_train"], d["y_train"], d["x_test"], weight_decay=ctx.wd, sizes=sizes, seed_offset=200
+        d["x_train"],
+        d["y_train"],
+        d["x_test"],
+        d["y_test"],
+        weight_decay=ctx.wd,
+        sizes=sizes,
+        seed_offset=200,
     )
     long = r["probs"]
     pm, pl = multi.mean((0, 1)), long.mean((0, 1))
@@ -729,7 +744,15 @@ def finding_cold(ctx: Context) -> dict[str, Any]:
             if setting == "no augmentation" and T == 1.0:
                 probs = ctx.slice(ctx.main_hmc["probs"], "clean").mean((0, 1))
             else:
-                r = ctx.hmc(x, yy, d["x_test"], weight_decay=ctx.wd, temperature=T, seed_offset=300)
+                r = ctx.hmc(
+                    x,
+                    yy,
+                    d["x_test"],
+                    d["y_test"],
+                    weight_decay=ctx.wd,
+                    temperature=T,
+                    seed_offset=300,
+                )
                 probs = r["probs"].mean((0, 1))
             curves[setting][T] = probs
             m = _metrics(ctx, probs, y, seed=int(T * 1000) % 9973)
@@ -789,7 +812,12 @@ def finding_priors(ctx: Context) -> dict[str, Any]:
             probs = main
         else:
             probs = ctx.hmc(
-                d["x_train"], d["y_train"], d["x_test"], weight_decay=wd, seed_offset=400
+                d["x_train"],
+                d["y_train"],
+                d["x_test"],
+                d["y_test"],
+                weight_decay=wd,
+                seed_offset=400,
             )["probs"].mean((0, 1))
         m = _metrics(ctx, probs, y, 6)
         numbers["scales"][fmt(v)] = {"prior_variance": v, **m}
@@ -802,6 +830,7 @@ def finding_priors(ctx: Context) -> dict[str, Any]:
                 d["x_train"],
                 d["y_train"],
                 d["x_test"],
+                d["y_test"],
                 weight_decay=ctx.wd,
                 family=fam,
                 seed_offset=500,
@@ -993,7 +1022,7 @@ def finding_rhat(ctx: Context) -> dict[str, Any]:
     import jax
     from jax.flatten_util import ravel_pytree
 
-    from ppl_bnn.experiments.uci_benchmark import _split_rhat
+    from ppl_bnn.experiments.sampling import split_rhat as _split_rhat
 
     d, p = ctx.data, ctx.p
     r = ctx.main_hmc

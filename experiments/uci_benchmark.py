@@ -16,10 +16,10 @@ The protocol (one split at a time, resumable):
    chains) and score the test rows: log-likelihood per point and RMSE, both in the
    target's **original units**. The test rows are read only in this step.
 
-The sampler needs no per-dataset step size: NUTS with BlackJAX's window adaptation (step
-size by dual averaging, diagonal mass matrix from the warmup draws), several chains
-vectorised. ``SAMPLER`` picks the backend: switching to the project's own warmup (once
-``ppl_bnn.inference.warmup`` exists) is a change of that one line.
+The sampler needs no per-dataset step size: ``ppl_bnn.infer(method="nuts")``, the
+library's NUTS with Stan's window adaptation (step size by dual averaging per chain,
+diagonal mass matrix from the warmup draws), several chains vectorised, run in memory as
+compiled scans (:mod:`ppl_bnn.experiments.sampling`). ``SAMPLER`` names the method.
 
 Every split writes ``<out>/<dataset>/split_<i>.json`` (the chosen setting, every
 validation score, the test metrics, diagnostics and wall / CPU time); a rerun skips splits
@@ -54,9 +54,8 @@ __all__ = [
     "summarise",
 ]
 
-#: the MCMC backend of every fit (and of ``ppl-bnn reproduce``): "nuts" (BlackJAX NUTS with
-#: BlackJAX's window adaptation), "warmup_hmc" / "warmup_nuts" (the project's own window
-#: adaptation, ``ppl_bnn.inference.warmup``, with HMC's trajectory-length rule or NUTS).
+#: the ``ppl_bnn.infer`` method of every fit (and of ``ppl-bnn reproduce``): "nuts" or
+#: "hmc" (the window-adapted trajectory-length rule), in memory as compiled scans.
 SAMPLER = "nuts"
 
 #: Published test log-likelihood per point and RMSE (mean +- the spread each paper printed
@@ -274,204 +273,54 @@ def gaussian_mixture_ll(mean: np.ndarray, std: np.ndarray, y: np.ndarray) -> np.
 
 
 # ------------------------------------------------------------------------ sampling
-class _Fitter:
-    """Compiled posterior sampling for one (likelihood, prior, shapes) triple.
+def _bnn(model_name: str, likelihood: str, weight_decay: float):
+    """The BNN of one grid setting: ``model_name`` with a Gaussian prior of variance
+    ``1 / weight_decay`` and the named likelihood."""
+    from ppl_bnn.config import CommonConfig
+    from ppl_bnn.declare.bnn import bnn_model
+    from ppl_bnn.declare.likelihoods import make_likelihood
+    from ppl_bnn.declare.problem import build_prior
+    from ppl_bnn.models import get_model
 
-    The data are arguments of the compiled function, so every split of a dataset (equal
-    sizes) reuses one compilation.
-    """
-
-    _cache: dict[tuple, _Fitter] = {}
-
-    @classmethod
-    def get(cls, model_name, likelihood, weight_decay, n, d, n_eval, sizes) -> _Fitter:
-        key = (model_name, likelihood, weight_decay, n, d, n_eval, sizes)
-        if key not in cls._cache:
-            cls._cache[key] = cls(*key)
-        return cls._cache[key]
-
-    def __init__(self, model_name, likelihood, weight_decay, n, d, n_eval, sizes):
-        import jax
-        import jax.numpy as jnp
-
-        from ppl_bnn.config import CommonConfig
-        from ppl_bnn.declare.bnn import bnn_model
-        from ppl_bnn.declare.likelihoods import make_likelihood
-        from ppl_bnn.declare.problem import build_prior
-        from ppl_bnn.density.logdensity import LogDensity
-        from ppl_bnn.density.sharding import Batch, make_mesh
-        from ppl_bnn.models import get_model
-
-        num_chains, num_warmup, num_samples, depth = sizes
-        lik = make_likelihood(likelihood)
-        prior = build_prior(CommonConfig(dir="", weight_decay=weight_decay))
-        model = bnn_model(get_model(model_name, lik.num_outputs), prior, lik)
-        mesh = make_mesh(1)
-        example = (np.zeros((2, d), np.float32), np.zeros(2, np.float32))
-        ld = LogDensity(model, mesh, example)
-        self.logdensity = ld
-
-        def fit(key, x, y, x_eval):
-            batch = Batch(x, y, jnp.ones(x.shape[0], x.dtype), 0)
-            logp = lambda p: ld(p, batch)  # noqa: E731
-            k_init, k_run = jax.random.split(key)
-            positions = jax.vmap(ld.init)(jax.random.split(k_init, num_chains))
-
-            def one_chain(k, p):
-                return _sample_chain(
-                    SAMPLER,
-                    logp,
-                    k,
-                    p,
-                    num_warmup,
-                    num_samples,
-                    depth,
-                    lambda q: ld.predict(q, x_eval),
-                )
-
-            return jax.vmap(one_chain)(jax.random.split(k_run, num_chains), positions)
-
-        self._fit = jax.jit(fit)
-
-    def __call__(self, key, x, y, x_eval):
-        import jax
-
-        return jax.device_get(self._fit(key, x, y, x_eval))
+    lik = make_likelihood(likelihood)
+    prior = build_prior(CommonConfig(dir="", weight_decay=weight_decay))
+    return bnn_model(get_model(model_name, lik.num_outputs), prior, lik)
 
 
-def _sample_chain(sampler, logp, key, position, num_warmup, num_samples, depth, extract):
-    """Warmup then ``num_samples`` draws of one chain (traceable: jit / vmap it).
+def _fit_and_score(cfg, likelihood, wd, x, y, x_eval, y_eval, seed, sizes) -> dict[str, Any]:
+    from ppl_bnn.experiments.sampling import sample_bnn, split_rhat
 
-    Returns ``extract(position)`` per draw (``"pred"``: e.g. predictions on evaluation
-    inputs), per-draw diagnostics, the adapted step size and the final position.
-    """
-    import blackjax
-    import jax
-
-    k_warm, k_draw = jax.random.split(key)
-    if sampler == "nuts":
-        warmup = blackjax.window_adaptation(
-            blackjax.nuts,
-            logp,
-            max_num_doublings=depth,
-            adaptation_info_fn=lambda *a: None,
-        )
-        (state, params), _ = warmup.run(k_warm, position, num_steps=num_warmup)
-        kernel = blackjax.nuts(logp, **params)
-    elif sampler in ("warmup_hmc", "warmup_nuts"):
-        # the project's Stan-style window adaptation (ppl_bnn.inference.warmup), whose
-        # functions are stacked over chains: run them on a stack of one chain
-        kernel, params = _project_warmup(
-            sampler.split("_")[1], logp, k_warm, position, num_warmup, depth
-        )
-        state = kernel.state
-    else:
-        raise ValueError(f"unknown sampler {sampler!r}")
-
-    def body(s, k):
-        s, info = kernel.step(k, s)
-        stats = (info.acceptance_rate, info.is_divergent, info.num_integration_steps)
-        return s, (extract(s.position), *stats)
-
-    last, (pred, acc, div, steps) = jax.lax.scan(body, state, jax.random.split(k_draw, num_samples))
-    return {
-        "pred": pred,
-        "final_position": last.position,
-        "acceptance_rate": acc,
-        "is_divergent": div,
-        "num_integration_steps": steps,
-        "step_size": params["step_size"],
-    }
-
-
-class _OneChain:
-    """A stacked-over-chains kernel ``(keys, state, batch, eps, imm)`` used on one chain."""
-
-    def __init__(self, stacked, step_size, inverse_mass_matrix, state):
-        self.stacked, self.eps, self.imm, self.state = (
-            stacked,
-            step_size,
-            inverse_mass_matrix,
-            state,
-        )
-
-    def step(self, key, state):
-        import jax
-
-        add = lambda t: jax.tree.map(lambda a: a[None], t)  # noqa: E731
-        new, info = self.stacked(key[None], add(state), None, self.eps, self.imm)
-        return jax.tree.map(lambda a: a[0], (new, info))
-
-
-def _project_warmup(kernel, logp, key, position, num_warmup, depth):
-    """``ppl_bnn.inference.warmup`` (HMC with the trajectory-length rule, or NUTS) on one
-    chain; returns the sampling kernel (with the warmed-up state) and its parameters."""
-    import blackjax
-    import jax
-    import jax.numpy as jnp
-
-    from ppl_bnn.inference import warmup as pw
-
-    with jax.ensure_compile_time_eval():  # its schedule is numpy, built while tracing
-        wa = pw.build_window_adaptation(
-            num_warmup,
-            logdensity=lambda p, batch: logp(p),
-            kernel=kernel,
-            max_num_steps=2**depth - 1,
-            max_num_doublings=depth,
-        )
-    add = lambda t: jax.tree.map(lambda a: a[None], t)  # noqa: E731
-    state = add(blackjax.mcmc.hmc.init(position, logp))
-    keys = jax.random.split(key, num_warmup + 1)
-    wstate = wa.init(state, wa.find_step_size(keys[:1], state, None))
-
-    def body(carry, xs):
-        st, ws = carry
-        st, ws, _ = wa.step(xs[0][None], st, ws, None, xs[1])
-        return (st, ws), None
-
-    (state, wstate), _ = jax.lax.scan(body, (state, wstate), (keys[1:], jnp.arange(num_warmup)))
-    eps, imm = wa.final(wstate)
-    one = jax.tree.map(lambda a: a[0], state)
-    return _OneChain(wa.kernel, eps, imm, one), {"step_size": eps[0]}
-
-
-def _split_rhat(x: np.ndarray) -> np.ndarray:
-    """Split-R-hat (Gelman et al. 2013) over axis 0 (chains) and 1 (draws), elementwise."""
-    c, n = x.shape[:2]
-    half = n // 2
-    if c * 2 < 2 or half < 2:
-        return np.full(x.shape[2:], np.nan)
-    s = np.concatenate([x[:, :half], x[:, half : 2 * half]], 0)
-    w = s.var(1, ddof=1).mean(0)
-    b = half * s.mean(1).var(0, ddof=1)
-    var = (half - 1) / half * w + b / half
-    return np.sqrt(var / np.maximum(w, 1e-300))
-
-
-def _fit_and_score(cfg, likelihood, wd, x, y, x_eval, y_eval, key, sizes) -> dict[str, Any]:
-    import jax
-
-    n, d = x.shape
-    fitter = _Fitter.get(cfg.model_name, likelihood, wd, n, d, x_eval.shape[0], sizes)
+    num_chains, num_warmup, num_samples, depth = sizes
     t0, c0 = time.perf_counter(), time.process_time()
-    out = fitter(key, x, y, x_eval)
+    out = sample_bnn(
+        _bnn(cfg.model_name, likelihood, wd),
+        x,
+        y,
+        x_eval,
+        y_eval,
+        method=SAMPLER,
+        num_chains=num_chains,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        max_num_doublings=depth,
+        seed=seed,
+    )
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    pred = np.asarray(out["pred"])[:, :, : x_eval.shape[0]]  # (chain, draw, n, [mean, std])
+    pred = out["pred"]  # (chain, draw, n, [mean, std])
     mean, std = pred[..., 0], pred[..., 1]
     flat = lambda a: a.reshape((-1,) + a.shape[2:])  # noqa: E731
     ll = gaussian_mixture_ll(flat(mean), flat(std), y_eval)
-    rhat = _split_rhat(mean)
-    del jax
+    rhat = split_rhat(mean)
     return {
         "ll_std": float(ll.mean()),  # standardised units
         "mse_std": float(np.mean((flat(mean).mean(0) - y_eval) ** 2)),
-        "acceptance_rate": float(np.mean(out["acceptance_rate"])),
-        "divergent_frac": float(np.mean(out["is_divergent"])),
-        "mean_leapfrog_steps": float(np.mean(out["num_integration_steps"])),
-        "step_size": np.asarray(out["step_size"]).tolist(),
+        "acceptance_rate": out["acceptance_rate"],
+        "divergent_frac": out["divergent_frac"],
+        "mean_leapfrog_steps": out["mean_leapfrog_steps"],
+        "step_size": out["step_size"],
         "function_rhat_max": float(np.nanmax(rhat)),
         "function_rhat_median": float(np.nanmedian(rhat)),
+        "warnings": out["warnings"],
         "wall_s": wall,
         "cpu_s": cpu,
     }
@@ -483,8 +332,6 @@ def _depth(cfg: UCIBenchmarkConfig, n: int) -> int:
 
 def run_split(cfg: UCIBenchmarkConfig, name: str, split: int, data_dir: Path) -> dict[str, Any]:
     """Validation grid, refit, test scores of one split (nothing is written here)."""
-    import jax
-
     folder = data_dir / name
     x_all, y_all = _read_raw(folder)
     train = np.loadtxt(folder / f"index_train_{split}.txt", dtype=int)
@@ -496,8 +343,7 @@ def run_split(cfg: UCIBenchmarkConfig, name: str, split: int, data_dir: Path) ->
     n_val = max(1, int(round(cfg.val_fraction * len(train))))
     val, inner = perm[:n_val], perm[n_val:]
     t0, c0 = time.perf_counter(), time.process_time()
-    key = jax.random.key(cfg.seed + split)
-    k_val, k_fit = jax.random.split(key)
+    seed = 1000 * (cfg.seed + split)  # fit i of the grid: seed + i; the final fit: seed + 999
 
     # validation: fit on `inner`, score on `val` (test rows untouched)
     (xi, yi, xv, yv), (_, ys_inner) = _standardise(
@@ -509,7 +355,7 @@ def run_split(cfg: UCIBenchmarkConfig, name: str, split: int, data_dir: Path) ->
     for i, (lik, wd) in enumerate(
         (lik, float(wd)) for lik in _csv(cfg.likelihoods) for wd in _csv(cfg.weight_decays)
     ):
-        r = _fit_and_score(cfg, lik, wd, xi, yi, xv, yv, jax.random.fold_in(k_val, i), val_sizes)
+        r = _fit_and_score(cfg, lik, wd, xi, yi, xv, yv, seed + i, val_sizes)
         r["val_ll"] = r["ll_std"] - math.log(ys_inner)  # original units
         grid.append({"likelihood": lik, "weight_decay": wd, **r})
     best = max(grid, key=lambda g: g["val_ll"])
@@ -518,7 +364,7 @@ def run_split(cfg: UCIBenchmarkConfig, name: str, split: int, data_dir: Path) ->
     (xt, yt, xe, ye), (_, ys) = _standardise(x_all[train], y_all[train], (x_all[test], y_all[test]))
     sizes = (cfg.num_chains, cfg.num_warmup, cfg.num_samples, _depth(cfg, len(train)))
     final = _fit_and_score(
-        cfg, best["likelihood"], best["weight_decay"], xt, yt, xe, ye, k_fit, sizes
+        cfg, best["likelihood"], best["weight_decay"], xt, yt, xe, ye, seed + 999, sizes
     )
     return {
         "dataset": name,

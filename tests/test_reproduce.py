@@ -130,8 +130,10 @@ def test_smoke_report_structure_and_provenance(tmp_path):
     _check_report(tmp_path, ("chains",))
 
 
+@pytest.mark.slow
 def test_every_finding_at_smoke_size(tmp_path):
-    """All seven findings in one invocation at smoke size (about 190 CPU-s): each writes
+    """All seven findings in one invocation at smoke size (a few CPU-minutes; the default
+    tier runs one finding end to end in the provenance test above): each writes
     its numbers, figure and verdict, and the report holds only numbers from this run."""
     rp.run_reproduce(rp.ReproduceConfig(out=str(tmp_path), profile="smoke"), write=lambda *_: 0)
     _check_report(tmp_path, tuple(rp.FINDINGS))

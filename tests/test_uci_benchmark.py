@@ -31,11 +31,13 @@ def test_mixture_ll_matches_closed_forms():
 
 
 def test_split_rhat_is_one_for_iid_and_large_for_separated_chains():
+    from ppl_bnn.experiments.sampling import split_rhat
+
     rng = np.random.default_rng(1)
     iid = rng.normal(size=(4, 500, 3))
-    assert np.all(np.abs(ub._split_rhat(iid) - 1) < 0.02)
+    assert np.all(np.abs(split_rhat(iid) - 1) < 0.02)
     apart = iid + np.arange(4)[:, None, None] * 3.0
-    assert np.all(ub._split_rhat(apart) > 2)
+    assert np.all(split_rhat(apart) > 2)
 
 
 def _fake_result(folder: Path, split: int, ll: float, rmse: float):

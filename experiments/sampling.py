@@ -1,0 +1,92 @@
+"""The experiments' posterior sampling: :func:`ppl_bnn.infer`, as any user calls it.
+
+``uci-benchmark`` and ``reproduce`` sample their BNNs with :func:`sample_bnn`, which
+runs the library's window-adapted NUTS (or HMC) in memory (compiled scans) and returns
+the function-space draws, the sampler statistics and the run-end diagnostics; nothing
+here is a sampler of its own.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+__all__ = ["sample_bnn", "split_rhat"]
+
+
+def sample_bnn(
+    model,
+    x,
+    y,
+    x_eval,
+    y_eval,
+    *,
+    method: str = "nuts",
+    num_chains: int,
+    num_warmup: int,
+    num_samples: int,
+    max_num_doublings: int,
+    seed: int,
+) -> dict[str, Any]:
+    """``ppl_bnn.infer(model, x, y, x_test=x_eval, ...)`` and what the experiments read.
+
+    ``max_num_doublings`` bounds NUTS's trees (``method="hmc"``: at most
+    ``2**max_num_doublings - 1`` leapfrog steps per trajectory, the same budget). The
+    run-end warnings are returned (``"warnings"``), not printed: a benchmark's short
+    chains would repeat them for every fit.
+
+    Returns a dict with ``"pred"`` ``(chain, draw, n_eval, k)``, ``"samples"`` (site ->
+    ``(chain, draw, ...)``), the mean ``"acceptance_rate"``, ``"divergent_frac"``,
+    ``"mean_leapfrog_steps"``, the per-chain ``"step_size"`` and ``"warnings"``.
+    """
+    import ppl_bnn
+    from ppl_bnn.diagnostics import RunWarning
+
+    options: dict[str, Any] = (
+        {"max_num_doublings": max_num_doublings}
+        if method == "nuts"
+        else {"max_num_steps": 2**max_num_doublings - 1}
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RunWarning)
+        result = ppl_bnn.infer(
+            model,
+            x,
+            y,
+            x_test=x_eval,
+            y_test=y_eval,
+            method=method,
+            num_warmup=num_warmup,
+            num_samples=num_samples,
+            num_chains=num_chains,
+            seed=seed,
+            log_likelihood=False,
+            **options,
+        )
+    stats = result.sample_stats
+    return {
+        "pred": np.asarray(result.predictions, np.float64),
+        "samples": result.samples,
+        "acceptance_rate": float(np.mean(stats["acceptance_rate"])),
+        "divergent_frac": float(np.mean(stats["diverging"])),
+        "mean_leapfrog_steps": float(np.mean(stats["n_steps"])),
+        "step_size": np.asarray(stats["step_size"])[:, -1].tolist(),
+        "warnings": [d.message for d in result.diagnose()],
+    }
+
+
+def split_rhat(draws: np.ndarray) -> np.ndarray:
+    """ArviZ's rank-normalised split R-hat of every quantity of ``(chain, draw, ...)``
+    draws, shaped like one draw (NaN where it is undefined, e.g. a constant)."""
+    import arviz as az
+
+    draws = np.asarray(draws, np.float64)
+    flat = draws.reshape(draws.shape[:2] + (-1,))
+    if flat.shape[0] < 2 and flat.shape[1] < 4:
+        return np.full(draws.shape[2:], np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # constant quantities
+        rhat = az.rhat(az.from_dict({"posterior": {"v": flat}}))["v"].values
+    return np.asarray(rhat, np.float64).reshape(draws.shape[2:])
