@@ -271,20 +271,20 @@ def test_pass_table_counts_passes_and_silent_failures():
 
 # ------------------------------------------------------------------ a fast subset of runs
 def test_numpyro_nuts_passes_a_closed_form_model(x64):
-    rec = zoo.run(zoo.get("nig_conjugate"), "numpyro-nuts", 0, num_warmup=500, num_samples=500)
+    rec = zoo.run(zoo.get("nig_conjugate"), "numpyro-nuts", 0, num_warmup=300, num_samples=300)
     assert rec["pass"], rec["failures"]
     assert rec["grads"] > 0 and rec["grads_warmup"] > 0 and rec["wall_s"] > 0
 
 
 def test_numpyro_nuts_fails_the_centred_funnel(x64):
-    rec = zoo.run(zoo.get("funnel_centred"), "numpyro-nuts", 0, num_warmup=300, num_samples=300)
+    rec = zoo.run(zoo.get("funnel_centred"), "numpyro-nuts", 0, num_warmup=150, num_samples=150)
     assert not rec["pass"]
     if rec["diagnosed"] is not None:  # ppl_bnn's run-end checks, where present
         assert rec["warned"]
 
 
 def test_infer_nuts_on_the_zoo_through_the_benchmark_record(x64):
-    rec = zoo.run(zoo.get("nig_conjugate"), "nuts", 0, num_warmup=300, num_samples=300)
+    rec = zoo.run(zoo.get("nig_conjugate"), "nuts", 0, num_warmup=200, num_samples=200)
     for k in ("pass", "failures", "max_rhat", "min_ess_bulk", "grads", "wall_s", "warned"):
         assert k in rec
     assert not any(f.startswith(("mean", "sd")) for f in rec["failures"]), rec["failures"]
