@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
@@ -61,3 +62,38 @@ def test_a_compiled_run_takes_no_run_dir(problem):
     cfg = MCMCConfig(dir="somewhere", num_warmup=2, num_samples=2)
     with pytest.raises(ValueError, match="in memory"):
         run_mcmc(cfg, problem=problem, compiled=True)
+
+
+def _nan_model(x, y=None):
+    w = numpyro.sample("w", dist.Normal(0, 1))
+    with numpyro.plate("data", x.shape[0]):
+        # an infinite scale: every log likelihood term is -inf (a valid distribution)
+        numpyro.sample("y", dist.Normal(w, jnp.exp(1e4 + w)), obs=y)
+
+
+@pytest.mark.parametrize("method", ["nuts", "hmc"])
+def test_a_nan_log_density_stops_a_compiled_run_in_one_line(method):
+    import ppl_bnn
+    from ppl_bnn.driver.loop import NonFiniteError
+
+    x, y = np.zeros((8, 1), np.float32), np.zeros(8, np.float32)
+    with pytest.raises(NonFiniteError, match="^the log density at the initial point is -inf"):
+        ppl_bnn.infer(_nan_model, x, y, method=method, num_warmup=5, num_samples=5)
+
+
+def test_every_proposal_diverging_for_too_long_stops_the_run():
+    from ppl_bnn.driver.mcmc import DIVERGENT_PATIENCE, DivergenceStreak
+
+    streak = DivergenceStreak()
+    for i in range(DIVERGENT_PATIENCE - 1):
+        record = {"num_divergent": 4, "log_prob": -1.0}
+        streak.update(record, 4)
+        assert "_error" not in record, i
+    streak.update({"num_divergent": 3, "log_prob": -1.0}, 4)  # one chain moved: reset
+    assert streak.count == 0
+    for _ in range(DIVERGENT_PATIENCE):
+        record = {"num_divergent": 4, "log_prob": -1.0}
+        streak.update(record, 4)
+    assert record["_error"].startswith(
+        f"every proposal of every chain diverged for {DIVERGENT_PATIENCE}"
+    )

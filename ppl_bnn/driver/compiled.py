@@ -29,7 +29,17 @@ from tqdm.auto import tqdm
 
 from ppl_bnn.declare.problem import Problem
 from ppl_bnn.density.sharding import replicate
-from ppl_bnn.driver.loop import Algorithm, Evaluator, RunResult, _evaluation, _finish, _Kept
+from ppl_bnn.driver.loop import (
+    Algorithm,
+    Evaluator,
+    NonFiniteError,
+    RunResult,
+    _evaluation,
+    _finish,
+    _Kept,
+    _stopped,
+    check_initial_point,
+)
 from ppl_bnn.driver.rundir import open_run_dir
 from ppl_bnn.evaluation.bma import ensemble_init, ensemble_update
 from ppl_bnn.evaluation.predictive import ParamTracker
@@ -78,7 +88,12 @@ def run_compiled(
     :func:`ppl_bnn.driver.mcmc.build_mcmc`'s builder) in memory as compiled scans of
     ``chunk`` iterations (default :data:`DEFAULT_CHUNK`)."""
     from ppl_bnn.driver.hmc import mcmc_summary, run_record
-    from ppl_bnn.driver.mcmc import MCMCState, iteration_record, kernel_sample_stats
+    from ppl_bnn.driver.mcmc import (
+        DivergenceStreak,
+        MCMCState,
+        iteration_record,
+        kernel_sample_stats,
+    )
 
     t_call = time.perf_counter()
     chunk = chunk or DEFAULT_CHUNK
@@ -95,6 +110,8 @@ def run_compiled(
     key = jax.random.key(cfg.seed)
     key, init_key = jax.random.split(key)
     state: MCMCState = alg.init(init_key)
+    check_initial_point(evaluator, alg.positions(state))
+    streak = DivergenceStreak()
     tracker = ParamTracker(jax.tree.map(lambda a: a[0], alg.positions(state)), cfg.num_param_draws)
 
     from blackjax.mcmc.hmc import HMCState
@@ -128,6 +145,12 @@ def run_compiled(
         for i in range(length):
             at = lambda a, i=i: a[i]  # noqa: E731
             record = iteration_record(cfg, jax.tree.map(at, info), used[i], lp[i], prior[i], t0 + i)
+            streak.update(record, C)
+            if "_error" in record:
+                raise NonFiniteError(_stopped(alg, t0 + i, record["_error"]))
+            if not np.isfinite(record["log_prob"]):
+                why = f"the log density is {record['log_prob']}"
+                raise NonFiniteError(_stopped(alg, t0 + i, why))
             for line in record.pop("_warnings", ()):
                 if line not in warned:
                     warned.add(line)

@@ -69,6 +69,29 @@ def check_config(cfg: MCMCConfig) -> None:
         raise ValueError(f"step_size must be positive, got {cfg.step_size}")
 
 
+#: consecutive iterations in which every chain's proposal diverged before a run stops
+DIVERGENT_PATIENCE = 50
+
+
+class DivergenceStreak:
+    """Counts consecutive iterations in which every chain's proposal diverged; past
+    :data:`DIVERGENT_PATIENCE` the record gets an ``"_error"`` and the run stops (a log
+    density NaN or infinite around the chains: the step-size adaptation cannot help)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def update(self, record: dict[str, Any], num_chains: int) -> None:
+        every = record["num_divergent"] == num_chains
+        self.count = self.count + 1 if every else 0
+        if self.count >= DIVERGENT_PATIENCE:
+            record["_error"] = (
+                f"every proposal of every chain diverged for {self.count} iterations in a "
+                f"row (log density {record['log_prob']:.6g}): the log density is NaN or "
+                "infinite around the chains"
+            )
+
+
 def iteration_record(cfg: MCMCConfig, info, used, lp, prior, t: int) -> dict[str, Any]:
     """The metrics line of iteration ``t``: host numbers from the kernel's ``info``, the
     step size ``used`` and the chains' log density ``lp`` and log prior ``prior``."""
@@ -185,10 +208,14 @@ def _build_mcmc(cfg: MCMCConfig, problem: Problem):
             new, info = warmup.kernel(keys, chains(state), problem.train, eps, imm)
         return MCMCState(*new, wstate, eps, imm), (info, used)  # type: ignore[call-arg]
 
+    streak = DivergenceStreak()
+
     def stats(state: MCMCState, extra, t: int) -> dict[str, Any]:
         info, used = extra
         prior = evaluator.log_prior(state.position)
-        return iteration_record(cfg, info, used, np.asarray(state.logdensity), prior, t)
+        record = iteration_record(cfg, info, used, np.asarray(state.logdensity), prior, t)
+        streak.update(record, C)
+        return record
 
     def sample_stats(state: MCMCState, extra) -> dict[str, np.ndarray]:
         info, used = extra
