@@ -615,9 +615,10 @@ def bimodal(x, y=None):
     """Three independent bimodal coordinates: ``theta_j ~ N(0, 10)``, ``y_j ~
     N(theta_j^2, 1)``; chains stay in the mode they find."""
     jnp, numpyro, dist, constraints = _np()
-    with numpyro.plate("data", x.shape[0]):
+    with numpyro.plate("coordinate", len(BIMODAL_Y)):
         theta = numpyro.sample("theta", dist.Normal(0.0, 10.0))
-        numpyro.sample("y", dist.Normal(theta**2, 1.0), obs=y)
+    with numpyro.plate("data", x.shape[0]):  # row j observes coordinate x[j, 0]
+        numpyro.sample("y", dist.Normal(theta[x[:, 0].astype(jnp.int32)] ** 2, 1.0), obs=y)
 
 
 def _bimodal_exact():

@@ -70,11 +70,12 @@ def check_config(cfg: MCMCConfig) -> None:
 
 
 #: consecutive iterations in which every chain's proposal diverged before a run stops
-DIVERGENT_PATIENCE = 50
+DIVERGENT_PATIENCE = 200
 
 
 class DivergenceStreak:
-    """Counts consecutive iterations in which every chain's proposal diverged; past
+    """Counts consecutive iterations in which every chain's proposal diverged with
+    acceptance probability 0 (a NaN proposal counts as 0); past
     :data:`DIVERGENT_PATIENCE` the record gets an ``"_error"`` and the run stops (a log
     density NaN or infinite around the chains: the step-size adaptation cannot help)."""
 
@@ -82,7 +83,7 @@ class DivergenceStreak:
         self.count = 0
 
     def update(self, record: dict[str, Any], num_chains: int) -> None:
-        every = record["num_divergent"] == num_chains
+        every = record["num_divergent"] == num_chains and record["accept_prob"] == 0.0
         self.count = self.count + 1 if every else 0
         if self.count >= DIVERGENT_PATIENCE:
             record["_error"] = (

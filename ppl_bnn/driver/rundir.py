@@ -161,6 +161,8 @@ class RunDir:
         self._seen: list[int] | None = None
         # complete metrics records on disk (counted once, then kept up to date)
         self._num_records: int | None = None
+        # the steps of the sample and draw files on disk (listed once, then kept up to date)
+        self._file_steps: tuple[set[int], set[int]] | None = None
         if not self.in_memory:
             self.checkpoints = self.path / "checkpoints"
             self.draws = self.path / "draws"
@@ -335,11 +337,13 @@ class RunDir:
 
     def _run_files(self, step: int) -> dict[str, int]:
         """The count of metrics records, stored draws and draw files up to ``step``."""
-        draws = [s for s, _ in self._draw_files() if s <= step]
+        if self._file_steps is None:
+            self._file_steps = (set(self.samples.steps()), {s for s, _ in self._draw_files()})
+        samples, draws = self._file_steps
         return {
             "metrics_records": self._records_on_disk(),
-            "samples": sum(1 for s in self.samples.steps() if s <= step),
-            "draws": len(draws),
+            "samples": sum(1 for s in samples if s <= step),
+            "draws": sum(1 for s in draws if s <= step),
         }
 
     def _records_on_disk(self) -> int:
@@ -412,6 +416,8 @@ class RunDir:
         if self.writes and self.samples.wants(step):
             self._mkdir()
             self.samples.append(step, values, stats)
+            if self._file_steps is not None:
+                self._file_steps[0].add(step)
 
     def truncate_samples(self, last_step: int) -> None:
         if not self.writes or not self.samples.folder.is_dir():
@@ -425,6 +431,7 @@ class RunDir:
         if later:
             self._begin()
             self.samples.truncate(last_step)
+            self._file_steps = None
 
     def read_samples(self) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
         """``(steps, site -> (chain, draw, ...))`` of the stored draws, or ``None``."""
@@ -534,6 +541,8 @@ class RunDir:
         self._mkdir()
         self.draws.mkdir(parents=True, exist_ok=True)
         atomic_write(self.draw_path(step), lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
+        if self._file_steps is not None:
+            self._file_steps[1].add(step)
 
     def load_draws(self) -> list[tuple[int, dict[str, np.ndarray]]]:
         """``(step, name -> array)`` of every draw file; a corrupt one is a one-line
