@@ -42,7 +42,7 @@ Method keywords (``**method_options``) are validated: an unknown one is a one-li
 method         what runs
 =============  ==========================================================================
 ``"nuts"``     BlackJAX NUTS with Stan's window adaptation (step size, diagonal mass
-               matrix; ``dense_mass=True``), started at ``init_to_median``
+               matrix; ``dense_mass=True``), started uniformly in (-2, 2) unconstrained
 ``"hmc"``      HMC with the same warmup and a trajectory-length rule; with
                ``step_size`` and ``trajectory_len`` the original's semantics (fixed
                step size and ``L``, no MH during the ``num_warmup`` burn-in)

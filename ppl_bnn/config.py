@@ -304,7 +304,9 @@ class MCMCConfig(CommonConfig):
         None, "hmc: trajectory length in whitened units (default pi/2)"
     )
     max_num_steps: int = _f(1024, "hmc: bound on the leapfrog steps of one trajectory (clamped)")
-    init_strategy: str = _f("median", "initial positions: median, uniform or optimize")
+    init_strategy: str = _f(
+        "uniform", "initial positions: uniform (Stan's: U(-2, 2) unconstrained), median or optimize"
+    )
     divergence_threshold: float = _f(1000.0, "energy error above which a trajectory diverged")
     eval_freq: int = _f(1, "train-set predictions and metrics every this many iterations")
     num_param_draws: int = _f(16, "parameter coordinates kept per draw for R-hat")
