@@ -157,9 +157,7 @@ def test_readme_sgmcmc_commands(name, tmp_path, cli):
     assert [d.name for d in draws] == ["draw_000003.npz"] and summary["num_ensembled"] == 1
     if "clr" in name:  # --save_all_ensembled: a checkpoint at every ensembled epoch
         ckpts = {p.name for p in (tmp_path / "checkpoints").glob("*.npz")}
-        assert {
-            d.name.replace("draw", "checkpoint") for d in draws
-        } <= ckpts
+        assert {d.name.replace("draw", "checkpoint") for d in draws} <= ckpts
 
 
 @pytest.mark.parametrize("name", sorted(VI))

@@ -89,7 +89,9 @@ def test_every_proposal_diverging_for_too_long_stops_the_run():
         record = {"num_divergent": 4, "accept_prob": 0.0, "log_prob": -1.0}
         streak.update(record, 4)
         assert "_error" not in record, i
-    streak.update({"num_divergent": 3, "accept_prob": 0.0, "log_prob": -1.0}, 4)  # one chain moved: reset
+    streak.update(
+        {"num_divergent": 3, "accept_prob": 0.0, "log_prob": -1.0}, 4
+    )  # one chain moved: reset
     assert streak.count == 0
     for _ in range(DIVERGENT_PATIENCE):
         record = {"num_divergent": 4, "accept_prob": 0.0, "log_prob": -1.0}

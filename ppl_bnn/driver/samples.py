@@ -174,9 +174,12 @@ class SampleStore:
                     self.path(step).unlink(missing_ok=True)
             for path in self.folder.glob("stats_*.npz") if self.folder.is_dir() else ():
                 digits = path.stem.split("_")[1]
-                if digits.isdigit() and path == self.stats_path(int(digits)):
-                    if int(digits) > last_step:
-                        path.unlink(missing_ok=True)
+                if (
+                    digits.isdigit()
+                    and path == self.stats_path(int(digits))
+                    and int(digits) > last_step
+                ):
+                    path.unlink(missing_ok=True)
 
     def read(self, steps: list[int] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """``(steps, site -> (chain, draw, ...))`` of the stored draws (or of ``steps``).
