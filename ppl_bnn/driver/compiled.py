@@ -32,13 +32,12 @@ from ppl_bnn.density.sharding import replicate
 from ppl_bnn.driver.loop import (
     Algorithm,
     Evaluator,
-    NonFiniteError,
     RunResult,
     _evaluation,
     _finish,
     _Kept,
-    _stopped,
     check_initial_point,
+    check_record,
 )
 from ppl_bnn.driver.rundir import open_run_dir
 from ppl_bnn.evaluation.bma import ensemble_init, ensemble_update
@@ -139,22 +138,15 @@ def run_compiled(
     ens = ensemble_init((ds.x_test.shape[0], ds.num_outputs))
     clock = time.perf_counter()
 
-    def records(outs, t0: int, length: int) -> list[dict[str, Any]]:
-        info, used, lp, prior = jax.device_get(outs[:4])
+    def records(host, t0: int, length: int) -> list[dict[str, Any]]:
+        """The metrics records of a chunk from its host outputs ``(info, used, lp, prior)``."""
+        info, used, lp, prior = host
         rows = []
         for i in range(length):
             at = lambda a, i=i: a[i]  # noqa: E731
             record = iteration_record(cfg, jax.tree.map(at, info), used[i], lp[i], prior[i], t0 + i)
             streak.update(record, C)
-            if "_error" in record:
-                raise NonFiniteError(_stopped(alg, t0 + i, record["_error"]))
-            if not np.isfinite(record["log_prob"]):
-                why = f"the log density is {record['log_prob']}"
-                raise NonFiniteError(_stopped(alg, t0 + i, why))
-            for line in record.pop("_warnings", ()):
-                if line not in warned:
-                    warned.add(line)
-                    tqdm.write(f"warning: {line}", file=sys.stderr)
+            check_record(alg, t0 + i, record, warned)
             rows.append({alg.unit: t0 + i + 1, **record})
         return rows
 
@@ -165,7 +157,7 @@ def run_compiled(
             warm: Any = (key, chains, wstate)
             for t0, length in _chunks(0, W, chunk):
                 warm, outs = run_warm(warm, t0, length)
-                for row in records(outs, t0, length):
+                for row in records(jax.device_get(outs), t0, length):
                     rd.log(row[alg.unit], {**row, "num_ensembled": 0})
                 bar.update(length)
             key, chains, wstate = warm
@@ -176,7 +168,6 @@ def run_compiled(
         carry: Any = (key, chains, eps, imm)
         for t0, length in _chunks(W, total, chunk):
             carry, outs = run_sample(carry, t0, length)
-            info, used, lp = outs[0], outs[1], outs[2]
             positions = outs[4]  # (length, chains, ...)
             flat = jax.tree.map(lambda a: a.reshape((-1, *a.shape[2:])), positions)
             unflat = (
@@ -187,8 +178,9 @@ def run_compiled(
             sites = unflat(evaluator.sites(flat))
             loglik = unflat(evaluator.pointwise(flat)) if log_likelihood else None
             preds = unflat(evaluator.test(flat)) if problem.has_test else None
-            host_info, host_used, host_lp = jax.device_get((info, used, lp))
-            rows = records(outs, t0, length)
+            host = jax.device_get(outs[:4])
+            host_info, host_used, host_lp = host[:3]
+            rows = records(host, t0, length)
             for i in range(length):
                 groups: dict[str, dict] = {
                     "sample_stats": kernel_sample_stats(

@@ -442,16 +442,7 @@ def run(
             record: dict[str, Any] | None = None
             if sched.log_every_step or is_eval:
                 record = {alg.unit: t + 1, **alg.stats(state, info, t)}
-                if "_error" in record:  # the method's own verdict (every proposal NaN, ...)
-                    raise NonFiniteError(_stopped(alg, t, record["_error"]))
-                if not np.isfinite(record.get("log_prob", 0.0)):
-                    raise NonFiniteError(
-                        _stopped(alg, t, f"the log density is {record['log_prob']}")
-                    )
-                for line in record.pop("_warnings", ()):
-                    if line not in warned and rd.primary:
-                        warned.add(line)  # one line per kind, on stderr, even in memory
-                        tqdm.write(f"warning: {line}", file=sys.stderr)
+                check_record(alg, t, record, warned, show=rd.primary)
             if save and not _finite(alg.positions(state)):
                 raise NonFiniteError(_stopped(alg, t, "the positions are not finite"))
             positions = alg.positions(state) if (sample or is_eval or draw) else None
@@ -532,6 +523,20 @@ class NonFiniteError(ValueError):
 
 def _finite(tree) -> bool:
     return all(bool(jax.numpy.isfinite(a).all()) for a in jax.tree.leaves(tree))
+
+
+def check_record(alg: Algorithm, t: int, record: dict, warned: set[str], show: bool = True):
+    """Stop on step ``t``'s metrics record when it says the run failed (the method's own
+    ``"_error"`` verdict, a non-finite log density); print its ``"_warnings"`` (removed
+    from the record), each kind once per run (``warned``), on stderr, even in memory."""
+    if "_error" in record:  # the method's own verdict (every proposal NaN, ...)
+        raise NonFiniteError(_stopped(alg, t, record["_error"]))
+    if not np.isfinite(record.get("log_prob", 0.0)):
+        raise NonFiniteError(_stopped(alg, t, f"the log density is {record['log_prob']}"))
+    for line in record.pop("_warnings", ()):
+        if line not in warned and show:
+            warned.add(line)
+            tqdm.write(f"warning: {line}", file=sys.stderr)
 
 
 def _stopped(alg: Algorithm, t: int, why: str) -> str:
