@@ -1,7 +1,10 @@
 """The ``ppl-bnn`` command: ``ppl-bnn <command> [flags]``.
 
 Each command lives in its own module with ``add_parser(subparsers)`` and ``run(args)``;
-``COMMANDS`` lists them. Bad input ends the command with a one-line error (exit code 2).
+``COMMANDS`` lists them. The method commands keep the original scripts' names and flags;
+``METHOD_COMMANDS`` says which methods of :data:`ppl_bnn.methods.REGISTRY` each one runs
+(the only place where a command name differs from a method name). Bad input ends the
+command with a one-line error (exit code 2).
 """
 
 from __future__ import annotations
@@ -12,7 +15,21 @@ import importlib
 import os
 import sys
 
-__all__ = ["COMMANDS", "main"]
+__all__ = ["COMMANDS", "METHOD_COMMANDS", "main"]
+
+# method command -> the registry methods it runs (by its flags): the original's commands
+# and flags at the CLI layer only. ``hmc`` takes the original's flags (an HMCConfig: hmc's
+# original recipe); ``sgmcmc`` is SGLD with --momentum_decay=0, SGHMC otherwise; ``sgd``
+# finds the MAP (the ``sgd`` and ``map`` methods); ``mfvi`` is the original's name of vi.
+METHOD_COMMANDS: dict[str, tuple[str, ...]] = {
+    "hmc": ("hmc",),
+    "nuts": ("nuts",),
+    "sgd": ("sgd", "map"),
+    "ensemble": ("ensemble",),
+    "sgmcmc": ("sgld", "sghmc"),
+    "vi": ("vi",),
+    "mfvi": ("vi",),
+}
 
 # command name -> module under ppl_bnn.cli
 COMMANDS = {

@@ -1,0 +1,611 @@
+"""The inference methods: one registry, the only list of them.
+
+Every method is one :class:`Method` in :data:`REGISTRY`: its name, its kind (a sampler
+or an approximation), whether its draws are exact, its own options (Python names and
+defaults), how :func:`ppl_bnn.infer`'s common arguments and those options become its
+config (``configure``), and the function that runs that config (``run``).
+:func:`ppl_bnn.infer`, :func:`ppl_bnn.run`, the method commands of the ``ppl-bnn`` CLI
+and the method table of the docs all come from here (``tests/test_registry.py``).
+
+    >>> from ppl_bnn.methods import REGISTRY
+    >>> list(REGISTRY)
+    ['nuts', 'hmc', 'sgld', 'sghmc', 'vi', 'sgd', 'map', 'ensemble']
+    >>> hmc = REGISTRY["hmc"]
+    >>> hmc.kind, hmc.exact, hmc.summary_names
+    ('sampler', True, ('hmc-window', 'hmc'))
+
+One name, one method. ``"hmc"`` is HMC, Metropolis-adjusted, with a fixed number of
+leapfrog steps per trajectory. Its default warmup is Stan's window adaptation (step size
+and mass matrix, a trajectory-length rule); the summary calls that run ``hmc-window``.
+The original 2021 recipe (a fixed step size and trajectory length, no MH correction
+during the burn-in) is the same method under its own keywords: ``step_size`` with
+``trajectory_len`` in :func:`ppl_bnn.infer`, an :class:`~ppl_bnn.config.HMCConfig` in
+:func:`ppl_bnn.run`, and the ``ppl-bnn hmc`` command with the original's flags; its
+summary calls it ``hmc``. Every summary name maps back to one entry
+(:func:`method_of_summary`).
+
+Adding a method is one entry: write its kernel (``ppl_bnn/inference/``) and its driver
+(``ppl_bnn/driver/``), then call :func:`register` with a :class:`Method` at the end of
+this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+from ppl_bnn import config as C
+
+__all__ = [
+    "COMMON_ARGUMENTS",
+    "REGISTRY",
+    "Common",
+    "Method",
+    "Option",
+    "get",
+    "markdown_table",
+    "method_of_summary",
+    "register",
+]
+
+Kind = Literal["sampler", "approximation"]
+
+# ``ppl_bnn.infer``'s arguments every method shares (a method's options never reuse them)
+COMMON_ARGUMENTS = (
+    "num_warmup",
+    "num_samples",
+    "num_chains",
+    "seed",
+    "step_size",
+    "x_test",
+    "y_test",
+    "run_dir",
+    "log_likelihood",
+    "progress",
+)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One keyword of a method in :func:`ppl_bnn.infer`.
+
+    Attributes:
+        name: the Python keyword.
+        default: its value when not given (``None``: the config's default, or unset).
+        help: one line for the docs.
+        field: the config field it sets, when it sets one directly (error messages name
+            the keyword where the config names the field).
+    """
+
+    name: str
+    default: Any
+    help: str
+    field: str | None = None
+
+
+class Common(NamedTuple):
+    """:func:`ppl_bnn.infer`'s common arguments, as a method's ``configure`` sees them."""
+
+    num_warmup: int
+    num_samples: int
+    num_chains: int
+    seed: int
+    step_size: float | None
+    run_dir: str
+    num_rows: int  # training rows of ``x``
+
+
+@dataclass(frozen=True)
+class Method:
+    """One inference method.
+
+    Attributes:
+        name: what :func:`ppl_bnn.infer` and :func:`ppl_bnn.run` call it.
+        kind: ``"sampler"`` (a Markov chain) or ``"approximation"`` (an optimiser's
+            point estimates or a fitted distribution).
+        exact: whether the draws converge to the posterior (an MH-corrected sampler);
+            ``False`` for biased samplers (SG-MCMC: no MH test) and approximations.
+        description: one line for the docs' method table.
+        options: its keywords in :func:`ppl_bnn.infer` (besides :data:`COMMON_ARGUMENTS`).
+        config: the config dataclass it runs (``ppl_bnn.config``).
+        configure: ``configure(common, options) -> config``: :func:`ppl_bnn.infer`'s
+            common arguments and the options the caller gave (validated names; an absent
+            one takes its default) as the config.
+        run: ``run(config, *, problem=None, argv=None, progress=None, stop_after=None,
+            collect=None, log_likelihood=False) -> RunResult``.
+        summary_names: the ``method`` its runs record in ``summary.json`` (glob patterns).
+        check: ``check(config)``: why ``config`` does not describe this method, or
+            ``None`` when it does (default: it is an instance of ``config``).
+    """
+
+    name: str
+    kind: Kind
+    exact: bool
+    description: str
+    options: tuple[Option, ...]
+    config: type
+    configure: Callable[[Common, dict[str, Any]], Any]
+    run: Callable[..., Any]
+    summary_names: tuple[str, ...]
+    check: Callable[[Any], str | None] | None = None
+
+    @property
+    def option_names(self) -> tuple[str, ...]:
+        """The names of its options, in order."""
+        return tuple(o.name for o in self.options)
+
+    def defaults(self) -> dict[str, Any]:
+        """Option name -> default."""
+        return {o.name: o.default for o in self.options}
+
+    def describes(self, cfg: Any) -> str | None:
+        """Why ``cfg`` is not a config of this method, or ``None`` when it is one."""
+        if self.check is not None:
+            return self.check(cfg)
+        if isinstance(cfg, self.config):
+            return None
+        return f"it runs a {self.config.__name__}, not a {type(cfg).__name__}"
+
+
+REGISTRY: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    """Add ``method`` to :data:`REGISTRY` (checked: a new name, a known kind, options
+    that do not reuse :func:`ppl_bnn.infer`'s common arguments); returns it."""
+    if method.name in REGISTRY:
+        raise ValueError(f"method {method.name!r} is already registered")
+    if method.kind not in ("sampler", "approximation"):
+        raise ValueError(f"kind must be 'sampler' or 'approximation', got {method.kind!r}")
+    names = method.option_names
+    reused = sorted(set(names) & set(COMMON_ARGUMENTS))
+    if reused or len(set(names)) != len(names):
+        raise ValueError(f"method {method.name!r}: options reused or repeated: {reused or names}")
+    REGISTRY[method.name] = method
+    return method
+
+
+def get(name: str) -> Method:
+    """The registered method ``name``; a one-line ``ValueError`` naming the choices."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(REGISTRY)}")
+    return REGISTRY[name]
+
+
+def method_of_summary(summary_method: str) -> Method:
+    """The registered method whose runs record ``summary_method`` (``"hmc-window"``,
+    ``"sghmc-clr-prec"``, ``"mfvi"``, ...) as the ``method`` of their summary."""
+    for method in REGISTRY.values():
+        if any(fnmatch.fnmatchcase(summary_method, p) for p in method.summary_names):
+            return method
+    raise ValueError(f"no registered method records {summary_method!r}")
+
+
+def markdown_table() -> str:
+    """The docs' method table (``docs/guide/backends.md``), one row per method."""
+    rows = [
+        "| method | kind | exact | what runs | summary `method` | options |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for m in REGISTRY.values():
+        names = ", ".join(f"`{n}`" for n in m.summary_names)
+        options = ", ".join(f"`{o.name}`" for o in m.options)
+        exact = "yes" if m.exact else "no"
+        rows.append(f"| `{m.name}` | {m.kind} | {exact} | {m.description} | {names} | {options} |")
+    return "\n".join(rows) + "\n"
+
+
+# --------------------------------------------------------------------------- options
+def _from_config(cls: type, *names: str, **renamed: str) -> tuple[Option, ...]:
+    """Options that set the field of the same name (``renamed``: keyword -> field), with
+    the field's default and help."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    out = []
+    for name, field in [*((n, n) for n in names), *renamed.items()]:
+        f = fields[field]
+        out.append(Option(name, f.default, f.metadata.get("help", ""), field))
+    return tuple(out)
+
+
+def _given(options: Mapping[str, Any], names: tuple[Option, ...]) -> dict[str, Any]:
+    """The options among ``names`` that the caller gave, keyed by their config field."""
+    fields = {o.name: o.field or o.name for o in names}
+    return {fields[k]: v for k, v in options.items() if k in fields}
+
+
+_MCMC = _from_config(
+    C.MCMCConfig,
+    "target_accept",
+    "dense_mass",
+    "max_num_doublings",
+    "init_strategy",
+    "divergence_threshold",
+    "eval_freq",
+)
+_WINDOW_HMC = _from_config(C.MCMCConfig, "trajectory_length", "max_num_steps")
+_ORIGINAL_HMC = (
+    Option(
+        "trajectory_len",
+        None,
+        "the original recipe's trajectory length (with step_size; leapfrog steps = "
+        "ceil(trajectory_len / step_size)); unset: window-adapted",
+        "trajectory_len",
+    ),
+    *_from_config(
+        C.HMCConfig,
+        "max_num_leapfrog_steps",
+        "no_mh",
+        "step_size_adaptation_speed",
+        "target_accept_rate",
+        "adapt_mass_matrix",
+    ),
+)
+# the original recipe's keywords: its own and two that both recipes take
+_SHARED_HMC = ("divergence_threshold", "eval_freq")
+_ORIGINAL_KEYWORDS = (*(o.name for o in _ORIGINAL_HMC), *_SHARED_HMC)
+
+_MINIBATCH = (
+    Option("batch_size", 80, "minibatch size (at most the number of rows)", "batch_size"),
+    Option("eval_freq", None, "evaluate every this many epochs (default: at the end)", "eval_freq"),
+    *_from_config(C.SGDConfig, "save_freq"),
+    Option("momentum_decay", None, "momentum decay (default: 0.9; SGLD: 0)", "momentum_decay"),
+    *_from_config(C.SGDConfig, "init_checkpoint"),
+)
+_SGMCMC = (
+    *_MINIBATCH,
+    Option("schedule", "constant", "constant or cyclical step size", "step_size_schedule"),
+    Option("preconditioner", "None", "None or RMSprop", "preconditioner"),
+    *_from_config(C.SGMCMCConfig, cycle_length="step_size_cycle_length_epochs"),
+    Option("thinning", 1, "one draw every this many epochs after the burn-in", "ensemble_freq"),
+    *_from_config(C.SGMCMCConfig, "final_step_size"),
+)
+_VI = (
+    *_MINIBATCH,
+    Option("guide", "AutoNormal", "any NumPyro autoguide, by name", "vi_guide"),
+    *_from_config(C.VIConfig, guide_rank="vi_guide_rank"),
+    Option("init_scale", 1e-3, "the guide's initial scale", "vi_sigma_init"),
+    *_from_config(C.VIConfig, "optimizer"),
+    Option("init_strategy", "map", "map (L-BFGS from a random start) or uniform", "init_strategy"),
+)
+
+# Default learning rates of the minibatch methods, times 1 / num_examples: the gradient
+# is that of the whole-data log density (n times a per-example term), so a step of c / n
+# moves standardised-scale parameters by O(c) per unit of per-example curvature. They suit
+# standardised inputs; un-standardised data or a network far from unit scale need their
+# own ``step_size``. SGD runs with momentum 0.9 (an effective step ten times larger).
+_SGMCMC_STEP = 0.02
+_SGD_STEP = 0.01
+# VI: Adam's learning rate (cosine decay to 0), from the MAP (``init_strategy="map"``,
+# :func:`ppl_bnn.inference.vi.find_map`): the means start where a Gaussian posterior's
+# are, and Adam adapts the log scales (1e-3 -> 1 is about 7 units: a few hundred steps at
+# 0.05). A scale far above a coordinate's posterior sd makes the ELBO's gradient noisy
+# enough to push the means off the MAP.
+_VI_STEP = 0.05
+
+
+# ------------------------------------------------------------------------- configure
+def _mcmc(kernel: str, c: Common, fields: dict[str, Any]) -> C.MCMCConfig:
+    return C.MCMCConfig(
+        dir=c.run_dir,
+        seed=c.seed,
+        kernel=kernel,
+        num_warmup=c.num_warmup,
+        num_samples=c.num_samples,
+        num_chains=c.num_chains,
+        step_size=c.step_size,
+        **fields,
+    )
+
+
+def _configure_nuts(c: Common, options: dict[str, Any]) -> C.MCMCConfig:
+    return _mcmc("nuts", c, _given(options, _MCMC))
+
+
+def _configure_hmc(c: Common, options: dict[str, Any]) -> C.MCMCConfig | C.HMCConfig:
+    if "trajectory_len" not in options and c.step_size is None:
+        bad = [k for k in options if k in _ORIGINAL_KEYWORDS and k not in _SHARED_HMC]
+        if bad:
+            raise ValueError(
+                f"{bad[0]!r} belongs to hmc with the original's semantics: give step_size "
+                "and trajectory_len with it"
+            )
+        return _mcmc("hmc", c, _given(options, _MCMC + _WINDOW_HMC))
+    if c.step_size is None or "trajectory_len" not in options:
+        raise ValueError(
+            "hmc with the original's semantics needs both step_size and trajectory_len "
+            "(give neither for the window-adapted warmup)"
+        )
+    bad = [k for k in options if k not in _ORIGINAL_KEYWORDS]
+    if bad:
+        raise ValueError(
+            f"hmc with step_size and trajectory_len takes no keyword {bad[0]!r}; its "
+            f"keywords are {', '.join(_ORIGINAL_KEYWORDS)}"
+        )
+    return C.HMCConfig(
+        dir=c.run_dir,
+        seed=c.seed,
+        step_size=c.step_size,
+        num_iterations=c.num_warmup + c.num_samples,
+        num_burn_in_iterations=c.num_warmup,
+        num_chains=c.num_chains,
+        **options,
+    )
+
+
+def _minibatch(c: Common, options: dict[str, Any], names: tuple[Option, ...]) -> dict[str, Any]:
+    """The fields of the options given, the batch size at most the number of rows."""
+    fields = _given(options, names)
+    fields["batch_size"] = min(fields.get("batch_size", 80), c.num_rows)
+    return fields
+
+
+def _default_step(c: Common, base: float, momentum: float = 0.0) -> float:
+    """``c.step_size``, or ``base / n`` (SGHMC: times ``1 - momentum``, its effective step
+    being ``step_size / (1 - momentum)``): the gradients are of the full-data log density,
+    whose curvature grows with ``n``."""
+    return c.step_size if c.step_size is not None else base * (1.0 - momentum) / c.num_rows
+
+
+def _configure_sgmcmc(cls: type, c: Common, options: dict[str, Any]) -> C.SGMCMCConfig:
+    from ppl_bnn.driver.sgmcmc import is_ensembling_epoch
+
+    fields = _minibatch(c, options, _SGMCMC)
+    fields["preconditioner"] = str(fields.get("preconditioner", "None"))
+    momentum = fields.get("momentum_decay", 0.9 if cls is C.SGMCMCConfig else 0.0)
+    if cls is C.SGLDConfig and momentum != 0.0:
+        raise ValueError("sgld has momentum_decay 0; use method='sghmc'")
+    thinning = int(fields.pop("ensemble_freq", 1))
+    if thinning < 1:
+        raise ValueError(f"thinning must be at least 1, got {thinning}")
+    epochs, found = 0, 0  # the fewest epochs with num_samples draws under the original's rule
+    while found < c.num_samples:
+        found += is_ensembling_epoch(epochs, c.num_warmup, thinning)
+        epochs += 1
+    return cls(
+        dir=c.run_dir,
+        seed=c.seed,
+        **{"eval_freq": epochs, **fields},
+        init_step_size=_default_step(c, _SGMCMC_STEP, momentum if cls is C.SGMCMCConfig else 0),
+        num_epochs=epochs,
+        num_burnin_epochs=c.num_warmup,
+        ensemble_freq=thinning,
+        num_chains=c.num_chains,
+    )
+
+
+def _configure_vi(c: Common, options: dict[str, Any]) -> C.VIConfig:
+    fields = _minibatch(c, options, _VI)
+    _register_guide(fields.setdefault("vi_guide", "AutoNormal"))
+    epochs = max(c.num_warmup, 1)
+    return C.VIConfig(
+        dir=c.run_dir,
+        seed=c.seed,
+        **{"eval_freq": epochs, "vi_sigma_init": 1e-3, "init_strategy": "map", **fields},
+        init_step_size=_VI_STEP if c.step_size is None else c.step_size,
+        num_epochs=epochs,
+        vi_ensemble_size=c.num_samples,
+        num_chains=c.num_chains,
+    )
+
+
+def _configure_sgd(c: Common, options: dict[str, Any]) -> C.EnsembleConfig:
+    epochs = max(c.num_warmup, 1)
+    return C.EnsembleConfig(
+        dir=c.run_dir,
+        seed=c.seed,
+        **{"eval_freq": epochs, **_minibatch(c, options, _MINIBATCH)},
+        init_step_size=_default_step(c, _SGD_STEP),
+        num_epochs=epochs,
+        ensemble_size=c.num_chains,
+    )
+
+
+def _register_guide(name: str) -> None:
+    """Make any NumPyro autoguide usable by name."""
+    from numpyro.infer import autoguide
+
+    from ppl_bnn.inference import vi
+
+    if name in vi.GUIDES:
+        return
+    guide = getattr(autoguide, name, None)
+    if not (isinstance(guide, type) and issubclass(guide, autoguide.AutoGuide)):
+        names = sorted(
+            k
+            for k, v in vars(autoguide).items()
+            if isinstance(v, type) and issubclass(v, autoguide.AutoGuide) and k != "AutoGuide"
+        )
+        raise ValueError(f"unknown guide {name!r}; NumPyro's autoguides are {', '.join(names)}")
+    vi.GUIDES[name] = guide
+
+
+# ------------------------------------------------------------------------------- run
+# The drivers are imported when a method runs: importing them imports BlackJAX, which
+# starts JAX's backend, and the CLI must start ``jax.distributed`` before that.
+def _run_mcmc(cfg, **kwargs):
+    from ppl_bnn.driver.mcmc import run_mcmc
+
+    return run_mcmc(cfg, **kwargs)
+
+
+def _run_hmc(cfg, **kwargs):
+    """The original recipe for an :class:`~ppl_bnn.config.HMCConfig`, else window-adapted."""
+    if isinstance(cfg, C.HMCConfig):
+        from ppl_bnn.driver.hmc import run_hmc
+
+        return run_hmc(cfg, **kwargs)
+    return _run_mcmc(cfg, **kwargs)
+
+
+def _run_sgmcmc(cfg, **kwargs):
+    from ppl_bnn.driver.sgmcmc import run_sgmcmc
+
+    return run_sgmcmc(cfg, **kwargs)
+
+
+def _run_vi(cfg, **kwargs):
+    from ppl_bnn.driver.vi import run_vi
+
+    return run_vi(cfg, **kwargs)
+
+
+def _run_sgd(name: str) -> Callable[..., Any]:
+    def run(cfg, **kwargs):
+        from ppl_bnn.driver.sgd import run_sgd
+
+        return run_sgd(cfg, method=name, **kwargs)
+
+    run.__name__ = run.__qualname__ = f"run_{name}"
+    return run
+
+
+# ----------------------------------------------------------------------------- checks
+def _check_mcmc(kernel: str) -> Callable[[Any], str | None]:
+    def check(cfg) -> str | None:
+        if kernel == "hmc" and isinstance(cfg, C.HMCConfig):
+            return None
+        if not isinstance(cfg, C.MCMCConfig):
+            want = "an MCMCConfig or an HMCConfig" if kernel == "hmc" else "an MCMCConfig"
+            return f"it runs {want}, not a {type(cfg).__name__}"
+        return None if cfg.kernel == kernel else f"it runs kernel={kernel!r}, not {cfg.kernel!r}"
+
+    return check
+
+
+def _check_sgmcmc(momentum: bool) -> Callable[[Any], str | None]:
+    def check(cfg) -> str | None:
+        if not isinstance(cfg, C.SGMCMCConfig):
+            return f"it runs an SGMCMCConfig, not a {type(cfg).__name__}"
+        if (cfg.momentum_decay != 0) != momentum:
+            return "sghmc has momentum_decay > 0, sgld momentum_decay 0"
+        return None
+
+    return check
+
+
+def _check_sgd(cfg) -> str | None:
+    if isinstance(cfg, C.SGDConfig) and not isinstance(cfg, C.SGMCMCConfig | C.VIConfig):
+        return None
+    return f"it runs an SGDConfig or an EnsembleConfig, not a {type(cfg).__name__}"
+
+
+# ---------------------------------------------------------------------------- methods
+register(
+    Method(
+        name="nuts",
+        kind="sampler",
+        exact=True,
+        description="BlackJAX NUTS with Stan's window adaptation (step size, diagonal mass "
+        "matrix; `dense_mass=True`: dense), started uniformly in (-2, 2) unconstrained",
+        options=_MCMC,
+        config=C.MCMCConfig,
+        configure=_configure_nuts,
+        run=_run_mcmc,
+        summary_names=("nuts",),
+        check=_check_mcmc("nuts"),
+    )
+)
+register(
+    Method(
+        name="hmc",
+        kind="sampler",
+        exact=True,
+        description="HMC with the same warmup and a trajectory-length rule; with `step_size` "
+        "and `trajectory_len` the original 2021 recipe (fixed step size and length, no MH "
+        "during the `num_warmup` burn-in; `ppl-bnn hmc`)",
+        options=(*_MCMC, *_WINDOW_HMC, *_ORIGINAL_HMC),
+        config=C.MCMCConfig,
+        configure=_configure_hmc,
+        run=_run_hmc,
+        summary_names=("hmc-window", "hmc"),
+        check=_check_mcmc("hmc"),
+    )
+)
+register(
+    Method(
+        name="sgld",
+        kind="sampler",
+        exact=False,
+        description="SGLD (no MH test: biased by its step size and minibatch noise); "
+        '`schedule="cyclical"`, `preconditioner="RMSprop"`',
+        options=_SGMCMC,
+        config=C.SGMCMCConfig,
+        configure=lambda c, o: _configure_sgmcmc(C.SGLDConfig, c, o),
+        run=_run_sgmcmc,
+        summary_names=("sgld", "sgld-*"),
+        check=_check_sgmcmc(momentum=False),
+    )
+)
+register(
+    Method(
+        name="sghmc",
+        kind="sampler",
+        exact=False,
+        description="SGHMC (`momentum_decay`, default 0.9; no MH test); "
+        '`schedule="cyclical"`, `preconditioner="RMSprop"`',
+        options=_SGMCMC,
+        config=C.SGMCMCConfig,
+        configure=lambda c, o: _configure_sgmcmc(C.SGMCMCConfig, c, o),
+        run=_run_sgmcmc,
+        summary_names=("sghmc", "sghmc-*"),
+        check=_check_sgmcmc(momentum=True),
+    )
+)
+register(
+    Method(
+        name="vi",
+        kind="approximation",
+        exact=False,
+        description='SVI with any NumPyro autoguide by name (`guide="AutoNormal"`), from the '
+        "MAP (L-BFGS); `num_chains` independent fits",
+        options=_VI,
+        config=C.VIConfig,
+        configure=_configure_vi,
+        run=_run_vi,
+        summary_names=("mfvi", "vi-*"),
+    )
+)
+register(
+    Method(
+        name="sgd",
+        kind="approximation",
+        exact=False,
+        description="MAP by SGD with momentum and a cosine step size, one per chain",
+        options=_MINIBATCH,
+        config=C.SGDConfig,
+        configure=_configure_sgd,
+        run=_run_sgd("sgd"),
+        summary_names=("sgd",),
+        check=_check_sgd,
+    )
+)
+register(
+    Method(
+        name="map",
+        kind="approximation",
+        exact=False,
+        description="the same as `sgd`, by the name of what it finds",
+        options=_MINIBATCH,
+        config=C.SGDConfig,
+        configure=_configure_sgd,
+        run=_run_sgd("map"),
+        summary_names=("map",),
+        check=_check_sgd,
+    )
+)
+register(
+    Method(
+        name="ensemble",
+        kind="approximation",
+        exact=False,
+        description="a deep ensemble of `num_chains` SGD members, trained side by side",
+        options=_MINIBATCH,
+        config=C.EnsembleConfig,
+        configure=_configure_sgd,
+        run=_run_sgd("ensemble"),
+        summary_names=("ensemble",),
+    )
+)
