@@ -138,7 +138,8 @@ def infer(
         run_dir=run_dir or "",
         num_rows=problem.dataset.x_train.shape[0],
     )
-    cfg = entry.configure(common, dict(method_options))
-    return entry.run(
-        cfg, problem=problem, progress=progress, collect=True, log_likelihood=log_likelihood
-    )
+    with methods.spelled_for(entry):  # errors name infer's arguments, not flags
+        cfg = entry.configure(common, dict(method_options))
+        return entry.run(
+            cfg, problem=problem, progress=progress, collect=True, log_likelihood=log_likelihood
+        )

@@ -31,9 +31,11 @@ this module.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
@@ -48,7 +50,9 @@ __all__ = [
     "get",
     "markdown_table",
     "method_of_summary",
+    "option_name",
     "register",
+    "spelled_for",
 ]
 
 Kind = Literal["sampler", "approximation"]
@@ -119,6 +123,8 @@ class Method:
         summary_names: the ``method`` its runs record in ``summary.json`` (glob patterns).
         check: ``check(config)``: why ``config`` does not describe this method, or
             ``None`` when it does (default: it is an instance of ``config``).
+        renamed: config field -> how :func:`ppl_bnn.infer`'s arguments give it, where
+            ``configure`` derives it (error messages name that instead of the field).
     """
 
     name: str
@@ -131,6 +137,7 @@ class Method:
     run: Callable[..., Any]
     summary_names: tuple[str, ...]
     check: Callable[[Any], str | None] | None = None
+    renamed: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def option_names(self) -> tuple[str, ...]:
@@ -140,6 +147,14 @@ class Method:
     def defaults(self) -> dict[str, Any]:
         """Option name -> default."""
         return {o.name: o.default for o in self.options}
+
+    def spelling(self) -> dict[str, str]:
+        """Config field -> how :func:`ppl_bnn.infer` names it (for error messages)."""
+        return {
+            **_INFER_SPELLING,
+            **self.renamed,
+            **{o.field or o.name: o.name for o in self.options},
+        }
 
     def describes(self, cfg: Any) -> str | None:
         """Why ``cfg`` is not a config of this method, or ``None`` when it is one."""
@@ -182,6 +197,44 @@ def method_of_summary(summary_method: str) -> Method:
         if any(fnmatch.fnmatchcase(summary_method, p) for p in method.summary_names):
             return method
     raise ValueError(f"no registered method records {summary_method!r}")
+
+
+# How infer's common arguments set the config fields, for error messages (``Method.renamed``
+# and the options' fields add the method's own)
+_INFER_SPELLING = {
+    "dir": "run_dir",
+    "seed": "seed",
+    "num_chains": "num_chains",
+    "ensemble_size": "num_chains",
+    "num_iterations": "num_warmup + num_samples",
+    "num_burn_in_iterations": "num_warmup",
+    "num_epochs": "num_warmup",
+    "vi_ensemble_size": "num_samples",
+    "init_step_size": "step_size",
+}
+_SPELLING: ContextVar[Mapping[str, str] | None] = ContextVar("ppl_bnn_spelling", default=None)
+
+
+def option_name(field: str) -> str:
+    """How an error message names the config field ``field``: as the caller gave it.
+
+    Inside :func:`ppl_bnn.infer` (:func:`spelled_for`) that is infer's keyword
+    (``num_iterations`` is ``num_warmup + num_samples``, ``dir`` is ``run_dir``);
+    otherwise the flag ``--field`` (the fields of a config are the command line's flags).
+    """
+    spelling = _SPELLING.get()
+    return f"--{field}" if spelling is None else spelling.get(field, field)
+
+
+@contextlib.contextmanager
+def spelled_for(method: Method) -> Iterator[None]:
+    """Error messages raised inside name options as :func:`ppl_bnn.infer` does for
+    ``method``."""
+    token = _SPELLING.set(method.spelling())
+    try:
+        yield
+    finally:
+        _SPELLING.reset(token)
 
 
 def markdown_table() -> str:
@@ -493,6 +546,10 @@ def _check_sgd(cfg) -> str | None:
 
 
 # ---------------------------------------------------------------------------- methods
+_SGMCMC_RENAMED = {
+    "num_epochs": "num_epochs (from num_warmup, num_samples and thinning)",
+    "num_burnin_epochs": "num_warmup",
+}
 register(
     Method(
         name="nuts",
@@ -537,6 +594,7 @@ register(
         run=_run_sgmcmc,
         summary_names=("sgld", "sgld-*"),
         check=_check_sgmcmc(momentum=False),
+        renamed=_SGMCMC_RENAMED,
     )
 )
 register(
@@ -552,6 +610,7 @@ register(
         run=_run_sgmcmc,
         summary_names=("sghmc", "sghmc-*"),
         check=_check_sgmcmc(momentum=True),
+        renamed=_SGMCMC_RENAMED,
     )
 )
 register(

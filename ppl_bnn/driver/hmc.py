@@ -56,6 +56,7 @@ from ppl_bnn.inference.hmc import (
     build_kernel,
     num_leapfrog_steps,
 )
+from ppl_bnn.methods import option_name
 
 __all__ = [
     "HMCRunState",
@@ -128,11 +129,13 @@ def initial_positions(problem: Problem, key, num_chains: int, init_checkpoint: s
     saved = load_checkpoint(init_checkpoint)
     position = saved.get("position") if isinstance(saved, dict) else None
     if position is None:
-        raise ValueError(f"--init_checkpoint={init_checkpoint} holds no parameters ('position')")
+        raise ValueError(
+            f"{option_name('init_checkpoint')}={init_checkpoint} holds no parameters ('position')"
+        )
     missing = set(ld.latent_sites) - set(position)
     if missing:
         raise ValueError(
-            f"--init_checkpoint={init_checkpoint} lacks parameters "
+            f"{option_name('init_checkpoint')}={init_checkpoint} lacks parameters "
             f"{sorted(missing)[:3]} of this model"
         )
     position = {k: np.asarray(position[k]) for k in ld.latent_sites}
@@ -143,7 +146,9 @@ def initial_positions(problem: Problem, key, num_chains: int, init_checkpoint: s
         if v.shape == tuple(base):
             v = v[None]
         elif v.shape[1:] != tuple(base):
-            raise ValueError(f"--init_checkpoint: {name} has shape {v.shape[1:]}, expected {base}")
+            raise ValueError(
+                f"{option_name('init_checkpoint')}: {name} has shape {v.shape[1:]}, expected {base}"
+            )
         if v.shape[0] != num_chains:
             v = np.repeat(v[:1], num_chains, 0)
         return jnp.asarray(v, dtype)
@@ -154,20 +159,29 @@ def initial_positions(problem: Problem, key, num_chains: int, init_checkpoint: s
 def check_config(cfg: HMCConfig) -> None:
     """Refuse impossible settings before anything is built or written."""
     if cfg.num_chains < 1:
-        raise ValueError(f"--num_chains must be at least 1, got {cfg.num_chains}")
+        raise ValueError(f"{option_name('num_chains')} must be at least 1, got {cfg.num_chains}")
     if cfg.num_iterations < 1:
-        raise ValueError(f"--num_iterations must be at least 1, got {cfg.num_iterations}")
+        raise ValueError(
+            f"{option_name('num_iterations')} must be at least 1, got {cfg.num_iterations}"
+        )
     if not 0 <= cfg.num_burn_in_iterations <= cfg.num_iterations:
-        raise ValueError("--num_burn_in_iterations must lie between 0 and --num_iterations")
+        raise ValueError(
+            f"{option_name('num_burn_in_iterations')} must lie between 0 and "
+            f"{option_name('num_iterations')}"
+        )
     if cfg.eval_freq < 1:
-        raise ValueError(f"--eval_freq must be at least 1, got {cfg.eval_freq}")
+        raise ValueError(f"{option_name('eval_freq')} must be at least 1, got {cfg.eval_freq}")
     if cfg.step_size_adaptation_speed < 0:
-        raise ValueError("--step_size_adaptation_speed must be non-negative")
+        raise ValueError(f"{option_name('step_size_adaptation_speed')} must be non-negative")
     if not 0 < cfg.target_accept_rate < 1:
-        raise ValueError(f"--target_accept_rate must lie in (0, 1), got {cfg.target_accept_rate}")
+        raise ValueError(
+            f"{option_name('target_accept_rate')} must lie in (0, 1), got {cfg.target_accept_rate}"
+        )
     for flag in ("step_size", "trajectory_len"):
         if not np.isfinite(getattr(cfg, flag)):
-            raise ValueError(f"--{flag} must be a finite number, got {getattr(cfg, flag)}")
+            raise ValueError(
+                f"{option_name(flag)} must be a finite number, got {getattr(cfg, flag)}"
+            )
     num_leapfrog_steps(cfg.trajectory_len, cfg.step_size, cfg.max_num_leapfrog_steps)
 
 
@@ -248,7 +262,7 @@ def build_hmc(cfg: HMCConfig, problem: Problem) -> Algorithm:
         notes = []
         if clamped.any():
             notes.append(
-                f"the step size asks for more than --max_num_leapfrog_steps="
+                f"the step size asks for more than {option_name('max_num_leapfrog_steps')}="
                 f"{cfg.max_num_leapfrog_steps} leapfrog steps: L is clamped to it "
                 "(num_leapfrog_steps_clamped counts the chains at the bound)"
             )
@@ -269,7 +283,7 @@ def build_hmc(cfg: HMCConfig, problem: Problem) -> Algorithm:
         if nan_streak[0] >= cfg.zero_accept_patience:
             record["_error"] = (
                 "the log density of every proposal of every chain was nan for "
-                f"{nan_streak[0]} consecutive iterations (--zero_accept_patience)"
+                f"{nan_streak[0]} consecutive iterations ({option_name('zero_accept_patience')})"
             )
         record |= {
             "burn_in": t < burn_in,

@@ -51,6 +51,7 @@ from ppl_bnn.evaluation.bma import (
     ensemble_update,
 )
 from ppl_bnn.evaluation.predictive import ParamTracker, evaluate, mean_over_members
+from ppl_bnn.methods import option_name
 from ppl_bnn.types import PRNGKey
 
 __all__ = ["Algorithm", "RunResult", "Schedule", "every", "run"]
@@ -358,7 +359,9 @@ def run(
     prints the metrics table and warnings (default: for on-disk runs).
     """
     if num_param_draws < 0:
-        raise ValueError(f"--num_param_draws must be non-negative, got {num_param_draws}")
+        raise ValueError(
+            f"{option_name('num_param_draws')} must be non-negative, got {num_param_draws}"
+        )
     t_call = time.perf_counter()
     ds, alg, sched = problem.dataset, algorithm, algorithm.schedule
     rd = rundir
@@ -369,13 +372,13 @@ def run(
     resumed = rd.latest()
     check_same(
         0 if resumed is None else resumed[0],
-        f"the processes see different checkpoints in --dir={rd.path}: it must be on a "
-        "filesystem that every process shares",
+        f"the processes see different checkpoints in {option_name('dir')}={rd.path}: it must "
+        "be on a filesystem that every process shares",
     )
     if resumed is not None and resumed[0] > total:
         raise ValueError(
-            f"--num_{alg.unit}s={total} is below the {resumed[0]} {alg.unit}s already done "
-            f"in --dir={rd.path}; give at least {resumed[0]}"
+            f"{option_name(f'num_{alg.unit}s')}={total} is below the {resumed[0]} {alg.unit}s "
+            f"already done in {option_name('dir')}={rd.path}; give at least {resumed[0]}"
         )
     ens_shape = (ds.x_test.shape[0], ds.num_outputs)
     if resumed is None:
@@ -399,7 +402,8 @@ def run(
 
             raise CheckpointError(
                 f"checkpoint {rd.store.path(start)} holds no {alg.name} run state "
-                f"({type(e).__name__}: {e}): it comes from another kind of run; use a new --dir"
+                f"({type(e).__name__}: {e}): it comes from another kind of run; use a new "
+                f"{option_name('dir')}"
             ) from None
         rd.truncate_metrics(start)
         rd.truncate_samples(start)

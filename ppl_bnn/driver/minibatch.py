@@ -22,6 +22,7 @@ from ppl_bnn.density.sharding import replicate
 from ppl_bnn.driver.loop import RunResult, Schedule, every
 from ppl_bnn.evaluation.reference import load_reference
 from ppl_bnn.inference.minibatch import epoch_indices, gather, num_batches
+from ppl_bnn.methods import option_name
 from ppl_bnn.types import PRNGKey
 
 __all__ = [
@@ -53,19 +54,25 @@ def check_minibatch_config(cfg) -> None:
     """Refuse impossible settings before anything is built or written (the one place
     the minibatch flags shared by SGD, SG-MCMC and VI are validated)."""
     if cfg.num_epochs < 1:
-        raise ValueError(f"--num_epochs must be at least 1, got {cfg.num_epochs}")
+        raise ValueError(f"{option_name('num_epochs')} must be at least 1, got {cfg.num_epochs}")
     if cfg.eval_freq < 1 or cfg.save_freq < 1:
-        raise ValueError("--eval_freq and --save_freq must be at least 1")
+        raise ValueError(
+            f"{option_name('eval_freq')} and {option_name('save_freq')} must be at least 1"
+        )
     if cfg.init_step_size <= 0:
-        raise ValueError(f"--init_step_size must be positive, got {cfg.init_step_size}")
+        raise ValueError(
+            f"{option_name('init_step_size')} must be positive, got {cfg.init_step_size}"
+        )
     if cfg.batch_size < 1:
-        raise ValueError(f"--batch_size must be positive, got {cfg.batch_size}")
+        raise ValueError(f"{option_name('batch_size')} must be positive, got {cfg.batch_size}")
     if not 0.0 <= cfg.momentum_decay < 1.0:
-        raise ValueError(f"--momentum_decay must lie in [0, 1), got {cfg.momentum_decay}")
+        raise ValueError(
+            f"{option_name('momentum_decay')} must lie in [0, 1), got {cfg.momentum_decay}"
+        )
     for flag in ("init_checkpoint", "mean_init_checkpoint"):
         path = getattr(cfg, flag, None)
         if path is not None and not Path(path).is_file():
-            raise FileNotFoundError(f"--{flag}={path} does not exist")
+            raise FileNotFoundError(f"{option_name(flag)}={path} does not exist")
 
 
 def prepare(cfg, problem: Problem | None) -> Problem:

@@ -52,6 +52,7 @@ from ppl_bnn.driver.checkpoint import (
     remove_orphans,
 )
 from ppl_bnn.driver.samples import SampleStore
+from ppl_bnn.methods import option_name
 
 __all__ = ["ConsoleTable", "RunDir", "RunDirError", "open_run_dir", "read_config"]
 
@@ -81,6 +82,11 @@ _NOT_COMPARED = {
 _VOLATILE_SUMMARY = {"wall_time_call"}
 
 
+def _dir() -> str:
+    """The run directory's option as the caller names it (``--dir``, or ``run_dir``)."""
+    return option_name("dir")
+
+
 class RunDirError(ValueError):
     """A run directory cannot be used as asked (one line: what and where)."""
 
@@ -97,10 +103,10 @@ def read_config(path: str | os.PathLike) -> dict[str, Any] | None:
         why = e.msg if isinstance(e, json.JSONDecodeError) else type(e).__name__
         raise RunDirError(
             f"{cfg_file} is not readable JSON ({why}): the file was cut or edited; restore it "
-            "or use a new --dir"
+            f"or use a new {_dir()}"
         ) from None
     if not isinstance(config, dict):
-        raise RunDirError(f"{cfg_file} is not a JSON object: restore it or use a new --dir")
+        raise RunDirError(f"{cfg_file} is not a JSON object: restore it or use a new {_dir()}")
     return config
 
 
@@ -112,7 +118,7 @@ def _check_zip(path: Path, what: str, step: int) -> None:
     except (zipfile.BadZipFile, OSError, EOFError) as e:
         raise CheckpointError(
             f"corrupt {what} {path}: truncated or altered ({e}); it was written before "
-            f"checkpoint {step} and cannot be recomputed: restore it or rerun into a new --dir"
+            f"checkpoint {step} and cannot be recomputed: restore it or rerun into a new {_dir()}"
         ) from None
 
 
@@ -205,17 +211,17 @@ class RunDir:
         if self.in_memory:
             return
         if self.path.exists() and not self.path.is_dir():
-            raise FileExistsError(f"--dir={self.path} exists and is not a directory")
+            raise FileExistsError(f"{_dir()}={self.path} exists and is not a directory")
         if latest_checkpoint(self.checkpoints) is not None:
             try:
                 old = read_config(self.path)
             except RunDirError as e:
-                raise RunDirError(f"--dir={self.path} holds checkpoints, but {e}") from None
+                raise RunDirError(f"{_dir()}={self.path} holds checkpoints, but {e}") from None
             if old is None:
                 raise RunDirError(
-                    f"--dir={self.path} holds checkpoints but no config.json: the settings "
+                    f"{_dir()}={self.path} holds checkpoints but no config.json: the settings "
                     "they were made with are unknown, so they are not resumed; restore "
-                    "config.json or use a new --dir"
+                    f"config.json or use a new {_dir()}"
                 )
             self._compare(old, config)
         self._pending = (config, sys.argv if argv is None else argv)
@@ -240,14 +246,14 @@ class RunDir:
         other = [FINGERPRINT[k] for k in diff if k in FINGERPRINT]
         if other:
             raise RunDirError(
-                f"--dir={self.path} holds a run on other {' and '.join(dict.fromkeys(other))} "
+                f"{_dir()}={self.path} holds a run on other {' and '.join(dict.fromkeys(other))} "
                 f"than this one ({', '.join(k for k in diff if k in FINGERPRINT)} differ): "
-                "its results are not this run's; use a new --dir"
+                f"its results are not this run's; use a new {_dir()}"
             )
         if diff:
             raise RunDirError(
-                f"--dir={self.path} holds a run with other settings ({', '.join(diff)} "
-                "differ); use a new --dir"
+                f"{_dir()}={self.path} holds a run with other settings ({', '.join(diff)} "
+                f"differ); use a new {_dir()}"
             )
 
     def _write_start(self) -> None:
@@ -283,8 +289,8 @@ class RunDir:
             lock.acquire()
         except Timeout:
             raise RunDirError(
-                f"--dir={self.path} is in use by another process ({_holder(lock_file)} holds "
-                f"{lock_file}): wait for it to finish, or use another --dir"
+                f"{_dir()}={self.path} is in use by another process ({_holder(lock_file)} holds "
+                f"{lock_file}): wait for it to finish, or use another {_dir()}"
             ) from None
         holder = f"{os.getpid()} {socket.gethostname()}\n".encode()
         try:
@@ -298,7 +304,7 @@ class RunDir:
         if self._seen is not None and self.store.steps() != self._seen:
             lock.release()
             raise RunDirError(
-                f"--dir={self.path}: another process wrote checkpoints to it since this one "
+                f"{_dir()}={self.path}: another process wrote checkpoints to it since this one "
                 "read it; run the command again to continue from them"
             )
         self._lock = lock
@@ -382,7 +388,7 @@ class RunDir:
             raise RunDirError(
                 f"{self.metrics_file} {what} written up to checkpoint {step} (deleted, cut or "
                 "edited): the run's metrics and summary would change; restore it or rerun "
-                "into a new --dir"
+                f"into a new {_dir()}"
             )
         samples = [s for s in self.samples.steps() if s <= step]
         draws = [(s, p) for s, p in self._draw_files() if s <= step]
@@ -395,7 +401,7 @@ class RunDir:
                 raise RunDirError(
                     f"{self.path / what} holds {have} of the {want} files written up to "
                     f"checkpoint {step} (deleted): they cannot be recomputed; restore them or "
-                    "rerun into a new --dir"
+                    f"rerun into a new {_dir()}"
                 )
         for s in samples:
             _check_zip(self.samples.path(s), "sample file", step)
@@ -527,7 +533,7 @@ class RunDir:
                     continue
                 raise ValueError(
                     f"{self.metrics_file}: line {i + 1} is not a JSON record ({e.msg}): "
-                    "the file was cut or edited; restore it or use a new --dir"
+                    f"the file was cut or edited; restore it or use a new {_dir()}"
                 ) from None
         return out
 

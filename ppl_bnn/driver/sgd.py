@@ -32,6 +32,7 @@ from ppl_bnn.driver.minibatch import (
 from ppl_bnn.inference import optimize
 from ppl_bnn.inference.minibatch import logdensity_estimator, num_batches
 from ppl_bnn.inference.schedules import cosine
+from ppl_bnn.methods import option_name
 
 __all__ = ["build_sgd", "check_minibatch_config", "initial_members", "run_ensemble", "run_sgd"]
 
@@ -48,7 +49,7 @@ def build_sgd(cfg: SGDConfig, problem: Problem, *, method: str | None = None) ->
     """SGD (``ensemble_size`` members) as a loop :class:`Algorithm`."""
     M = getattr(cfg, "ensemble_size", 1)
     if M < 1:
-        raise ValueError(f"--ensemble_size must be at least 1, got {M}")
+        raise ValueError(f"{option_name('ensemble_size')} must be at least 1, got {M}")
     ld = problem.logdensity
     nb = num_batches(problem.train.num_examples, cfg.batch_size)
     schedule = cosine(cfg.init_step_size, cfg.num_epochs * nb)

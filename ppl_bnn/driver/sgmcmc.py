@@ -32,6 +32,7 @@ from ppl_bnn.driver.minibatch import (
 from ppl_bnn.inference import sgmcmc
 from ppl_bnn.inference.minibatch import grad_estimator, num_batches
 from ppl_bnn.inference.schedules import sgmcmc_schedule
+from ppl_bnn.methods import option_name
 
 __all__ = ["build_sgmcmc", "is_ensembling_epoch", "method_name", "run_sgmcmc"]
 
@@ -53,19 +54,27 @@ def method_name(cfg: SGMCMCConfig) -> str:
 
 def _check(cfg: SGMCMCConfig) -> None:
     if cfg.num_chains < 1:
-        raise ValueError(f"--num_chains must be at least 1, got {cfg.num_chains}")
+        raise ValueError(f"{option_name('num_chains')} must be at least 1, got {cfg.num_chains}")
     if cfg.ensemble_freq < 1:
-        raise ValueError(f"--ensemble_freq must be at least 1, got {cfg.ensemble_freq}")
+        raise ValueError(
+            f"{option_name('ensemble_freq')} must be at least 1, got {cfg.ensemble_freq}"
+        )
     if not cfg.num_burnin_epochs >= 0:
-        raise ValueError(f"--num_burnin_epochs must be non-negative, got {cfg.num_burnin_epochs}")
+        raise ValueError(
+            f"{option_name('num_burnin_epochs')} must be non-negative, got {cfg.num_burnin_epochs}"
+        )
     if str(cfg.preconditioner).lower() not in ("none", "rmsprop"):
-        raise ValueError(f"unknown --preconditioner={cfg.preconditioner!r}; choose None or RMSprop")
+        raise ValueError(
+            f"unknown {option_name('preconditioner')}={cfg.preconditioner!r}; choose None or "
+            "RMSprop"
+        )
     if cfg.step_size_schedule not in ("constant", "cyclical"):
         raise ValueError(
-            f"unknown --step_size_schedule={cfg.step_size_schedule!r}; choose constant or cyclical"
+            f"unknown {option_name('step_size_schedule')}={cfg.step_size_schedule!r}; choose "
+            "constant or cyclical"
         )
     if cfg.step_size_cycle_length_epochs < 1:
-        raise ValueError("--step_size_cycle_length_epochs must be at least 1")
+        raise ValueError(f"{option_name('step_size_cycle_length_epochs')} must be at least 1")
 
 
 def _step(algorithm: sgmcmc.SGMCMCAlgorithm):

@@ -31,6 +31,7 @@ from ppl_bnn.driver.minibatch import (
 from ppl_bnn.inference import vi
 from ppl_bnn.inference.minibatch import num_batches
 from ppl_bnn.inference.schedules import cosine
+from ppl_bnn.methods import option_name
 
 __all__ = ["build_vi", "run_vi"]
 
@@ -39,11 +40,15 @@ def _check(cfg: VIConfig) -> None:
     # the guide's name and scale and the optimizer's name are checked where they are
     # built (``ppl_bnn.inference.vi``), before anything is written
     if cfg.vi_ensemble_size < 1:
-        raise ValueError(f"--vi_ensemble_size must be at least 1, got {cfg.vi_ensemble_size}")
+        raise ValueError(
+            f"{option_name('vi_ensemble_size')} must be at least 1, got {cfg.vi_ensemble_size}"
+        )
     if cfg.num_chains < 1:
-        raise ValueError(f"--num_chains must be at least 1, got {cfg.num_chains}")
+        raise ValueError(f"{option_name('num_chains')} must be at least 1, got {cfg.num_chains}")
     if cfg.init_strategy not in ("uniform", "map"):
-        raise ValueError(f"unknown --init_strategy={cfg.init_strategy!r}; choose uniform or map")
+        raise ValueError(
+            f"unknown {option_name('init_strategy')}={cfg.init_strategy!r}; choose uniform or map"
+        )
 
 
 def _initial_means(problem: Problem, cfg: VIConfig, keys) -> dict:

@@ -28,6 +28,7 @@ from jax.flatten_util import ravel_pytree
 
 from ppl_bnn.density.logdensity import LogDensity
 from ppl_bnn.density.sharding import Batch
+from ppl_bnn.methods import option_name
 from ppl_bnn.types import Array, PRNGKey
 
 if TYPE_CHECKING:
@@ -69,14 +70,15 @@ def num_leapfrog_steps(trajectory_len: float, step_size: float, max_num_leapfrog
     """``ceil(trajectory_len / step_size)``, refused above ``max_num_leapfrog_steps``."""
     if step_size <= 0 or trajectory_len <= 0:
         raise ValueError(
-            f"--step_size ({step_size}) and --trajectory_len ({trajectory_len}) must be positive"
+            f"{option_name('step_size')} ({step_size}) and {option_name('trajectory_len')} "
+            f"({trajectory_len}) must be positive"
         )
     ratio = trajectory_len / step_size
     steps = math.ceil(ratio * (1 - 1e-12))  # 1.5 / 3e-5 is 50000.00000000001 in floating point
     if steps > max_num_leapfrog_steps:
         raise ValueError(
             f"trajectory_len / step_size = {steps} leapfrog steps exceeds "
-            f"--max_num_leapfrog_steps={max_num_leapfrog_steps}"
+            f"{option_name('max_num_leapfrog_steps')}={max_num_leapfrog_steps}"
         )
     return max(steps, 1)
 

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from ppl_bnn.density.logdensity import LogDensity
+from ppl_bnn.methods import option_name
 from ppl_bnn.types import Array, ArrayTree, PRNGKey
 
 __all__ = [
@@ -50,9 +51,11 @@ class Minibatch(NamedTuple):
 def num_batches(num_examples: int, batch_size: int) -> int:
     """Minibatches per epoch, ``N // B``; refuses a batch larger than the training set."""
     if batch_size < 1:
-        raise ValueError(f"--batch_size must be positive, got {batch_size}")
+        raise ValueError(f"{option_name('batch_size')} must be positive, got {batch_size}")
     if batch_size > num_examples:
-        raise ValueError(f"--batch_size={batch_size} exceeds the {num_examples} training examples")
+        raise ValueError(
+            f"{option_name('batch_size')}={batch_size} exceeds the {num_examples} training examples"
+        )
     return num_examples // batch_size
 
 

@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ppl_bnn.methods import option_name
 from ppl_bnn.types import Array, ArrayTree
 
 __all__ = ["SGDInfo", "SGDState", "build_kernel", "init", "optimizer"]
@@ -69,7 +70,9 @@ def optimizer(schedule: optax.Schedule, momentum_decay: float) -> optax.Gradient
     The result is *added* to the parameters (ascent on the log posterior).
     """
     if not 0.0 <= momentum_decay < 1.0:
-        raise ValueError(f"--momentum_decay must lie in [0, 1), got {momentum_decay}")
+        raise ValueError(
+            f"{option_name('momentum_decay')} must lie in [0, 1), got {momentum_decay}"
+        )
     return optax.chain(
         optax.trace(decay=momentum_decay, nesterov=False), optax.scale_by_schedule(schedule)
     )

@@ -18,6 +18,8 @@ import math
 import jax.numpy as jnp
 import optax
 
+from ppl_bnn.methods import option_name
+
 __all__ = ["constant_with_cosine_burnin", "cosine", "cyclical", "sgmcmc_schedule"]
 
 
@@ -81,4 +83,6 @@ def sgmcmc_schedule(
         return constant_with_cosine_burnin(init_step_size, final, burnin_steps)
     if kind == "cyclical":
         return cyclical(init_step_size, burnin_steps, cycle_length)
-    raise ValueError(f"unknown --step_size_schedule={kind!r}; choose constant or cyclical")
+    raise ValueError(
+        f"unknown {option_name('step_size_schedule')}={kind!r}; choose constant or cyclical"
+    )

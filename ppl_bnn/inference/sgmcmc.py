@@ -56,6 +56,7 @@ import jax
 import jax.numpy as jnp
 from blackjax.util import generate_gaussian_noise
 
+from ppl_bnn.methods import option_name
 from ppl_bnn.types import ArrayTree, PRNGKey
 
 __all__ = [
@@ -110,7 +111,9 @@ def sgld(grad_estimator: Callable) -> SGMCMCAlgorithm:
 
 def _check_decay(momentum_decay: float) -> None:
     if not 0.0 <= momentum_decay < 1.0:
-        raise ValueError(f"--momentum_decay must lie in [0, 1), got {momentum_decay}")
+        raise ValueError(
+            f"{option_name('momentum_decay')} must lie in [0, 1), got {momentum_decay}"
+        )
 
 
 def sghmc(grad_estimator: Callable, momentum_decay: float) -> SGMCMCAlgorithm:
@@ -265,4 +268,6 @@ def build_algorithm(
         return sghmc(grad_estimator, momentum_decay)
     if preconditioner.lower() == "rmsprop":
         return preconditioned(grad_estimator, momentum_decay, correction=correction)
-    raise ValueError(f"unknown --preconditioner={preconditioner!r}; choose None or RMSprop")
+    raise ValueError(
+        f"unknown {option_name('preconditioner')}={preconditioner!r}; choose None or RMSprop"
+    )

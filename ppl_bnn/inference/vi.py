@@ -60,6 +60,7 @@ from numpyro.infer.initialization import init_to_value
 from numpyro.optim import optax_to_numpyro
 from numpyro.primitives import Messenger
 
+from ppl_bnn.methods import option_name
 from ppl_bnn.types import ArrayTree, PRNGKey
 
 __all__ = [
@@ -122,9 +123,11 @@ def build_guide(
 ):
     """A NumPyro autoguide by name, centred at ``init_values`` (constrained site values)."""
     if name not in GUIDES:
-        raise ValueError(f"unknown --vi_guide={name!r}; choose one of {', '.join(GUIDES)}")
+        raise ValueError(
+            f"unknown {option_name('vi_guide')}={name!r}; choose one of {', '.join(GUIDES)}"
+        )
     if init_scale <= 0:
-        raise ValueError(f"--vi_sigma_init must be positive, got {init_scale}")
+        raise ValueError(f"{option_name('vi_sigma_init')} must be positive, got {init_scale}")
     kwargs = {
         "init_loc_fn": init_to_value(values=dict(init_values or {})),
         "init_scale": init_scale,
@@ -140,7 +143,7 @@ def optimizer(name: str, schedule: optax.Schedule, momentum_decay: float = 0.9):
         return optax.adam(schedule, b1=0.9, b2=0.999, eps=1e-8)
     if name == "SGD":
         return optax.sgd(schedule, momentum=momentum_decay or None)
-    raise ValueError(f"unknown --optimizer={name!r}; choose SGD or Adam")
+    raise ValueError(f"unknown {option_name('optimizer')}={name!r}; choose SGD or Adam")
 
 
 class OrderedTraceELBO(Trace_ELBO):
