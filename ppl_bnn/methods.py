@@ -125,6 +125,8 @@ class Method:
             ``None`` when it does (default: it is an instance of ``config``).
         renamed: config field -> how :func:`ppl_bnn.infer`'s arguments give it, where
             ``configure`` derives it (error messages name that instead of the field).
+        fixed: config fields the method sets (``{"kernel": "nuts"}``), for a command
+            line generated from ``config`` (``ppl_bnn.cli.method``): not flags.
     """
 
     name: str
@@ -138,6 +140,7 @@ class Method:
     summary_names: tuple[str, ...]
     check: Callable[[Any], str | None] | None = None
     renamed: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    fixed: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def option_names(self) -> tuple[str, ...]:
@@ -563,6 +566,7 @@ register(
         run=_run_mcmc,
         summary_names=("nuts",),
         check=_check_mcmc("nuts"),
+        fixed={"kernel": "nuts"},
     )
 )
 register(
@@ -579,6 +583,7 @@ register(
         run=_run_hmc,
         summary_names=("hmc-window", "hmc"),
         check=_check_mcmc("hmc"),
+        fixed={"kernel": "hmc"},
     )
 )
 register(
@@ -668,3 +673,7 @@ register(
         summary_names=("ensemble",),
     )
 )
+
+
+if __name__ == "__main__":  # python -m ppl_bnn.methods: the docs' method table
+    print(markdown_table(), end="")

@@ -17,11 +17,11 @@ import sys
 
 __all__ = ["COMMANDS", "METHOD_COMMANDS", "main"]
 
-# method command -> the registry methods it runs (by its flags): the original's commands
-# and flags at the CLI layer only. ``hmc`` takes the original's flags (an HMCConfig: hmc's
+# The original's method commands and flags, at the CLI layer only: command -> the registry
+# methods it runs (by its flags). ``hmc`` takes the original's flags (an HMCConfig: hmc's
 # original recipe); ``sgmcmc`` is SGLD with --momentum_decay=0, SGHMC otherwise; ``sgd``
 # finds the MAP (the ``sgd`` and ``map`` methods); ``mfvi`` is the original's name of vi.
-METHOD_COMMANDS: dict[str, tuple[str, ...]] = {
+_ALIASES: dict[str, tuple[str, ...]] = {
     "hmc": ("hmc",),
     "nuts": ("nuts",),
     "sgd": ("sgd", "map"),
@@ -50,6 +50,20 @@ COMMANDS = {
     "uci-benchmark": "uci_benchmark",
     "reproduce": "reproduce",
 }
+
+
+def _method_commands() -> dict[str, tuple[str, ...]]:
+    """The aliases, and ``ppl-bnn <name>`` (``ppl_bnn.cli.method``) for every registered
+    method that no alias runs."""
+    from ppl_bnn.methods import REGISTRY
+
+    reached = {m for names in _ALIASES.values() for m in names}
+    return {**_ALIASES, **{m: (m,) for m in REGISTRY if m not in reached}}
+
+
+# method command -> the registry methods it runs
+METHOD_COMMANDS = _method_commands()
+COMMANDS.update({c: "method" for c in METHOD_COMMANDS if c not in COMMANDS})
 
 
 def build_parser() -> argparse.ArgumentParser:
