@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "BNN_FIELDS",
+    "AdaptiveConfig",
     "CommonConfig",
     "EnsembleConfig",
     "HMCConfig",
@@ -301,12 +302,54 @@ class MCMCConfig(CommonConfig):
     dense_mass: bool = _f(False, "adapt a dense mass matrix (default diagonal)")
     max_num_doublings: int = _f(10, "NUTS: at most 2**this leapfrog steps per iteration")
     trajectory_length: float | None = _f(
-        None, "hmc: trajectory length in whitened units (default pi/2)"
+        None,
+        "hmc: a fixed trajectory length in whitened units (default: adapted by ChEES from pi/2)",
     )
     max_num_steps: int = _f(1024, "hmc: bound on the leapfrog steps of one trajectory (clamped)")
     init_strategy: str = _f(
         "uniform", "initial positions: uniform (Stan's: U(-2, 2) unconstrained), median or optimize"
     )
     divergence_threshold: float = _f(1000.0, "energy error above which a trajectory diverged")
+    eval_freq: int = _f(1, "train-set predictions and metrics every this many iterations")
+    num_param_draws: int = _f(16, "parameter coordinates kept per draw for R-hat")
+    init_from: str | None = _f(
+        None,
+        "with --init_strategy=ensemble: the run directory of a finished sgd/ensemble run; chain i starts at its member i (mod members)",
+    )
+
+
+@dataclass
+class AdaptiveConfig(CommonConfig):
+    """MAMS, ChEES-HMC or MCLMC with BlackJAX's own tuning (``ppl_bnn.infer(method="mams")``,
+    ``"chees"``, ``"mclmc"``; ``ppl-bnn mams``, ``ppl-bnn chees``, ``ppl-bnn mclmc``)."""
+
+    kernel: str = _f("mams", "mams, chees or mclmc (asymptotically biased: no MH test)")
+    num_warmup: int = _f(1000, "tuning iterations (step size, L, diagonal mass matrix)")
+    num_samples: int = _f(1000, "iterations after the tuning, kept as samples")
+    num_chains: int = _f(4, "chains run side by side (vectorised; chees adapts across them)")
+    step_size: float | None = _f(None, "initial step size of the tuning (default: the method's)")
+    target_accept: float | None = _f(
+        None, "target acceptance (default: mams 0.9, chees 0.651 harmonic mean); not mclmc"
+    )
+    diagonal_preconditioning: bool = _f(True, "adapt a diagonal inverse mass matrix")
+    avg_num_steps: float = _f(2.0, "mams: mean integration steps per proposal (L / step size)")
+    learning_rate: float = _f(0.025, "chees: Adam's learning rate on the log trajectory length")
+    jitter_amount: float = _f(1.0, "chees: trajectory length T * U(1 - jitter_amount, 1]")
+    max_num_steps: int = _f(1000, "chees: bound on the leapfrog steps of one trajectory")
+    desired_energy_var: float = _f(
+        5e-4, "mclmc: energy error variance per dimension the step size is tuned for"
+    )
+    gradient_dtype: str | None = _f(
+        None,
+        "mams, chees: integrate with gradients in bfloat16, float16 or float32; the MH test keeps the full-precision log density (exact)",
+    )
+    init_strategy: str = _f(
+        "uniform",
+        "initial positions: uniform (U(-2, 2) unconstrained), median, optimize, ensemble (--init_from) or pathfinder",
+    )
+    init_from: str | None = _f(
+        None, "with --init_strategy=ensemble: a finished sgd/ensemble run directory"
+    )
+    divergence_threshold: float = _f(1000.0, "energy error above which a proposal diverged")
     eval_freq: int = _f(1, "train-set predictions and metrics every this many iterations")
     num_param_draws: int = _f(16, "parameter coordinates kept per draw for R-hat")
