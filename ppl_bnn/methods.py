@@ -26,7 +26,10 @@ summary calls it ``hmc``. Every summary name maps back to one entry
 
 Adding a method is one entry: write its kernel (``ppl_bnn/inference/``) and its driver
 (``ppl_bnn/driver/``), then call :func:`register` with a :class:`Method` at the end of
-this module.
+this module. It gets ``infer(method=name)``, ``ppl_bnn.run(name, cfg)``, a row of the
+docs' table (``python -m ppl_bnn.methods`` prints it) and, unless the CLI maps an
+original command onto it, a ``ppl-bnn <name>`` command whose flags are its config's
+fields (``ppl_bnn.cli.method``).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ __all__ = [
     "markdown_table",
     "method_of_summary",
     "option_name",
+    "options_from_config",
     "register",
     "spelled_for",
 ]
@@ -248,16 +252,21 @@ def markdown_table() -> str:
     ]
     for m in REGISTRY.values():
         names = ", ".join(f"`{n}`" for n in m.summary_names)
-        options = ", ".join(f"`{o.name}`" for o in m.options)
+        options = ", ".join(f"`{o.name}={o.default!r}`" for o in m.options)
         exact = "yes" if m.exact else "no"
         rows.append(f"| `{m.name}` | {m.kind} | {exact} | {m.description} | {names} | {options} |")
     return "\n".join(rows) + "\n"
 
 
 # --------------------------------------------------------------------------- options
-def _from_config(cls: type, *names: str, **renamed: str) -> tuple[Option, ...]:
-    """Options that set the field of the same name (``renamed``: keyword -> field), with
-    the field's default and help."""
+def options_from_config(cls: type, *names: str, **renamed: str) -> tuple[Option, ...]:
+    """Options of ``cls``'s fields, with the fields' defaults and help: ``names`` are
+    keywords of the same name as their field, ``renamed`` maps a keyword to its field.
+
+        >>> from ppl_bnn.config import MCMCConfig
+        >>> options_from_config(MCMCConfig, "dense_mass")[0].default
+        False
+    """
     fields = {f.name: f for f in dataclasses.fields(cls)}
     out = []
     for name, field in [*((n, n) for n in names), *renamed.items()]:
@@ -272,7 +281,7 @@ def _given(options: Mapping[str, Any], names: tuple[Option, ...]) -> dict[str, A
     return {fields[k]: v for k, v in options.items() if k in fields}
 
 
-_MCMC = _from_config(
+_MCMC = options_from_config(
     C.MCMCConfig,
     "target_accept",
     "dense_mass",
@@ -281,7 +290,7 @@ _MCMC = _from_config(
     "divergence_threshold",
     "eval_freq",
 )
-_WINDOW_HMC = _from_config(C.MCMCConfig, "trajectory_length", "max_num_steps")
+_WINDOW_HMC = options_from_config(C.MCMCConfig, "trajectory_length", "max_num_steps")
 _ORIGINAL_HMC = (
     Option(
         "trajectory_len",
@@ -290,7 +299,7 @@ _ORIGINAL_HMC = (
         "ceil(trajectory_len / step_size)); unset: window-adapted",
         "trajectory_len",
     ),
-    *_from_config(
+    *options_from_config(
         C.HMCConfig,
         "max_num_leapfrog_steps",
         "no_mh",
@@ -306,24 +315,24 @@ _ORIGINAL_KEYWORDS = (*(o.name for o in _ORIGINAL_HMC), *_SHARED_HMC)
 _MINIBATCH = (
     Option("batch_size", 80, "minibatch size (at most the number of rows)", "batch_size"),
     Option("eval_freq", None, "evaluate every this many epochs (default: at the end)", "eval_freq"),
-    *_from_config(C.SGDConfig, "save_freq"),
+    *options_from_config(C.SGDConfig, "save_freq"),
     Option("momentum_decay", None, "momentum decay (default: 0.9; SGLD: 0)", "momentum_decay"),
-    *_from_config(C.SGDConfig, "init_checkpoint"),
+    *options_from_config(C.SGDConfig, "init_checkpoint"),
 )
 _SGMCMC = (
     *_MINIBATCH,
     Option("schedule", "constant", "constant or cyclical step size", "step_size_schedule"),
     Option("preconditioner", "None", "None or RMSprop", "preconditioner"),
-    *_from_config(C.SGMCMCConfig, cycle_length="step_size_cycle_length_epochs"),
+    *options_from_config(C.SGMCMCConfig, cycle_length="step_size_cycle_length_epochs"),
     Option("thinning", 1, "one draw every this many epochs after the burn-in", "ensemble_freq"),
-    *_from_config(C.SGMCMCConfig, "final_step_size"),
+    *options_from_config(C.SGMCMCConfig, "final_step_size"),
 )
 _VI = (
     *_MINIBATCH,
     Option("guide", "AutoNormal", "any NumPyro autoguide, by name", "vi_guide"),
-    *_from_config(C.VIConfig, guide_rank="vi_guide_rank"),
+    *options_from_config(C.VIConfig, guide_rank="vi_guide_rank"),
     Option("init_scale", 1e-3, "the guide's initial scale", "vi_sigma_init"),
-    *_from_config(C.VIConfig, "optimizer"),
+    *options_from_config(C.VIConfig, "optimizer"),
     Option("init_strategy", "map", "map (L-BFGS from a random start) or uniform", "init_strategy"),
 )
 
