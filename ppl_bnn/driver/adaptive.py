@@ -85,8 +85,9 @@ def _register_checkpoint_types() -> None:
     checkpoint.register_type(AdaptiveState)
 
 
-def check_config(cfg: AdaptiveConfig) -> None:
-    """One-line ``ValueError`` s for settings that cannot run, before anything is built."""
+def check_config(cfg: AdaptiveConfig, init_from=None) -> None:
+    """One-line ``ValueError`` s for settings that cannot run, before anything is built
+    (``init_from``: an in-memory result given besides the config)."""
     if cfg.kernel not in KERNELS:
         raise ValueError(f"unknown kernel {cfg.kernel!r}; choose {', '.join(KERNELS)}")
     if cfg.num_warmup < 0 or cfg.num_samples < 1 or cfg.num_chains < 1:
@@ -117,7 +118,7 @@ def check_config(cfg: AdaptiveConfig) -> None:
         raise ValueError("max_num_steps, learning_rate and desired_energy_var must be positive")
     if cfg.eval_freq < 1:
         raise ValueError(f"eval_freq must be at least 1, got {cfg.eval_freq}")
-    starts.check_strategy(cfg.init_strategy, cfg.init_from)
+    starts.check_strategy(cfg.init_strategy, init_from or cfg.init_from)
 
 
 def _positions(cfg: AdaptiveConfig, problem: Problem, key, init_from=None):
@@ -133,11 +134,10 @@ def _positions(cfg: AdaptiveConfig, problem: Problem, key, init_from=None):
 def build_adaptive(cfg: AdaptiveConfig, problem: Problem, *, init_from=None) -> Algorithm:
     """The loop :class:`Algorithm` of ``cfg.kernel`` (module docstring). ``init_from``
     (an in-memory ``RunResult``) replaces ``cfg.init_from``."""
-    check_config(cfg)
+    check_config(cfg, init_from)
     _register_checkpoint_types()
     kind = cfg.kernel
-    build = {"mams": _build_mams, "mclmc": _build_mclmc, "chees": _build_chees}[kind]
-    init, step, warmup_steps = build(cfg, problem)
+    init, step, warmup_steps = _compiled(cfg, problem)
     evaluator = Evaluator.of(problem)
     C = cfg.num_chains
 
@@ -240,6 +240,41 @@ def build_adaptive(cfg: AdaptiveConfig, problem: Problem, *, init_from=None) -> 
         sample_stats=sample_stats,
         summary=summary,
     )
+
+
+# the fields that shape a kernel's compiled programs (the rest: run, data, starts)
+_GRAPH_FIELDS = (
+    "kernel",
+    "num_warmup",
+    "num_chains",
+    "step_size",
+    "target_accept",
+    "diagonal_preconditioning",
+    "avg_num_steps",
+    "learning_rate",
+    "jitter_amount",
+    "max_num_steps",
+    "desired_energy_var",
+    "gradient_dtype",
+    "divergence_threshold",
+)
+_CACHE: dict[tuple, tuple[Any, tuple]] = {}
+
+
+def _compiled(cfg: AdaptiveConfig, problem: Problem) -> tuple:
+    """``(init, step, warmup_steps)`` of ``cfg.kernel`` on ``problem``, built once per
+    problem and kernel settings: a resumed or repeated run in the same process reuses the
+    compiled programs (they take the data as an argument)."""
+    import weakref
+
+    key = (id(problem), *(getattr(cfg, f) for f in _GRAPH_FIELDS))
+    hit = _CACHE.get(key)
+    if hit is None or hit[0]() is not problem:
+        for k in [k for k, v in _CACHE.items() if v[0]() is None]:
+            del _CACHE[k]
+        build = {"mams": _build_mams, "mclmc": _build_mclmc, "chees": _build_chees}[cfg.kernel]
+        hit = _CACHE[key] = (weakref.ref(problem), build(cfg, problem))
+    return hit[1]
 
 
 class _MAMSStats(NamedTuple):
@@ -411,12 +446,12 @@ def _build_chees(cfg: AdaptiveConfig, problem: Problem):
     warmup_step = jax.jit(chees.warmup_step)
     sample_step = jax.jit(chees.step)
     final = jax.jit(chees.final)
+    find = warmup_lib._build_find_step_size(ld, target, False)  # Stan's initial step size
 
     def init(key, positions) -> AdaptiveState:
         s = init_chains(positions, problem.train)
         dtype = s.logdensity.dtype
         if cfg.step_size is None:
-            find = warmup_lib._build_find_step_size(ld, target, False)
             eps = jnp.median(find(jax.random.split(key, C), s, problem.train))
         else:
             eps = jnp.asarray(cfg.step_size, dtype)
@@ -527,7 +562,7 @@ def run_adaptive(
     """
     from ppl_bnn.driver.hmc import run_from_config
 
-    check_config(cfg)
+    check_config(cfg, init_from)
     problem = problem or build_problem(cfg)
     result = run_from_config(
         build_adaptive(cfg, problem, init_from=init_from),

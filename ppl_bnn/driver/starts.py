@@ -136,7 +136,7 @@ def _pathfinder(ld, batch, keys, starts) -> dict:
         key_fit, key_draw = jax.random.split(key)
         fn = lambda p: ld(p, batch)  # noqa: E731
         state, _ = blackjax.vi.pathfinder.approximate(key_fit, fn, start, num_samples=50)
-        draw = blackjax.vi.pathfinder.sample(key_draw, state)
+        draw, _ = blackjax.vi.pathfinder.sample(key_draw, state)  # (draw, log q)
         finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(draw)]))
         # a draw that fell outside the model's domain: the optimiser's end point instead
         return jax.tree.map(lambda d, s: jnp.where(finite, d, s), draw, state.position)
