@@ -37,10 +37,9 @@ same everywhere:
 
 Method keywords (``**method_options``) are validated: an unknown one is a one-line
 ``ValueError`` naming it and the accepted ones. The methods, their keywords and defaults
-are :data:`ppl_bnn.methods.REGISTRY` (the only list; the table is in
-[Backends](../guide/backends.md#the-methods)): ``"nuts"``, ``"hmc"`` (window-adapted; with
-``step_size`` and ``trajectory_len`` the original 2021 recipe), ``"sgld"``, ``"sghmc"``,
-``"vi"``, ``"sgd"``, ``"map"`` and ``"ensemble"``.
+are :data:`ppl_bnn.methods.REGISTRY`, the only list of them (the table is in
+[Backends](../guide/backends.md#the-methods)). ``"hmc"`` is window-adapted; with
+``step_size`` and ``trajectory_len`` it runs the original 2021 recipe.
 
 Nothing is written unless ``run_dir`` is given; with it the same call is resumable (run
 it again to continue or extend), with checkpoints, metrics and TensorBoard.

@@ -114,11 +114,6 @@ def test_the_docs_method_table_is_the_registry():
     assert rows == NAMES
 
 
-def test_the_infer_docstring_names_the_registry_methods():
-    paragraph = api.__doc__.split("Method keywords", 1)[1].split("\n\n", 1)[0]
-    assert re.findall(r'``"([a-z0-9-]+)"``', paragraph) == NAMES
-
-
 # ----------------------------------------------------------------------------- options
 @pytest.mark.parametrize("name", NAMES)
 def test_every_option_is_accepted_and_an_unknown_one_is_named(name, data):
