@@ -684,5 +684,96 @@ register(
 )
 
 
+# ------------------------------------------------ MAMS, ChEES, MCLMC (BlackJAX 1.7)
+_ADAPTIVE_COMMON = ("target_accept", "diagonal_preconditioning", "init_strategy", "init_from",
+                    "divergence_threshold", "eval_freq")  # fmt: skip
+_ADAPTIVE_OWN = {
+    "mams": ("avg_num_steps", "gradient_dtype"),
+    "chees": ("learning_rate", "jitter_amount", "max_num_steps", "gradient_dtype"),
+    "mclmc": ("desired_energy_var",),
+}
+
+
+def _adaptive_options(kernel: str) -> tuple[Option, ...]:
+    common = [n for n in _ADAPTIVE_COMMON if not (kernel == "mclmc" and n == "target_accept")]
+    return options_from_config(C.AdaptiveConfig, *common, *_ADAPTIVE_OWN[kernel])
+
+
+def _configure_adaptive(kernel: str) -> Callable[[Common, dict[str, Any]], Any]:
+    def configure(c: Common, options: dict[str, Any]) -> C.AdaptiveConfig:
+        fields = _given(options, _adaptive_options(kernel))
+        start = fields.get("init_from")
+        in_memory = start is not None and not isinstance(start, str)
+        if in_memory:  # a RunResult: its run directory, or its draws (not recorded)
+            fields["init_from"] = getattr(start, "run_dir", None)
+        cfg = C.AdaptiveConfig(
+            dir=c.run_dir,
+            seed=c.seed,
+            kernel=kernel,
+            num_warmup=c.num_warmup,
+            num_samples=c.num_samples,
+            num_chains=c.num_chains,
+            step_size=c.step_size,
+            **fields,
+        )
+        if in_memory and cfg.init_from is None:
+            cfg._init_from = start  # type: ignore[attr-defined]
+        return cfg
+
+    return configure
+
+
+def _run_adaptive(cfg, **kwargs):
+    from ppl_bnn.driver.adaptive import run_adaptive
+
+    return run_adaptive(cfg, init_from=getattr(cfg, "_init_from", None), **kwargs)
+
+
+def _check_adaptive(kernel: str) -> Callable[[Any], str | None]:
+    def check(cfg) -> str | None:
+        if not isinstance(cfg, C.AdaptiveConfig):
+            return f"it runs an AdaptiveConfig, not a {type(cfg).__name__}"
+        return None if cfg.kernel == kernel else f"it runs kernel={kernel!r}, not {cfg.kernel!r}"
+
+    return check
+
+
+for _name, _exact, _description in (
+    (
+        "mams",
+        True,
+        "MAMS (Robnik et al. 2025): Metropolis-adjusted microcanonical HMC, BlackJAX's "
+        'step size, L and diagonal mass matrix tuning; `gradient_dtype="bfloat16"` '
+        "keeps it exact",
+    ),
+    (
+        "chees",
+        True,
+        "ChEES-HMC (Hoffman et al. 2021): one step size and one jittered trajectory length "
+        "adapted across the chains (and a diagonal mass matrix); for many chains",
+    ),
+    (
+        "mclmc",
+        False,
+        "unadjusted microcanonical Langevin MC (no MH test: asymptotically biased, the "
+        "bias shrinking with the step size); BlackJAX's tuning",
+    ),
+):
+    register(
+        Method(
+            name=_name,
+            kind="sampler",
+            exact=_exact,
+            description=_description,
+            options=_adaptive_options(_name),
+            config=C.AdaptiveConfig,
+            configure=_configure_adaptive(_name),
+            run=_run_adaptive,
+            summary_names=(_name,),
+            check=_check_adaptive(_name),
+            fixed={"kernel": _name},
+        )
+    )
+
 if __name__ == "__main__":  # python -m ppl_bnn.methods: the docs' method table
     print(markdown_table(), end="")
