@@ -206,6 +206,8 @@ def build_adaptive(cfg: AdaptiveConfig, problem: Problem, *, init_from=None) -> 
             "step_size": np.asarray(state.step_size).tolist(),
             "L": np.asarray(state.L).tolist(),
             "num_tuning_steps": np.asarray(state.num_tuning_steps).tolist(),
+            # MAMS, ChEES: one gradient per integration step; MCLMC: per step
+            "num_grad_evals_warmup": int(np.sum(np.asarray(state.num_tuning_steps))),
             "gradient_dtype": cfg.gradient_dtype,
             "init_strategy": cfg.init_strategy,
         }
