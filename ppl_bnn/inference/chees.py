@@ -233,16 +233,18 @@ def build_chees(
     def warmup_step(keys, states, wstate: ChEESWarmupState, batch, iteration):
         a, imm = wstate.chees, wstate.inverse_mass_matrix
         new, info = stacked(keys, states, batch, a.step_size, a.trajectory_length, imm)
+        # BlackJAX's criterion takes (chains, dim) leaves: one flat vector per chain
+        ravel = jax.vmap(lambda p: ravel_pytree(p)[0])
         a = chees_update(
             a,
-            info.proposal.position,
-            info.proposal.momentum,
-            states.position,
+            ravel(info.proposal.position),
+            ravel(info.proposal.momentum),
+            ravel(states.position),
             info.acceptance_rate,
             info.is_divergent,
             imm,
         )
-        flat = jax.vmap(lambda p: ravel_pytree(p)[0])(new.position)
+        flat = ravel(new.position)
         in_window = (iteration >= window[0]) & (iteration < window[1])
         welford = jax.lax.cond(
             in_window,
