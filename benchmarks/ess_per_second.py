@@ -14,7 +14,9 @@ predictions included. Methods:
   (``shared_step_size=True``; faster on BNNs, not robust: see docs/guide/hmc.md);
 * ``nuts``: ppl_bnn's NUTS with the default window adaptation;
 * ``numpyro-nuts``: NumPyro's NUTS (vectorised chains) on the same log density;
-* ``blackjax-nuts``: BlackJAX's ``window_adaptation`` + NUTS on the same log density.
+* ``blackjax-nuts``: BlackJAX's ``window_adaptation`` + NUTS on the same log density;
+* ``mams``, ``chees``, ``mclmc``: ``ppl_bnn.driver.adaptive`` (BlackJAX's MAMS, ChEES-HMC
+  and unadjusted, asymptotically biased MCLMC) with their own tuning, in memory.
 
 One JSON line per method: min / median ESS, ESS per second, ESS per 1000 gradient
 evaluations (all chains), max R-hat, wall time and the machine's load average.
@@ -61,6 +63,9 @@ METHODS = (
     "numpyro-nuts",
     "blackjax-nuts",
     "hmc-warmup-shared",
+    "mams",
+    "chees",
+    "mclmc",
 )
 
 
@@ -123,6 +128,28 @@ def run_recipe(args, pr) -> tuple[np.ndarray, float]:
         preds = load_run_draws(cfg.dir)["predictions"]
     grads = args.num_chains * args.recipe_iterations * 150
     return preds, grads
+
+
+def run_adaptive_method(args, pr, kernel: str):
+    """MAMS, ChEES-HMC or MCLMC through ppl_bnn's driver (in memory), BlackJAX's tuning
+    over ``num_warmup`` iterations; gradients: every integration step, tuning included."""
+    from ppl_bnn.config import AdaptiveConfig
+    from ppl_bnn.driver.adaptive import run_adaptive
+
+    cfg = AdaptiveConfig(
+        kernel=kernel,
+        num_warmup=args.num_warmup,
+        num_samples=args.num_samples,
+        num_chains=args.num_chains,
+        seed=args.seed,
+        target_accept=None if kernel == "mclmc" else args.target_accept,
+        eval_freq=max(args.num_warmup + args.num_samples, 1),
+    )
+    result = run_adaptive(cfg, problem=pr, progress=False, collect=True)
+    steps = np.asarray(result.sample_stats["n_steps"])
+    grads = int(steps.sum()) + int(result.summary["num_grad_evals_warmup"])
+    extra = {k: result.summary.get(k) for k in ("mean_accept_prob", "step_size", "L")}
+    return result.predictions, grads, extra
 
 
 def run_ppl_bnn(args, pr, kernel: str, **extra_options):
@@ -257,6 +284,8 @@ def main(argv=None) -> None:
             preds, grads, extra = run_ppl_bnn(args, pr, "hmc" if method == "hmc-warmup" else "nuts")
         elif method == "hmc-warmup-shared":
             preds, grads, extra = run_ppl_bnn(args, pr, "hmc", shared_step_size=True)
+        elif method in ("mams", "chees", "mclmc"):
+            preds, grads, extra = run_adaptive_method(args, pr, method)
         elif method == "numpyro-nuts":
             preds, grads, extra = run_numpyro(args, pr)
         else:
