@@ -15,7 +15,8 @@ draws) and returns a :class:`RunDiagnostic` when it fails, else ``None``:
   (HMC's ``max_num_steps``; ``n_steps``);
 * ``tree_depth``: NUTS trajectories that reached ``max_num_doublings`` (``tree_depth``).
 
-R-hat and ESS are computed (ArviZ's ``arviz_stats``) on the model's sites for ordinary
+R-hat and ESS (ArviZ's figures, computed for all quantities at once by
+``ppl_bnn.diagnostics.fast``) are computed on the model's sites for ordinary
 models (parameter space) and on the test predictions for ppl_bnn's neural networks
 (function space: network weights are permutation symmetric, so their R-hat says little;
 without a test split, on the log density). At most :data:`MAX_QUANTITIES` scalar
@@ -36,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ppl_bnn.diagnostics import fast
 
 __all__ = [
     "EBFMI_MIN",
@@ -246,14 +249,12 @@ def check_rhat(
     """Rank-normalised split R-hat of every quantity (site -> ``(chain, draw, ...)``)
     above ``threshold``; needs two chains and four draws. A quantity whose chains are
     each constant at different values has an infinite R-hat; a constant one none."""
-    from arviz_stats.base import array_stats
-
     names, x = _flat(values)
     if not names or x.shape[1] < 2 or x.shape[2] < 4:
         return None
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        r = np.asarray(array_stats.rhat(x), np.float64).reshape(len(names))
+        r = fast.rhat(np.moveaxis(x, 0, -1)).reshape(len(names))
     varies = np.ptp(x.reshape(len(names), -1), axis=1) > 0
     frozen = np.ptp(x, axis=2).max(axis=1) == 0  # every chain constant
     r = np.where(np.isfinite(r) & ~frozen, r, np.where(varies, np.inf, np.nan))
@@ -283,15 +284,13 @@ def check_ess(
 ) -> RunDiagnostic | None:
     """Bulk ESS of every quantity below ``min_per_chain`` times the number of chains
     (Stan's rule); needs four draws per chain."""
-    from arviz_stats.base import array_stats
-
     names, x = _flat(values)
     if not names or x.shape[2] < 4:
         return None
     chains = x.shape[1]
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        e = np.asarray(array_stats.ess(x, method="bulk"), np.float64).reshape(len(names))
+        e = fast.ess_bulk(np.moveaxis(x, 0, -1)).reshape(len(names))
     varies = np.ptp(x.reshape(len(names), -1), axis=1) > 0
     e = np.where(np.isfinite(e) | ~varies, e, 0.0)
     bad = np.flatnonzero(e < min_per_chain * chains)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ppl_bnn.diagnostics import fast
 from ppl_bnn.driver.rundir import RunDir
 
 __all__ = ["DiagnosticsReport", "diagnose_runs", "load_run_draws", "runs_to_datatree"]
@@ -111,11 +112,13 @@ def diagnose_runs(
 ) -> DiagnosticsReport:
     """R-hat (rank-normalised split) and bulk ESS of merged runs; writes netCDF.
 
+    The figures are ArviZ's (``az.rhat``, ``az.ess``), computed for all of a variable's
+    coordinates at once (``ppl_bnn.diagnostics.fast``).
+
     ``output`` defaults to ``diagnostics.nc`` in the first run directory. The netCDF file
     holds the draws (``posterior``) and the per-variable R-hat and ESS (``rhat``, ``ess``
     groups), so it can be reopened with ``arviz.from_netcdf``.
     """
-    import arviz as az
     import xarray as xr
 
     run_dirs = [Path(d) for d in run_dirs]
@@ -131,8 +134,9 @@ def diagnose_runs(
     report = DiagnosticsReport(chains, draws)
     rhats, esss = {}, {}
     for group in groups:
-        ess = az.ess(dt, group=group)
-        rhat = az.rhat(dt, group=group) if chains >= 2 else None
+        ds = dt[group].to_dataset()
+        ess = _per_variable(ds, fast.ess_bulk)
+        rhat = _per_variable(ds, fast.rhat) if chains >= 2 else None
         for var in dt[group].data_vars:
             e_da = ess[var]
             min_e, min_at = _locate(e_da, np.nanargmin)
@@ -168,6 +172,25 @@ def diagnose_runs(
     if plots:
         report.plots = _plots(dt, rhats, out.parent)
     return report
+
+
+def _per_variable(ds, figure):
+    """``figure`` (``ppl_bnn.diagnostics.fast``) of every variable of ``ds`` over its
+    ``chain`` and ``draw`` dimensions, as a ``Dataset`` shaped as ``az.ess``/``az.rhat``
+    return it (one array per variable, without the sample dimensions)."""
+    import xarray as xr
+
+    def over_last_two(values):
+        return figure(np.moveaxis(values, (-2, -1), (0, 1)))
+
+    return xr.Dataset(
+        {
+            name: xr.apply_ufunc(
+                over_last_two, da, input_core_dims=[["chain", "draw"]], output_core_dims=[[]]
+            )
+            for name, da in ds.data_vars.items()
+        }
+    )
 
 
 def _plots(dt, rhats: dict, folder: Path) -> list[Path]:
