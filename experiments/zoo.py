@@ -839,11 +839,11 @@ def _models() -> list[ZooModel]:
         ZooModel(
             "bimodal",
             bimodal,
-            lambda: (np.zeros((3, 1)), BIMODAL_Y.copy()),
+            lambda: (np.arange(3.0)[:, None], BIMODAL_Y.copy()),  # row j observes theta_j
             ("theta",),
             "quadrature",
-            "three independent bimodal coordinates, modes 6 to 10 sds apart: chains "
-            "cannot cross, R-hat must flag it",
+            "three independent bimodal coordinates, modes at +-3, +-4, +-5 behind barriers "
+            "of 40 to 300 nats: chains cannot cross, R-hat must flag it",
             expected="must-warn",
             exact=_bimodal_exact,
         ),

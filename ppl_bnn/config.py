@@ -302,8 +302,7 @@ class MCMCConfig(CommonConfig):
     dense_mass: bool = _f(False, "adapt a dense mass matrix (default diagonal)")
     max_num_doublings: int = _f(10, "NUTS: at most 2**this leapfrog steps per iteration")
     trajectory_length: float | None = _f(
-        None,
-        "hmc: a fixed trajectory length in whitened units (default: adapted by ChEES from pi/2)",
+        None, "hmc: trajectory length in whitened units (default pi/2)"
     )
     max_num_steps: int = _f(1024, "hmc: bound on the leapfrog steps of one trajectory (clamped)")
     init_strategy: str = _f(
