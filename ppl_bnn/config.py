@@ -306,7 +306,9 @@ class MCMCConfig(CommonConfig):
     )
     max_num_steps: int = _f(1024, "hmc: bound on the leapfrog steps of one trajectory (clamped)")
     init_strategy: str = _f(
-        "uniform", "initial positions: uniform (Stan's: U(-2, 2) unconstrained), median or optimize"
+        "uniform",
+        "initial positions: uniform (Stan's: U(-2, 2) unconstrained), median, optimize, "
+        "ensemble (--init_from) or pathfinder",
     )
     divergence_threshold: float = _f(1000.0, "energy error above which a trajectory diverged")
     eval_freq: int = _f(1, "train-set predictions and metrics every this many iterations")

@@ -287,6 +287,7 @@ _MCMC = options_from_config(
     "dense_mass",
     "max_num_doublings",
     "init_strategy",
+    "init_from",
     "divergence_threshold",
     "eval_freq",
 )
@@ -353,7 +354,8 @@ _VI_STEP = 0.05
 
 # ------------------------------------------------------------------------- configure
 def _mcmc(kernel: str, c: Common, fields: dict[str, Any]) -> C.MCMCConfig:
-    return C.MCMCConfig(
+    start = _run_dir_of_start(fields)
+    cfg = C.MCMCConfig(
         dir=c.run_dir,
         seed=c.seed,
         kernel=kernel,
@@ -363,6 +365,24 @@ def _mcmc(kernel: str, c: Common, fields: dict[str, Any]) -> C.MCMCConfig:
         step_size=c.step_size,
         **fields,
     )
+    return _keep_start(cfg, start)
+
+
+def _run_dir_of_start(fields: dict[str, Any]) -> Any:
+    """``init_from`` given as an in-memory :class:`RunResult`: the config records its run
+    directory (``None`` for a run in memory); returns the result itself, else ``None``."""
+    start = fields.get("init_from")
+    if start is None or isinstance(start, str):
+        return None
+    fields["init_from"] = getattr(start, "run_dir", None)
+    return start
+
+
+def _keep_start(cfg: Any, start: Any) -> Any:
+    """An in-memory start with no run directory travels beside the config, to the runner."""
+    if start is not None and cfg.init_from is None:
+        cfg._init_from = start
+    return cfg
 
 
 def _configure_nuts(c: Common, options: dict[str, Any]) -> C.MCMCConfig:
@@ -493,7 +513,7 @@ def _register_guide(name: str) -> None:
 def _run_mcmc(cfg, **kwargs):
     from ppl_bnn.driver.mcmc import run_mcmc
 
-    return run_mcmc(cfg, **kwargs)
+    return run_mcmc(cfg, init_from=getattr(cfg, "_init_from", None), **kwargs)
 
 
 def _run_hmc(cfg, **kwargs):
@@ -702,10 +722,7 @@ def _adaptive_options(kernel: str) -> tuple[Option, ...]:
 def _configure_adaptive(kernel: str) -> Callable[[Common, dict[str, Any]], Any]:
     def configure(c: Common, options: dict[str, Any]) -> C.AdaptiveConfig:
         fields = _given(options, _adaptive_options(kernel))
-        start = fields.get("init_from")
-        in_memory = start is not None and not isinstance(start, str)
-        if in_memory:  # a RunResult: its run directory, or its draws (not recorded)
-            fields["init_from"] = getattr(start, "run_dir", None)
+        start = _run_dir_of_start(fields)
         cfg = C.AdaptiveConfig(
             dir=c.run_dir,
             seed=c.seed,
@@ -716,9 +733,7 @@ def _configure_adaptive(kernel: str) -> Callable[[Common, dict[str, Any]], Any]:
             step_size=c.step_size,
             **fields,
         )
-        if in_memory and cfg.init_from is None:
-            cfg._init_from = start  # type: ignore[attr-defined]
-        return cfg
+        return _keep_start(cfg, start)
 
     return configure
 

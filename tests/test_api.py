@@ -61,7 +61,10 @@ def test_original_hmc_needs_both_its_numbers(data):
 
 
 def test_every_method_takes_the_common_keywords():
-    assert set(METHODS) == {"nuts", "hmc", "sgld", "sghmc", "vi", "sgd", "map", "ensemble"}
+    from ppl_bnn import methods
+
+    assert set(METHODS) == set(methods.REGISTRY)
+    assert {"nuts", "hmc", "sgld", "sghmc", "vi", "sgd", "map", "ensemble"} <= set(METHODS)
     for options in METHODS.values():
         assert not {"num_warmup", "num_samples", "num_chains", "seed", "step_size"} & set(options)
 

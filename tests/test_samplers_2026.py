@@ -392,3 +392,30 @@ def test_one_dimensional_model_is_refused_by_mams():
     with pytest.raises(ValueError, match="at least 2") as e:
         run_adaptive(config("mams"), problem=p)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("method", ["nuts", "hmc"])
+def test_nuts_and_hmc_start_from_a_deep_ensemble(method):
+    """``infer``: a two-member deep ensemble, then NUTS / window HMC with four chains
+    started at its members: the chains start at members 0, 1, 0, 1 (superchains), the
+    summary holds the nested R-hat, and the draws have the conjugate posterior's mean."""
+    import ppl_bnn
+
+    x, y = regression_data()
+    ens = ppl_bnn.infer(regression_model, x, y, method="ensemble", num_chains=2, num_warmup=20)
+    r = ppl_bnn.infer(
+        regression_model,
+        x,
+        y,
+        method=method,
+        num_warmup=200,
+        num_samples=200,
+        init_strategy="ensemble",
+        init_from=ens,
+    )
+    assert r.summary["superchains"] == [0, 1, 0, 1]
+    assert r.summary["nested_rhat"] is not None and r.summary["nested_rhat"] < 1.1
+    _, _, _, mean, sd = regression_target()
+    s = summary(np.asarray(r.samples["w"]))
+    assert np.all(np.abs(s["mean"] - mean) < 4 * s["mcse"]), (s["mean"], mean, s["mcse"])
+    assert np.all(np.abs(s["sd"] / sd - 1) < 0.25), (s["sd"], sd)

@@ -581,11 +581,11 @@ def run_adaptive(
         cfg.num_chains, cfg.init_strategy, init_from or cfg.init_from, problem
     )
     if ids is not None:
-        _add_nested_rhat(result, problem, ids)
+        add_nested_rhat(result, problem, ids)
     return result
 
 
-def _add_nested_rhat(result: RunResult, problem: Problem, ids: list[int]) -> None:
+def add_nested_rhat(result: RunResult, problem: Problem, ids: list[int]) -> None:
     from ppl_bnn.diagnostics.checks import convergence_quantities, is_bnn
 
     result.summary["superchains"] = ids

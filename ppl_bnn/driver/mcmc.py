@@ -21,6 +21,7 @@ import numpy as np
 from ppl_bnn.config import MCMCConfig
 from ppl_bnn.declare.problem import Problem, build_problem
 from ppl_bnn.density.sharding import replicate
+from ppl_bnn.driver import starts
 from ppl_bnn.driver.loop import Algorithm, Evaluator, RunResult, Schedule, every
 from ppl_bnn.inference import warmup as warmup_lib
 from ppl_bnn.inference.hmc import build_init
@@ -52,7 +53,7 @@ class MCMCState(NamedTuple):
     inverse_mass_matrix: Any
 
 
-def check_config(cfg: MCMCConfig) -> None:
+def check_config(cfg: MCMCConfig, init_from: Any = None) -> None:
     if cfg.kernel not in ("hmc", "nuts"):
         raise ValueError(f"unknown kernel {cfg.kernel!r}; choose hmc or nuts")
     if cfg.num_warmup < 0 or cfg.num_samples < 1:
@@ -61,10 +62,7 @@ def check_config(cfg: MCMCConfig) -> None:
         raise ValueError(f"num_chains must be at least 1, got {cfg.num_chains}")
     if cfg.target_accept is not None and not 0 < cfg.target_accept < 1:
         raise ValueError(f"target_accept must lie in (0, 1), got {cfg.target_accept}")
-    if cfg.init_strategy not in ("median", "uniform", "optimize"):
-        raise ValueError(
-            f"unknown init_strategy {cfg.init_strategy!r}; choose median, uniform or optimize"
-        )
+    starts.check_strategy(cfg.init_strategy, cfg.init_from or init_from)
     if cfg.step_size is not None and cfg.step_size <= 0:
         raise ValueError(f"step_size must be positive, got {cfg.step_size}")
 
@@ -141,14 +139,14 @@ def kernel_sample_stats(info, used, lp) -> dict[str, np.ndarray]:
     return out
 
 
-def build_mcmc(cfg: MCMCConfig, problem: Problem) -> Algorithm:
+def build_mcmc(cfg: MCMCConfig, problem: Problem, init_from: Any = None) -> Algorithm:
     """Window-adapted HMC or NUTS as a loop :class:`Algorithm` (module docstring)."""
-    return _build_mcmc(cfg, problem)[0]
+    return _build_mcmc(cfg, problem, init_from)[0]
 
 
-def _build_mcmc(cfg: MCMCConfig, problem: Problem):
+def _build_mcmc(cfg: MCMCConfig, problem: Problem, init_from: Any = None):
     """``(Algorithm, WindowAdaptation)``: the loop's algorithm and the warmup it runs."""
-    check_config(cfg)
+    check_config(cfg, init_from)
     _register_checkpoint_types()
     ld, mesh, C, W = problem.logdensity, problem.mesh, cfg.num_chains, cfg.num_warmup
     options: dict[str, Any] = {}
@@ -181,9 +179,9 @@ def _build_mcmc(cfg: MCMCConfig, problem: Problem):
             from ppl_bnn.driver.hmc import initial_positions
 
             positions = initial_positions(problem, None, C, cfg.init_checkpoint)
-        else:
-            positions = warmup_lib.initial_positions(
-                ld, key_pos, C, strategy=cfg.init_strategy, batch=problem.train
+        else:  # uniform, median, optimize; ensemble members; pathfinder draws
+            positions = starts.initial_positions(
+                problem, key_pos, C, cfg.init_strategy, init_from or cfg.init_from
             )
         state = init_states(replicate(mesh, positions), problem.train)
         if cfg.step_size is None:
@@ -265,16 +263,20 @@ def run_mcmc(
     collect: bool | None = None,
     log_likelihood: bool = False,
     compiled: bool | None = None,
+    init_from: Any = None,
 ) -> RunResult:
     """Run (or resume) window-adapted HMC or NUTS; returns the :class:`RunResult`.
 
     ``compiled`` (default: for a run in memory, collected, not stopped early) runs the
     warmup and the sampling as compiled scans (:func:`ppl_bnn.driver.compiled.run_compiled`);
-    otherwise the checkpointing loop runs them one iteration at a time.
+    otherwise the checkpointing loop runs them one iteration at a time. ``init_from``
+    (with ``init_strategy="ensemble"``): an in-memory finished SGD/ensemble
+    :class:`RunResult` (``cfg.init_from``: its run directory); with more chains than
+    members the summary holds the superchains and their nested R-hat.
     """
     from ppl_bnn.driver.hmc import mcmc_summary, run_from_config
 
-    check_config(cfg)
+    check_config(cfg, init_from)
     problem = problem or build_problem(cfg)
     if compiled is None:
         compiled = not cfg.dir and stop_after is None and collect is not False
@@ -283,18 +285,27 @@ def run_mcmc(
 
         if cfg.dir or stop_after is not None:
             raise ValueError("a compiled run is in memory and runs to its end: give no dir")
-        alg, warmup = _build_mcmc(cfg, problem)
-        return run_compiled(
+        alg, warmup = _build_mcmc(cfg, problem, init_from)
+        result = run_compiled(
             alg, warmup, cfg, problem, progress=progress, log_likelihood=log_likelihood
         )
-    return run_from_config(
-        build_mcmc(cfg, problem),
-        cfg,
-        problem,
-        argv=argv,
-        progress=progress,
-        stop_after=stop_after,
-        collect=collect,
-        log_likelihood=log_likelihood,
-        extra_summary=mcmc_summary,
+    else:
+        result = run_from_config(
+            build_mcmc(cfg, problem, init_from),
+            cfg,
+            problem,
+            argv=argv,
+            progress=progress,
+            stop_after=stop_after,
+            collect=collect,
+            log_likelihood=log_likelihood,
+            extra_summary=mcmc_summary,
+        )
+    ids = starts.superchain_ids(
+        cfg.num_chains, cfg.init_strategy, init_from or cfg.init_from, problem
     )
+    if ids is not None:
+        from ppl_bnn.driver.adaptive import add_nested_rhat
+
+        add_nested_rhat(result, problem, ids)
+    return result
