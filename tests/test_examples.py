@@ -3,7 +3,8 @@
 Each example is loaded as a module and its ``main()`` called, so that its results can be
 checked, not only its exit code. One class per example: pytest-xdist (``--dist
 loadscope``) runs each class on a worker of its own. The tiny sizes are far too short for the numbers to
-mean anything; the checks are on shapes, finiteness and what each script promises.
+mean anything; the checks are on shapes, finiteness and what each script promises. The
+examples that take most of a minute run in the slow tier (`-m slow`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import runpy
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -32,6 +34,7 @@ def test_every_example_is_tested():
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
 
+@pytest.mark.slow  # every backend on one model: test_api's same-call test covers it fast
 class TestOwnModelEveryBackend:
     def test_runs(self, monkeypatch):
         example = _load("own_model_every_backend.py", monkeypatch)
@@ -44,6 +47,7 @@ class TestOwnModelEveryBackend:
             assert any(k.startswith("net/") for k in result.samples), method
 
 
+@pytest.mark.slow
 class TestColdPosteriorSweep:
     def test_runs(self, monkeypatch):
         example = _load("cold_posterior_sweep.py", monkeypatch)
@@ -67,6 +71,7 @@ class TestReadRunInArviz:
         assert report.netcdf_path.is_file()
 
 
+@pytest.mark.slow  # test_uci_benchmark runs one split end to end in the default tier
 class TestUCIOneDataset:
     def test_runs(self, monkeypatch, uci_dir):
         example = _load("uci_one_dataset.py", monkeypatch)

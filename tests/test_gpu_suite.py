@@ -52,6 +52,7 @@ def test_peak_table_keys_device_kinds():
         assert peak["tf32"] >= peak["fp32"] > 0 and peak["bandwidth"] > 0
 
 
+@pytest.mark.slow
 class TestChainsTiny:  # a class each: its own xdist scope
     def test_runs(self, tmp_path):
         lines = _run("chains", tmp_path)
@@ -74,6 +75,7 @@ class TestRooflineTiny:  # a class each: its own xdist scope
             assert 5 * n_p <= r["flops_per_grad"] <= 20 * n_p
 
 
+@pytest.mark.slow
 class TestPrecisionTiny:  # a class each: its own xdist scope
     def test_runs(self, tmp_path):
         precision = [r for r in _run("precision", tmp_path) if r["figure"] == "precision"]

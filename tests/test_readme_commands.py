@@ -170,7 +170,7 @@ SMALL = {
     "surface_imdb": ({"grid_size": 3}, "a 3x3 grid instead of 50x50 full-batch evaluations"),
 }
 # fast enough for the default run (the others are marked slow)
-DEFAULT_RUN = {"hmc_mnist_subset160", "hmc_imdb_temp1"}
+DEFAULT_RUN = {"hmc_mnist_subset160"}
 MOCK_EXAMPLES = 160  # every split of every mocked dataset: 2 minibatches of 80
 MOCK_EXAMPLES_HMC = 16  # full batch: a small one keeps the float64 IMDB runs fast
 

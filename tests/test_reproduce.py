@@ -106,6 +106,7 @@ def _check_report(out, names):
     assert not missing, missing
 
 
+@pytest.mark.slow  # every finding end to end (about a minute): the slow tier
 def test_smoke_report_structure_and_provenance(tmp_path):
     names = ("chains",)
     rp.run_reproduce(

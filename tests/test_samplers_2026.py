@@ -394,7 +394,7 @@ def test_one_dimensional_model_is_refused_by_mams():
     assert "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("method", ["nuts", "hmc"])
+@pytest.mark.parametrize("method", [pytest.param("nuts", marks=pytest.mark.slow), "hmc"])
 def test_nuts_and_hmc_start_from_a_deep_ensemble(method):
     """``infer``: a two-member deep ensemble, then NUTS / window HMC with four chains
     started at its members: the chains start at members 0, 1, 0, 1 (superchains), the

@@ -276,6 +276,7 @@ def test_numpyro_nuts_passes_a_closed_form_model(x64):
     assert rec["grads"] > 0 and rec["grads_warmup"] > 0 and rec["wall_s"] > 0
 
 
+@pytest.mark.slow
 def test_numpyro_nuts_fails_the_centred_funnel(x64):
     rec = zoo.run(zoo.get("funnel_centred"), "numpyro-nuts", 0, num_warmup=150, num_samples=150)
     assert not rec["pass"]
