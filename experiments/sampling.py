@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["sample_bnn", "split_rhat"]
+__all__ = ["function_ess", "sample_bnn", "split_rhat"]
 
 
 def sample_bnn(
@@ -78,15 +78,21 @@ def sample_bnn(
 
 
 def split_rhat(draws: np.ndarray) -> np.ndarray:
-    """ArviZ's rank-normalised split R-hat of every quantity of ``(chain, draw, ...)``
-    draws, shaped like one draw (NaN where it is undefined, e.g. a constant)."""
-    import arviz as az
+    """Rank-normalised split R-hat (ArviZ's, vectorised: :func:`ppl_bnn.diagnostics.fast.rhat`)
+    of every quantity of ``(chain, draw, ...)`` draws, shaped like one draw (NaN where it is
+    undefined, e.g. a constant)."""
+    from ppl_bnn.diagnostics.fast import rhat
 
-    draws = np.asarray(draws, np.float64)
-    flat = draws.reshape(draws.shape[:2] + (-1,))
-    if flat.shape[0] < 2 and flat.shape[1] < 4:
-        return np.full(draws.shape[2:], np.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # constant quantities
-        rhat = az.rhat(az.from_dict({"posterior": {"v": flat}}))["v"].values
-    return np.asarray(rhat, np.float64).reshape(draws.shape[2:])
+        return np.asarray(rhat(np.asarray(draws, np.float64)), np.float64)
+
+
+def function_ess(draws: np.ndarray) -> np.ndarray:
+    """Bulk ESS (:func:`ppl_bnn.diagnostics.fast.ess_bulk`) of every quantity of
+    ``(chain, draw, ...)`` draws, shaped like one draw."""
+    from ppl_bnn.diagnostics.fast import ess_bulk
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.asarray(ess_bulk(np.asarray(draws, np.float64)), np.float64)

@@ -191,9 +191,11 @@ class UCIBenchmarkConfig:
     val_num_samples: int = _f(50, "draws per chain, validation fits")
     max_num_doublings: int = _f(7, "NUTS tree depth limit (at most 2^d - 1 leapfrog steps)")
     large_n: int = _f(
-        3000, "training sets larger than this use --large_max_num_doublings (cost control)"
+        0,
+        "training sets larger than this use --large_max_num_doublings (0, the default: none "
+        "do, every size gets the same tree depth and draws, so the cost grows with the rows)",
     )
-    large_max_num_doublings: int = _f(4, "NUTS tree depth limit on large training sets")
+    large_max_num_doublings: int = _f(4, "NUTS tree depth limit on training sets above --large_n")
     seed: int = _f(0, "random seed (split i uses seed + i)")
     profile: str = _f("", "'smoke': tiny sizes for tests (overrides the sizes above)")
     summarise_only: bool = _f(False, "run nothing: summarise the result files under --out")
@@ -288,7 +290,7 @@ def _bnn(model_name: str, likelihood: str, weight_decay: float):
 
 
 def _fit_and_score(cfg, likelihood, wd, x, y, x_eval, y_eval, seed, sizes) -> dict[str, Any]:
-    from ppl_bnn.experiments.sampling import sample_bnn, split_rhat
+    from ppl_bnn.experiments.sampling import function_ess, sample_bnn, split_rhat
 
     num_chains, num_warmup, num_samples, depth = sizes
     t0, c0 = time.perf_counter(), time.process_time()
@@ -310,7 +312,7 @@ def _fit_and_score(cfg, likelihood, wd, x, y, x_eval, y_eval, seed, sizes) -> di
     mean, std = pred[..., 0], pred[..., 1]
     flat = lambda a: a.reshape((-1,) + a.shape[2:])  # noqa: E731
     ll = gaussian_mixture_ll(flat(mean), flat(std), y_eval)
-    rhat = split_rhat(mean)
+    rhat, ess = split_rhat(mean), function_ess(mean)
     return {
         "ll_std": float(ll.mean()),  # standardised units
         "mse_std": float(np.mean((flat(mean).mean(0) - y_eval) ** 2)),
@@ -320,6 +322,8 @@ def _fit_and_score(cfg, likelihood, wd, x, y, x_eval, y_eval, seed, sizes) -> di
         "step_size": out["step_size"],
         "function_rhat_max": float(np.nanmax(rhat)),
         "function_rhat_median": float(np.nanmedian(rhat)),
+        "function_ess_min": float(np.nanmin(ess)),
+        "function_ess_median": float(np.nanmedian(ess)),
         "warnings": out["warnings"],
         "wall_s": wall,
         "cpu_s": cpu,
@@ -327,7 +331,8 @@ def _fit_and_score(cfg, likelihood, wd, x, y, x_eval, y_eval, seed, sizes) -> di
 
 
 def _depth(cfg: UCIBenchmarkConfig, n: int) -> int:
-    return cfg.large_max_num_doublings if n > cfg.large_n else cfg.max_num_doublings
+    capped = cfg.large_n > 0 and n > cfg.large_n
+    return cfg.large_max_num_doublings if capped else cfg.max_num_doublings
 
 
 def run_split(cfg: UCIBenchmarkConfig, name: str, split: int, data_dir: Path) -> dict[str, Any]:
@@ -516,6 +521,8 @@ def summarise(out: str | os.PathLike, data_dir: str | os.PathLike | None = None)
                     "cpu_s": r["cpu_s"],
                     "chosen": r["chosen"],
                     "function_rhat_max": r["final"]["function_rhat_max"],
+                    "function_ess_min": r["final"].get("function_ess_min", math.nan),
+                    "function_ess_median": r["final"].get("function_ess_median", math.nan),
                     "divergent_frac": r["final"]["divergent_frac"],
                 }
                 for r in res
@@ -612,8 +619,9 @@ def _pm(mean: float, spread: float) -> str:
 def format_per_split(summary: dict[str, Any]) -> str:
     """Markdown: every split's test LL, RMSE, wall and CPU time and chosen setting."""
     lines = [
-        "| dataset | split | test LL | RMSE | wall s | CPU s | chosen | max function R-hat |",
-        "|---|---:|---:|---:|---:|---:|---|---:|",
+        "| dataset | split | test LL | RMSE | wall s | CPU s | chosen | function R-hat max "
+        "| function ESS min / median |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for n, r in summary["datasets"].items():
         for p in r["per_split"]:
@@ -621,6 +629,7 @@ def format_per_split(summary: dict[str, Any]) -> str:
             lines.append(
                 f"| {n} | {p['split']} | {p['test_ll']:.3f} | {p['rmse']:.3f} | "
                 f"{p['wall_s']:.0f} | {p['cpu_s']:.0f} | "
-                f"{c['likelihood']}, wd={c['weight_decay']:g} | {p['function_rhat_max']:.2f} |"
+                f"{c['likelihood']}, wd={c['weight_decay']:g} | {p['function_rhat_max']:.2f} | "
+                f"{p['function_ess_min']:.0f} / {p['function_ess_median']:.0f} |"
             )
     return "\n".join(lines)
