@@ -16,7 +16,14 @@ predictions included. Methods:
 * ``numpyro-nuts``: NumPyro's NUTS (vectorised chains) on the same log density;
 * ``blackjax-nuts``: BlackJAX's ``window_adaptation`` + NUTS on the same log density;
 * ``mams``, ``chees``, ``mclmc``: ``ppl_bnn.driver.adaptive`` (BlackJAX's MAMS, ChEES-HMC
-  and unadjusted, asymptotically biased MCLMC) with their own tuning, in memory.
+  and unadjusted, asymptotically biased MCLMC) with their own tuning, in memory;
+* ``mams-ensemble``: a deep ensemble of one SGD member per chain (``--ensemble_epochs``
+  epochs, step size 1e-4, batch 80: ``ppl-bnn compare``'s), then MAMS with each chain
+  started at one member; the ensemble's training is in the wall time, and in the
+  gradient count as one full-batch gradient per epoch;
+* ``mams-bf16``: MAMS with bfloat16 gradients and the Metropolis test on the float32
+  log density (``gradient_dtype="bfloat16"``; emulated on a CPU: its time says nothing of
+  a GPU's), to set its acceptance rate and energy error against ``mams``.
 
 One JSON line per method: min / median ESS, ESS per second, ESS per 1000 gradient
 evaluations (all chains), max R-hat, wall time and the machine's load average.
@@ -66,6 +73,8 @@ METHODS = (
     "mams",
     "chees",
     "mclmc",
+    "mams-ensemble",
+    "mams-bf16",
 )
 
 
@@ -130,12 +139,13 @@ def run_recipe(args, pr) -> tuple[np.ndarray, float]:
     return preds, grads
 
 
-def run_adaptive_method(args, pr, kernel: str):
+def run_adaptive_method(args, pr, kernel: str, **options):
     """MAMS, ChEES-HMC or MCLMC through ppl_bnn's driver (in memory), BlackJAX's tuning
     over ``num_warmup`` iterations; gradients: every integration step, tuning included."""
     from ppl_bnn.config import AdaptiveConfig
     from ppl_bnn.driver.adaptive import run_adaptive
 
+    start = options.pop("init_from", None)
     cfg = AdaptiveConfig(
         kernel=kernel,
         num_warmup=args.num_warmup,
@@ -144,12 +154,43 @@ def run_adaptive_method(args, pr, kernel: str):
         seed=args.seed,
         target_accept=None if kernel == "mclmc" else args.target_accept,
         eval_freq=max(args.num_warmup + args.num_samples, 1),
+        **options,
     )
-    result = run_adaptive(cfg, problem=pr, progress=False, collect=True)
+    result = run_adaptive(cfg, problem=pr, progress=False, collect=True, init_from=start)
     steps = np.asarray(result.sample_stats["n_steps"])
     grads = int(steps.sum()) + int(result.summary["num_grad_evals_warmup"])
     extra = {k: result.summary.get(k) for k in ("mean_accept_prob", "step_size", "L")}
+    if kernel != "mclmc":  # the Metropolis test: acceptance = min(1, exp(-dH))
+        acc = np.clip(np.asarray(result.sample_stats["acceptance_rate"], np.float64), 1e-300, 1)
+        extra["energy_increase_median"] = float(np.median(-np.log(acc)))  # max(dH, 0)
+        extra["energy_increase_p90"] = float(np.quantile(-np.log(acc), 0.9))
+    if "nested_rhat" in result.summary:
+        extra["nested_rhat"] = result.summary["nested_rhat"]
     return result.predictions, grads, extra
+
+
+def train_ensemble(args, pr):
+    """One SGD member per chain on the same problem (``ppl-bnn compare``'s settings);
+    returns the in-memory result and its gradient count in full-batch gradients."""
+    from ppl_bnn.config import EnsembleConfig
+    from ppl_bnn.driver.sgd import run_ensemble
+
+    cfg = EnsembleConfig(
+        dir="",
+        dataset_name="digits",
+        model_name="mlp_regression_small",
+        weight_decay=1.0,
+        subset_train_to=args.subset_train_to,
+        ensemble_size=args.num_chains,
+        num_epochs=args.ensemble_epochs,
+        init_step_size=1e-4,
+        batch_size=80,
+        eval_freq=args.ensemble_epochs,
+        save_freq=args.ensemble_epochs,
+        seed=args.seed + 100,
+    )
+    result = run_ensemble(cfg, problem=pr, progress=False, collect=True)
+    return result, args.num_chains * args.ensemble_epochs  # one epoch: one full gradient
 
 
 def run_ppl_bnn(args, pr, kernel: str, **extra_options):
@@ -268,6 +309,7 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--target_accept", type=float, default=None, help="override (ppl_bnn only)")
     p.add_argument("--trajectory_length", type=float, default=None, help="override (hmc-warmup)")
+    p.add_argument("--ensemble_epochs", type=int, default=100, help="SGD epochs per member")
     args = p.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = set(methods) - set(METHODS)
@@ -286,6 +328,15 @@ def main(argv=None) -> None:
             preds, grads, extra = run_ppl_bnn(args, pr, "hmc", shared_step_size=True)
         elif method in ("mams", "chees", "mclmc"):
             preds, grads, extra = run_adaptive_method(args, pr, method)
+        elif method == "mams-bf16":
+            preds, grads, extra = run_adaptive_method(args, pr, "mams", gradient_dtype="bfloat16")
+        elif method == "mams-ensemble":
+            ens, ens_grads = train_ensemble(args, pr)
+            extra = {"ensemble_s": time.perf_counter() - t0, "ensemble_grads": ens_grads}
+            preds, grads, more = run_adaptive_method(
+                args, pr, "mams", init_strategy="ensemble", init_from=ens
+            )
+            grads, extra = grads + ens_grads, {**extra, **more}
         elif method == "numpyro-nuts":
             preds, grads, extra = run_numpyro(args, pr)
         else:
