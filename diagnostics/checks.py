@@ -614,8 +614,8 @@ def is_approximation(method: str | None) -> bool:
 
 def _method_of(config: Mapping[str, Any]) -> str | None:
     """A run's method from its configuration alone (a run without a summary yet)."""
-    if "kernel" in config:
-        return "nuts" if config["kernel"] == "nuts" else "hmc-window"
+    if "kernel" in config:  # nuts, hmc (window-adapted: "hmc-window"), mams, chees, mclmc
+        return "hmc-window" if config["kernel"] == "hmc" else str(config["kernel"])
     if "max_num_leapfrog_steps" in config:
         return "hmc"
     if "vi_guide" in config:

@@ -216,3 +216,23 @@ def test_a_broken_run_says_so_everywhere(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     assert [ln for ln in out if ln.startswith("warning: ")] == [f"warning: {m}" for m in lines]
     assert json.loads(out[-1])["netcdf"].endswith("d.nc")
+
+
+@pytest.mark.parametrize(
+    ("config", "method"),
+    [
+        ({"kernel": "nuts"}, "nuts"),
+        ({"kernel": "hmc"}, "hmc-window"),
+        ({"kernel": "mams"}, "mams"),
+        ({"kernel": "chees"}, "chees"),
+        ({"kernel": "mclmc"}, "mclmc"),
+        ({"max_num_leapfrog_steps": 10}, "hmc"),
+    ],
+)
+def test_a_run_without_a_summary_is_named_by_its_config(config, method):
+    """A run directory killed before its first summary is diagnosed as the method its
+    configuration names (the checks of an MCMC method apply)."""
+    from ppl_bnn.diagnostics.checks import _method_of, is_approximation
+
+    assert _method_of(config) == method
+    assert not is_approximation(method)
