@@ -201,21 +201,19 @@ class UCIBenchmarkConfig:
     summarise_only: bool = _f(False, "run nothing: summarise the result files under --out")
 
 
-SMOKE = dict(
-    num_chains=2,
-    num_warmup=10,
-    num_samples=10,
-    val_num_chains=2,
-    val_num_warmup=10,
-    val_num_samples=5,
-    max_num_doublings=3,
-    large_max_num_doublings=3,
-)
-
-
 def _apply_profile(cfg: UCIBenchmarkConfig) -> UCIBenchmarkConfig:
     if cfg.profile == "smoke":
-        return dataclasses.replace(cfg, **SMOKE)
+        return dataclasses.replace(
+            cfg,
+            num_chains=2,
+            num_warmup=10,
+            num_samples=10,
+            val_num_chains=2,
+            val_num_warmup=10,
+            val_num_samples=5,
+            max_num_doublings=3,
+            large_max_num_doublings=3,
+        )
     if cfg.profile:
         raise ValueError(f"unknown --profile {cfg.profile!r}; choose smoke or leave it empty")
     return cfg
