@@ -36,7 +36,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -126,11 +126,38 @@ def _common(cfg: CompareConfig, name: str) -> dict[str, Any]:
     return {**base, "dir": str(Path(cfg.dir) / name), "tabulate_freq": 1000}
 
 
+class _MinibatchArgs(TypedDict):
+    """What every minibatch method shares."""
+
+    batch_size: int
+    reference: str | None
+
+
+class _SGDArgs(_MinibatchArgs):
+    """SGD's and each ensemble member's schedule."""
+
+    num_epochs: int
+    init_step_size: float
+    eval_freq: int
+    save_freq: int
+
+
+class _SGMCMCArgs(_MinibatchArgs):
+    """What the SG-MCMC variants share."""
+
+    num_epochs: int
+    num_burnin_epochs: int
+    ensemble_freq: int
+    num_chains: int
+    eval_freq: int
+    save_freq: int
+
+
 def _method_configs(cfg: CompareConfig, reference: str | None) -> dict[str, Any]:
     """The configuration of every method, sharing the model, data, prior and temperature."""
     c = lambda name: _common(cfg, name)  # noqa: E731
-    mb = {"batch_size": cfg.batch_size, "reference": reference}
-    sgmcmc = {
+    mb: _MinibatchArgs = {"batch_size": cfg.batch_size, "reference": reference}
+    sgmcmc: _SGMCMCArgs = {
         **mb,
         "num_epochs": cfg.sgmcmc_num_epochs,
         "num_burnin_epochs": cfg.sgmcmc_num_burnin_epochs,
@@ -139,7 +166,7 @@ def _method_configs(cfg: CompareConfig, reference: str | None) -> dict[str, Any]
         "eval_freq": cfg.sgmcmc_num_epochs,
         "save_freq": cfg.sgmcmc_num_epochs,
     }
-    sgd = {
+    sgd: _SGDArgs = {
         **mb,
         "num_epochs": cfg.sgd_num_epochs,
         "init_step_size": cfg.sgd_step_size,
@@ -283,7 +310,7 @@ def run_compare(
         row["_members"] = members
     hmc_dir = Path(reference) if reference else None
     rhat = _hmc_diagnostics(hmc_dir) if hmc_dir is not None and hmc_dir.is_dir() else None
-    floor = None
+    floor: dict[str, Any] | None = None
     if ref is not None and hmc_dir is not None and hmc_dir.is_dir():
         halves = half_vs_half(run_predictions_by_chain(hmc_dir), ds, seed=cfg.seed)
         if halves is not None:
@@ -620,8 +647,14 @@ def write_report(
         fig, ax = plt.subplots(figsize=(6, 3.5))
         bins = np.linspace(0, np.log(ds.num_classes), 30)
         for name in names:
+            # matplotlib's stub types bins as int | Sequence[float] | str, though hist takes
+            # any array-like (an ndarray is not a typing.Sequence)
             ax.hist(
-                _entropy(results[name]["_pred"]), bins=bins, histtype="step", lw=1.5, label=name
+                _entropy(results[name]["_pred"]),
+                bins=bins,  # type: ignore[arg-type]
+                histtype="step",
+                lw=1.5,
+                label=name,
             )
         ax.set(
             xlabel="predictive entropy (nats)",

@@ -42,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -361,9 +361,42 @@ class _Sampler:
 
 
 # ---------------------------------------------------------------------- context
+class _BaselineArgs(TypedDict):
+    """What every baseline shares: the problem, the seed, the minibatch."""
+
+    dataset_name: str
+    model_name: str
+    weight_decay: float
+    seed: int
+    tabulate_freq: int
+    batch_size: int
+
+
+class _SGDSchedule(TypedDict):
+    """SGD's and each ensemble member's epochs."""
+
+    num_epochs: int
+    init_step_size: float
+    eval_freq: int
+    save_freq: int
+
+
+class _SGMCMCSchedule(TypedDict):
+    """The epochs and chains of SGLD and SGHMC."""
+
+    num_epochs: int
+    num_burnin_epochs: int
+    ensemble_freq: int
+    num_chains: int
+    eval_freq: int
+    save_freq: int
+
+
 class Context:
     """Shared, lazily computed runs: data, the validated prior, the main HMC run and the
     baselines; every finding reads what it needs."""
+
+    current: str  # the finding being run (set by run_reproduce): its figures' folder
 
     def __init__(self, cfg: ReproduceConfig, out: Path, run_id: str, write=print):
         self.cfg, self.out, self.run_id, self.write = cfg, out, run_id, write
@@ -493,7 +526,7 @@ class Context:
             "classification",
             num_classes=10,
         )
-        common = dict(
+        common = _BaselineArgs(
             dataset_name="digits",
             model_name=MODEL,
             weight_decay=self.wd,
@@ -501,13 +534,13 @@ class Context:
             tabulate_freq=100000,
             batch_size=p.batch_size,
         )
-        sgd = dict(
+        sgd = _SGDSchedule(
             num_epochs=p.sgd_epochs,
             init_step_size=1e-4,
             eval_freq=p.sgd_epochs,
             save_freq=p.sgd_epochs,
         )
-        sgmcmc = dict(
+        sgmcmc = _SGMCMCSchedule(
             num_epochs=p.sgmcmc_epochs,
             num_burnin_epochs=p.sgmcmc_burnin,
             ensemble_freq=p.sgmcmc_every,
@@ -515,8 +548,10 @@ class Context:
             eval_freq=p.sgmcmc_epochs,
             save_freq=p.sgmcmc_epochs,
         )
-        configs = {
-            "sgd": ("sgd", SGDConfig(dir=str(root / "sgd"), **common, **sgd)),
+        sgd_cfg = SGDConfig(dir=str(root / "sgd"), **common, **sgd)
+        # mfvi's config is made when it runs: its mean starts from SGD's last checkpoint
+        configs: dict[str, tuple[str, SGDConfig | None]] = {
+            "sgd": ("sgd", sgd_cfg),
             "ensemble": (
                 "ensemble",
                 EnsembleConfig(
@@ -545,10 +580,10 @@ class Context:
             ),
             "mfvi": ("vi", None),
         }
-        problem = build_problem(configs["sgd"][1], dataset=ds)
+        problem = build_problem(sgd_cfg, dataset=ds)
         out = {}
         for name, (runner, mcfg) in configs.items():
-            if name == "mfvi":
+            if mcfg is None:  # mfvi
                 mcfg = VIConfig(
                     dir=str(root / "mfvi"),
                     **common,
@@ -602,9 +637,10 @@ def finding_bma(ctx: Context) -> dict[str, Any]:
     preds = {"hmc": hmc}
     for name, b in ctx.baselines.items():
         preds[name] = ctx.slice(b["members"], "clean").mean(0)
-    rows, numbers = [], {"methods": {}}
+    rows: list[list[Any]] = []
+    numbers: dict[str, Any] = {"methods": {}}
     for i, (name, pr) in enumerate(preds.items()):
-        m = _metrics(ctx, pr, y, seed=i)
+        m: dict[str, Any] = _metrics(ctx, pr, y, seed=i)
         if name != "hmc":
             m["nll_minus_hmc"] = _diff(ctx, _point_nll(pr, y), _point_nll(hmc, y), seed=i)
             m["acc_minus_hmc"] = _diff(ctx, _point_acc(pr, y), _point_acc(hmc, y), seed=i)
@@ -735,7 +771,8 @@ def finding_cold(ctx: Context) -> dict[str, Any]:
     x_aug = _shift_copies(d["x_train"], p.num_augmented_copies, ctx.cfg.seed)
     y_aug = np.tile(d["y_train"], p.num_augmented_copies + 1)
     curves: dict[str, dict[float, np.ndarray]] = {"no augmentation": {}, "augmentation": {}}
-    rows, numbers = [], {"temperatures": list(p.temperatures), "runs": {}}
+    rows: list[list[Any]] = []
+    numbers: dict[str, Any] = {"temperatures": list(p.temperatures), "runs": {}}
     for setting, (x, yy) in (
         ("no augmentation", (d["x_train"], d["y_train"])),
         ("augmentation", (x_aug, y_aug)),
@@ -759,7 +796,7 @@ def finding_cold(ctx: Context) -> dict[str, Any]:
             numbers["runs"][f"{setting} T={T:g}"] = {"temperature": T, **m}
             rows.append([setting, T, m["accuracy"], m["nll"], m["nll_se"]])
             ctx.write(f"  cold posterior: {setting}, T={T:g}: NLL {m['nll']:.4f}")
-    effects = {}
+    effects: dict[str, dict[str, Any]] = {}
     for setting, c in curves.items():
         colder = [T for T in c if T < 1.0]
         if 1.0 not in c or not colder:
@@ -805,7 +842,9 @@ def finding_priors(ctx: Context) -> dict[str, Any]:
     d, p = ctx.data, ctx.p
     y = d["y_test"]
     main = ctx.slice(ctx.main_hmc["probs"], "clean").mean((0, 1))
-    scale_rows, fam_rows, numbers = [], [], {"scales": {}, "families": {}}
+    scale_rows: list[list[Any]] = []
+    fam_rows: list[list[Any]] = []
+    numbers: dict[str, Any] = {"scales": {}, "families": {}}
     for v in p.prior_variances:
         wd = 1.0 / v
         if math.isclose(wd, ctx.wd):
@@ -891,16 +930,17 @@ def finding_shift(ctx: Context) -> dict[str, Any]:
     y = d["y_test"]
     hmc_all = ctx.main_hmc["probs"].mean((0, 1))
     ens_all = ctx.baselines["ensemble"]["members"].mean(0)
-    rows, numbers = [], {"severities": {}}
-    curves = {"hmc": [], "ensemble": []}
+    rows: list[list[Any]] = []
+    numbers: dict[str, Any] = {"severities": {}}
+    curves: dict[str, list[float]] = {"hmc": [], "ensemble": []}
     for s in p.severities:
-        per = {}
+        per: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for name, allp in (("hmc", hmc_all), ("ensemble", ens_all)):
             nll = np.concatenate([_point_nll(ctx.slice(allp, f"{k}_{s}"), y) for k in CORRUPTIONS])
             acc = np.concatenate([_point_acc(ctx.slice(allp, f"{k}_{s}"), y) for k in CORRUPTIONS])
             per[name] = (nll, acc)
         dn = _diff(ctx, per["ensemble"][0], per["hmc"][0], 8 + s)
-        entry = {
+        entry: dict[str, Any] = {
             "hmc_nll": float(per["hmc"][0].mean()),
             "ensemble_nll": float(per["ensemble"][0].mean()),
             "hmc_accuracy": float(per["hmc"][1].mean()),
@@ -970,8 +1010,9 @@ def finding_shift(ctx: Context) -> dict[str, Any]:
 def finding_closeness(ctx: Context) -> dict[str, Any]:
     hmc = ctx.slice(ctx.main_hmc["probs"], "clean").mean((0, 1))
     B = ctx.p.num_bootstrap
-    rows, numbers = [], {"methods": {}}
-    per = {}
+    rows: list[list[Any]] = []
+    numbers: dict[str, Any] = {"methods": {}}
+    per: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name, b in ctx.baselines.items():
         pr = ctx.slice(b["members"], "clean").mean(0)
         ag = (pr.argmax(-1) == hmc.argmax(-1)).astype(float)
@@ -1033,7 +1074,7 @@ def finding_rhat(ctx: Context) -> dict[str, Any]:
     w_rhat = _split_rhat(r["coords"])
     w_rhat = w_rhat[np.isfinite(w_rhat)]
     thr = 1.1
-    numbers = {
+    numbers: dict[str, Any] = {
         "function_space": {
             "median_rhat": float(np.median(f_rhat)),
             "frac_rhat_gt_threshold": float(np.mean(f_rhat > thr)),
