@@ -1,5 +1,5 @@
-"""Correctness without tuning (issue 7, Acceptance): ``ppl_bnn.infer`` with DEFAULT
-settings on posteriors known exactly or computed independently.
+"""Correctness without tuning: ``ppl_bnn.infer`` with DEFAULT settings on posteriors known
+exactly or computed independently.
 
 For HMC with the window warmup and for NUTS: every parameter mean within 4 Monte Carlo
 standard errors (ours and the reference's combined), sd ratio in [0.9, 1.1], R-hat < 1.01
@@ -243,7 +243,7 @@ def test_bnn_digits_function_space(method, digits_reference):
     """Function space, where a BNN posterior is identifiable: our default HMC / NUTS
     against the long NumPyro reference, 4 chains x 1000 draws.
 
-    The network's outputs f(x) (logits) get the whole of issue 7's criterion (means
+    The network's outputs f(x) (logits) get the module's whole criterion (means
     within 4 MCSE, sd ratio in [0.9, 1.1], R-hat < 1.01, bulk ESS >= 400). The predictive
     probabilities get it for their means, R-hat and ESS, but not for their sds: most are
     near 0 with rare excursions, so heavy-tailed that the Monte Carlo error of their sd is
