@@ -18,8 +18,6 @@ Placeholders are filled with real files made by running the prerequisite command
 command with seeds 1, 2, 3. The README's surface command lacks the ``\\`` after
 ``--checkpoint3=<ckpt3>``; it is read as the one command it is meant to be. Its VI
 command names ``--dataset_name=[cifar10 | cifar100]``; both are run.
-
-Commands whose ``ppl-bnn`` method is not registered yet are skipped, saying so.
 """
 
 from __future__ import annotations
@@ -202,14 +200,6 @@ def _flag(argv: list[str], key: str) -> str | None:
     return found[-1] if found else None
 
 
-def _require(method: str) -> None:
-    if method not in COMMANDS:
-        pytest.skip(
-            f"`ppl-bnn {method}` is not registered yet (being built); "
-            f"this README command runs once it lands"
-        )
-
-
 def _run(cli, argv: list[str], tmp_path: Path, num_examples: int) -> Path:
     readme_dir = _flag(argv, "dir")
     run_dir = tmp_path / readme_dir
@@ -230,13 +220,11 @@ def _checkpoint(run_dir: Path) -> str:
 def _fill_placeholders(name, argv, cli, tmp_path, small, dataset):
     """Run the prerequisite SGD command(s) and put their checkpoints into ``argv``."""
     if "<path-to-sgd-solution>" in " ".join(argv):
-        _require("sgd")
         sgd = f"sgd_{dataset or 'imdb'}"
         sgd_argv = _set(_argv(sgd), {**LENGTH[sgd], **(SMALL[sgd][0] if small else {})})
         ckpt = _checkpoint(_run(cli, sgd_argv, tmp_path / "prerequisite", _mock_size(sgd_argv)))
         argv = [a.replace("<path-to-sgd-solution>", ckpt) for a in argv]
     if "<ckpt1>" in " ".join(argv):
-        _require("sgd")
         for seed in (1, 2, 3):
             sgd_argv = _set(_argv("sgd_imdb"), {**LENGTH["sgd_imdb"], "seed": seed})
             run_dir = _run(cli, sgd_argv, tmp_path / f"prerequisite{seed}", MOCK_EXAMPLES)
@@ -265,6 +253,11 @@ def _ids(case):
     return case[0] if case[1] is None else f"{case[0]}-{case[1]}"
 
 
+def test_every_readme_command_is_registered():
+    methods = {_argv(name, dataset)[0] for name, dataset in CASES}
+    assert methods <= set(COMMANDS), methods - set(COMMANDS)
+
+
 def _small_param(case):
     marks = [] if case[0] in DEFAULT_RUN else [pytest.mark.slow]
     return pytest.param(*case, marks=marks, id=_ids(case))
@@ -273,7 +266,6 @@ def _small_param(case):
 @pytest.mark.parametrize("name, dataset", [_small_param(c) for c in CASES])
 def test_readme_command_small(name, dataset, cli, tmp_path):
     argv = _argv(name, dataset)
-    _require(argv[0])
     changes, _reason = SMALL[name]
     argv = _set(argv, {**LENGTH[name], **changes})
     argv = _fill_placeholders(name, argv, cli, tmp_path, True, dataset)
@@ -286,7 +278,6 @@ def test_readme_command_small(name, dataset, cli, tmp_path):
 @pytest.mark.parametrize("name, dataset", CASES, ids=[_ids(c) for c in CASES])
 def test_readme_command_verbatim(name, dataset, cli, tmp_path):
     argv = _argv(name, dataset)
-    _require(argv[0])
     argv = _set(argv, LENGTH[name])
     argv = _fill_placeholders(name, argv, cli, tmp_path, False, dataset)
     run_dir = _run(cli, argv, tmp_path, _mock_size(argv))
