@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ppl_bnn.driver import checkpoint as ckpt
-from ppl_bnn.driver.checkpoint import latest_checkpoint, load_checkpoint
-from ppl_bnn.driver.samples import SampleStore
+from ppl_bnn.store import checkpoint as ckpt
+from ppl_bnn.store.checkpoint import latest_checkpoint, load_checkpoint
+from ppl_bnn.store.samples import SampleStore
 
 PAPER = {  # name: (parameters, iterations per chain, chains, bytes per float)
     "CIFAR-10 HMC (ResNet-20-FRN)": (274_042, 50 + 240, 3, 4),

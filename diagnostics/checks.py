@@ -572,7 +572,7 @@ def _stored(rd, bnn: bool):
 def diagnose_run_dir(run_dir) -> list[RunDiagnostic]:
     """The checks of a run directory, recomputed from its files (a run still going, or
     one stopped before its end, included); ``[]`` for an approximation (SGD, VI)."""
-    from ppl_bnn.driver.rundir import RunDir
+    from ppl_bnn.store.rundir import RunDir
 
     path = Path(run_dir)
     if not path.is_dir():

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ppl_bnn.diagnostics import fast
-from ppl_bnn.driver.rundir import RunDir
+from ppl_bnn.store.rundir import RunDir
 
 __all__ = ["DiagnosticsReport", "diagnose_runs", "load_run_draws", "runs_to_datatree"]
 
@@ -50,7 +50,7 @@ def load_run_draws(run_dir: str | os.PathLike, *, include_burn_in: bool = False)
 
 
 def _param_names(rd: RunDir) -> list[str] | None:
-    from ppl_bnn.driver.checkpoint import latest_checkpoint, load_checkpoint
+    from ppl_bnn.store.checkpoint import latest_checkpoint, load_checkpoint
 
     path = latest_checkpoint(rd.checkpoints)
     if path is None:

@@ -190,7 +190,7 @@ def from_run_dir(path: str | os.PathLike, *, include_burn_in: bool = False):
 
     ``posterior``: the model's sample sites (latent, constrained, and deterministic)
     from the run's sample store (``samples/sample_*.npz``,
-    :class:`ppl_bnn.driver.samples.SampleStore`) when it has one, else the tracked
+    :class:`ppl_bnn.store.samples.SampleStore`) when it has one, else the tracked
     parameter coordinates of the draws (``weight`` ``(chain, draw, coordinate)``);
     ``predictions``: the function-space draws of ``draws/draw_*.npz`` (burn-in draws
     dropped unless ``include_burn_in``); ``sample_stats`` and ``log_likelihood``: what the
@@ -205,7 +205,7 @@ def _read_sample_store(path: Path) -> tuple[dict, dict] | None:
     folder = path / "samples"
     if not folder.is_dir():
         return None
-    from ppl_bnn.driver.samples import SampleStore
+    from ppl_bnn.store.samples import SampleStore
 
     store = SampleStore(folder, writer=False)
     if not store.steps():
@@ -228,7 +228,7 @@ def load_run(path, *, include_burn_in: bool = False) -> dict:
     try:
         draws = load_run_draws(path, include_burn_in=include_burn_in)
     except ValueError as e:
-        from ppl_bnn.driver.checkpoint import CheckpointError
+        from ppl_bnn.store.checkpoint import CheckpointError
 
         if samples is None or isinstance(e, CheckpointError):  # a corrupt draw file is said
             raise

@@ -284,7 +284,7 @@ def run_compare(
     for name in names:
         runner, mcfg = configs[name]
         if name == "mfvi" and "sgd" in names:
-            from ppl_bnn.driver.checkpoint import latest_checkpoint
+            from ppl_bnn.store.checkpoint import latest_checkpoint
 
             mcfg = dataclasses.replace(
                 mcfg, mean_init_checkpoint=str(latest_checkpoint(root / "sgd" / "checkpoints"))

@@ -512,8 +512,8 @@ class Context:
         from ppl_bnn.data import Dataset
         from ppl_bnn.declare.problem import build_problem
         from ppl_bnn.driver import RUNNERS
-        from ppl_bnn.driver.checkpoint import latest_checkpoint
         from ppl_bnn.evaluation.reference import run_predictions
+        from ppl_bnn.store.checkpoint import latest_checkpoint
 
         d, p = self.data, self.p
         root = self.out / "_runs"

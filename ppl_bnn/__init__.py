@@ -25,6 +25,19 @@ from ppl_bnn.declare.problem import Problem, build_problem
 from ppl_bnn.density.logdensity import LogDensity
 from ppl_bnn.density.sharding import make_mesh, shard_batch
 from ppl_bnn.evaluation import metrics
+from ppl_bnn.store import checkpoint as _checkpoint
+
+# The run states of the layers above the store, readable by any reader of a checkpoint
+# (named, not imported: a module is imported when a checkpoint is first read or written).
+_checkpoint.register_state_modules(
+    "ppl_bnn.evaluation.bma",
+    "ppl_bnn.driver.hmc",
+    "ppl_bnn.driver.mcmc",
+    "ppl_bnn.driver.minibatch",
+    "ppl_bnn.driver.sgd",
+    "ppl_bnn.driver.sgmcmc",
+    "ppl_bnn.driver.vi",
+)
 
 
 def __getattr__(name: str):

@@ -25,7 +25,7 @@ def _die() -> None:
 
 
 def install(n: int, where: str) -> None:
-    import ppl_bnn.driver.checkpoint as ckpt
+    import ppl_bnn.store.checkpoint as ckpt
 
     original = ckpt.atomic_write
     real_replace = os.replace

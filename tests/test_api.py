@@ -191,8 +191,8 @@ def test_window_adapted_run_resumes_bit_for_bit(data, tmp_path):
     iteration equal the uninterrupted run's (adaptation state included)."""
     from ppl_bnn.config import MCMCConfig
     from ppl_bnn.declare.problem import problem_from_arrays
-    from ppl_bnn.driver.checkpoint import latest_checkpoint, load_checkpoint
     from ppl_bnn.driver.mcmc import run_mcmc
+    from ppl_bnn.store.checkpoint import latest_checkpoint, load_checkpoint
 
     x, y = data
     problem = problem_from_arrays(model, x, y)

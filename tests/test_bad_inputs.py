@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ppl_bnn.driver import checkpoint as ckpt
-from ppl_bnn.driver.checkpoint import latest_checkpoint, save_checkpoint
+from ppl_bnn.store import checkpoint as ckpt
+from ppl_bnn.store.checkpoint import latest_checkpoint, save_checkpoint
 
 TINY = [
     "--dataset_name=digits",
@@ -586,7 +586,7 @@ CASES: dict[str, Case] = {
     ),
     "old pickle checkpoints in a resumed run dir": Case(
         hmc_with("--num_iterations=3", dir_="run"),
-        "0.1 pickle checkpoints .*new --dir",
+        "checkpoint_000002.pkl is in the format of an unreleased .*restart the run",
         prepare=old_pickle_run,
         malicious=True,
     ),

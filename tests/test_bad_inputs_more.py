@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ppl_bnn.driver.checkpoint import latest_checkpoint, load_checkpoint
+from ppl_bnn.store.checkpoint import latest_checkpoint, load_checkpoint
 
 SMALL = [
     "--dataset_name=digits",
@@ -146,7 +146,7 @@ def test_a_nuts_checkpoint_reads_in_a_process_that_never_ran_nuts(checkpoints):
     import sys
 
     code = (
-        "import sys; from ppl_bnn.driver.checkpoint import load_checkpoint; "
+        "import sys; from ppl_bnn.store.checkpoint import load_checkpoint; "
         "print(sorted(load_checkpoint(sys.argv[1])))"
     )
     done = subprocess.run(
@@ -276,7 +276,7 @@ def test_nan_under_nuts_is_one_line(inputs, tmp_path, cli):
 def test_nan_on_every_proposal_stops_naming_the_iteration(inputs, tmp_path, cli):
     """Finite at the start (all weights 0), NaN at every proposal: the run stops at the
     patience with one line, keeping the checkpoints of the iterations before."""
-    from ppl_bnn.driver.checkpoint import save_checkpoint
+    from ppl_bnn.store.checkpoint import save_checkpoint
 
     start = save_checkpoint(tmp_path / "zero.npz", {"position": {"w": np.zeros(3, np.float32)}})
     run = tmp_path / "run"
@@ -433,7 +433,7 @@ def _crafted(path: Path, kind: str) -> Path:
     import io
     import zipfile
 
-    from ppl_bnn.driver import checkpoint as ckpt
+    from ppl_bnn.store import checkpoint as ckpt
 
     if kind == "deep":
         depth = 200_000

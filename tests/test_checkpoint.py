@@ -20,18 +20,18 @@ import optax
 import pytest
 from blackjax.mcmc.hmc import HMCState
 
-from ppl_bnn.driver import checkpoint as ckpt
-from ppl_bnn.driver.checkpoint import (
+from ppl_bnn.evaluation.bma import EnsembleState
+from ppl_bnn.inference.hmc import MassMatrixEstimate
+from ppl_bnn.inference.sgmcmc import PreconditionedState, SGHMCState
+from ppl_bnn.store import checkpoint as ckpt
+from ppl_bnn.store.checkpoint import (
     CheckpointError,
     CheckpointStore,
     latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
 )
-from ppl_bnn.driver.samples import SampleStore, write_arrays
-from ppl_bnn.evaluation.bma import EnsembleState
-from ppl_bnn.inference.hmc import MassMatrixEstimate
-from ppl_bnn.inference.sgmcmc import PreconditionedState, SGHMCState
+from ppl_bnn.store.samples import SampleStore, write_arrays
 
 
 class Evil:
@@ -153,8 +153,8 @@ def test_a_type_name_in_the_file_is_never_imported(tmp_path):
 @pytest.mark.parametrize(
     "craft, message",
     [
-        ("old_format", r"pickle \(ppl_bnn 0.1\), which can run code"),
-        ("raw_pickle", "pickle .*which can run code"),
+        ("old_format", r"checkpoint_000001.npz is in the format of an unreleased .*restart"),
+        ("raw_pickle", "pickle, which can run code"),
         ("object_array", "not a ppl_bnn checkpoint"),
         ("object_array_with_tree", "holds Python objects"),
     ],
@@ -253,7 +253,7 @@ def test_store_with_no_valid_checkpoint_is_an_error(tmp_path):
         store.restore()
 
 
-def test_store_removes_orphaned_temporary_files_and_refuses_old_pickles(tmp_path):
+def test_store_removes_orphaned_temporary_files_and_refuses_the_unreleased_format(tmp_path):
     (tmp_path / ".tmp-abc.npz").write_bytes(b"half a checkpoint")
     (tmp_path / "notes.txt").write_text("kept")
     CheckpointStore(tmp_path)
@@ -261,10 +261,12 @@ def test_store_removes_orphaned_temporary_files_and_refuses_old_pickles(tmp_path
     CheckpointStore(tmp_path / "other", writer=False).save(1, {"step": 1})
     assert not (tmp_path / "other").exists()
     (tmp_path / "checkpoint_000003.pkl").write_bytes(ckpt._OLD_MAGIC)
-    with pytest.raises(CheckpointError, match="0.1 pickle checkpoints .*new --dir"):
-        CheckpointStore(tmp_path).restore()
-    with pytest.raises(CheckpointError, match="0.1 pickle checkpoints"):
-        latest_checkpoint(tmp_path)
+    refused = r"checkpoint_000003.pkl is in the format of an unreleased .*restart the run"
+    for read in (CheckpointStore(tmp_path).restore, lambda: latest_checkpoint(tmp_path)):
+        with pytest.raises(CheckpointError, match=refused) as e:
+            read()
+        assert "\n" not in str(e.value)
+    assert not hasattr(ckpt, "convert_pickle_checkpoint")  # no migration: the run restarts
 
 
 # ---------------------------------------------------------------- samples
@@ -302,20 +304,6 @@ def test_sample_files_refuse_objects_and_report_corruption(tmp_path):
         store.read()
 
 
-def test_an_old_pickle_checkpoint_you_trust_converts_to_the_safe_format(tmp_path):
-    """``convert_pickle_checkpoint`` (the explicit, documented way to read an old file)."""
-    tree = {"step": 2, "position": {"w": np.arange(3.0)}, "ensemble": EnsembleState(1, 2, 3)}
-    body = pickle.dumps(tree, protocol=5)
-    old = tmp_path / "checkpoint_000002.pkl"
-    old.write_bytes(ckpt._OLD_MAGIC + body + hashlib.sha256(body).digest())
-    new = ckpt.convert_pickle_checkpoint(old)
-    assert new == tmp_path / "checkpoint_000002.npz"
-    assert_same(load_checkpoint(new), tree)
-    old.write_bytes(ckpt._OLD_MAGIC + body + b"\0" * 32)
-    with pytest.raises(CheckpointError, match="checksum mismatch"):
-        ckpt.convert_pickle_checkpoint(old)
-
-
 class _PositiveScale:
     """A stand-in LogDensity: site ``w`` (2,) unconstrained, ``s`` () positive (log)."""
 
@@ -329,7 +317,7 @@ class _PositiveScale:
 def test_read_positions_from_a_sample_file_or_a_checkpoint(tmp_path):
     """Sample files hold constrained values (and maybe deterministic sites): they come
     back unconstrained; checkpoints hold unconstrained positions, single or stacked."""
-    from ppl_bnn.driver.samples import read_positions
+    from ppl_bnn.store.samples import read_positions
 
     ld = _PositiveScale()
     w = np.array([[1.0, -2.0], [0.5, 0.25]], np.float32)

@@ -16,7 +16,7 @@ import shutil
 import numpy as np
 import pytest
 
-from ppl_bnn.driver.checkpoint import load_checkpoint
+from ppl_bnn.store.checkpoint import load_checkpoint
 
 FLAGS = [
     "--dataset_name=digits",

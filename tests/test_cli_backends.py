@@ -167,7 +167,7 @@ def test_readme_vi_commands(name, tmp_path, cli, sgd_solution):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["method"] == "mfvi" and summary["complete"] and summary["vi_ensemble_size"] == 3
     # the mean started at the SGD solution and moved little in 6 Adam steps of 1e-4
-    from ppl_bnn.driver.checkpoint import latest_checkpoint, load_checkpoint
+    from ppl_bnn.store.checkpoint import latest_checkpoint, load_checkpoint
 
     sgd = load_checkpoint(sgd_solution)["position"]
     mean = load_checkpoint(latest_checkpoint(tmp_path / "checkpoints"))["position"]

@@ -19,8 +19,8 @@ from ppl_bnn.cli import build_parser
 from ppl_bnn.cli.flags import config_from_args
 from ppl_bnn.config import HMCConfig
 from ppl_bnn.declare import priors
-from ppl_bnn.driver.checkpoint import load_checkpoint
 from ppl_bnn.inference.hmc import num_leapfrog_steps
+from ppl_bnn.store.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.filterwarnings("error")  # a strict harness: warnings fail
 

@@ -122,7 +122,7 @@ def test_half_vs_half_floor_splits_chains_then_draws():
 
 
 def test_load_reference_from_files_and_run_dirs(tmp_path):
-    from ppl_bnn.driver.rundir import RunDir
+    from ppl_bnn.store.rundir import RunDir
 
     ds = _dataset()
     np.save(tmp_path / "probs.npy", Q)

@@ -19,8 +19,8 @@ import ppl_bnn.driver.hmc as runner
 from ppl_bnn.config import HMCConfig
 from ppl_bnn.density.logdensity import LogDensity
 from ppl_bnn.density.sharding import make_mesh, shard_batch
-from ppl_bnn.driver.rundir import RunDir
 from ppl_bnn.inference.hmc import build_init, build_kernel, split_keys
+from ppl_bnn.store.rundir import RunDir
 
 pytestmark = pytest.mark.filterwarnings("error")  # a strict harness: warnings fail
 

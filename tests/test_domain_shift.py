@@ -10,9 +10,9 @@ import pytest
 
 from ppl_bnn.config import HMCConfig
 from ppl_bnn.driver import run_hmc
-from ppl_bnn.driver.checkpoint import load_checkpoint
 from ppl_bnn.evaluation import metrics
 from ppl_bnn.evaluation.domain_shift import RunPredictive, evaluate_domain_shift
+from ppl_bnn.store.checkpoint import load_checkpoint
 
 SEVERITIES = (1, 3)
 

@@ -174,7 +174,7 @@ def test_lowering_the_total_below_the_done_count_is_refused(small, tmp_path):
 def test_eval_freq_thins_the_metrics_not_the_average(small, tmp_path):
     """--eval_freq=3 computes train metrics every third iteration (and the last); every
     post-burn-in iteration still enters the average, identically."""
-    from ppl_bnn.driver.rundir import RunDir
+    from ppl_bnn.store.rundir import RunDir
 
     kw = dict(step_size=0.1, trajectory_len=0.3, num_iterations=7, num_burn_in_iterations=2)
     kw.update(num_chains=2)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ppl_bnn.driver.checkpoint import load_checkpoint
+from ppl_bnn.store.checkpoint import load_checkpoint
 
 HERE = Path(__file__).parent
 FLAGS = [

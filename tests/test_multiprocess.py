@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ppl_bnn.driver.checkpoint import load_checkpoint
+from ppl_bnn.store.checkpoint import load_checkpoint
 
 WORKER = Path(__file__).with_name("multiprocess_worker.py")
 

@@ -111,7 +111,7 @@ def _strip(run_dir):
 
 def test_sgd_resume_equals_uninterrupted(tmp_path, problem):
     from ppl_bnn.driver import run_sgd
-    from ppl_bnn.driver.checkpoint import latest_checkpoint, load_checkpoint
+    from ppl_bnn.store.checkpoint import latest_checkpoint, load_checkpoint
 
     kw = {**TINY, "num_epochs": 5, "eval_freq": 2, "save_freq": 100}
     whole = run_sgd(SGDConfig(dir=str(tmp_path / "a"), **kw), problem=problem, progress=False)

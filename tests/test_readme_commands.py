@@ -30,7 +30,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from ppl_bnn.cli import COMMANDS
-from ppl_bnn.driver.checkpoint import latest_checkpoint
+from ppl_bnn.store.checkpoint import latest_checkpoint
 
 README = {
     "hmc_imdb_temp1": r"""

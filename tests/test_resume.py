@@ -18,8 +18,8 @@ import pytest
 import ppl_bnn.driver.hmc as runner
 from ppl_bnn.config import HMCConfig
 from ppl_bnn.declare.problem import build_problem
-from ppl_bnn.driver.checkpoint import CheckpointError, load_checkpoint
-from ppl_bnn.driver.rundir import RunDir
+from ppl_bnn.store.checkpoint import CheckpointError, load_checkpoint
+from ppl_bnn.store.rundir import RunDir
 
 pytestmark = pytest.mark.filterwarnings("error")  # a strict harness: warnings fail
 
@@ -245,7 +245,7 @@ def _truncate(path):
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     """Killed while writing: the previous checkpoint survives whole, no temp file remains."""
-    import ppl_bnn.driver.checkpoint as ckpt
+    import ppl_bnn.store.checkpoint as ckpt
 
     path = tmp_path / "checkpoints" / "checkpoint_000001.npz"
     ckpt.save_checkpoint(path, {"step": 1, "x": np.arange(3.0)})

@@ -101,8 +101,8 @@ def test_domain_shift_never_imports_a_model_file_named_by_the_run(crafted, cli):
 
 
 def test_run_predictive_never_imports_a_model_file_named_by_the_run(crafted):
-    from ppl_bnn.driver.rundir import RunDirError
     from ppl_bnn.evaluation.domain_shift import RunPredictive
+    from ppl_bnn.store.rundir import RunDirError
 
     run, evil, marker = crafted
     with pytest.raises(RunDirError, match="never run unless you name it"):
@@ -152,8 +152,8 @@ def test_no_command_reading_a_run_imports_its_model_file(argv, crafted, tmp_path
 
 
 def test_a_model_file_named_again_with_its_hash_is_read(tmp_path, cli):
-    from ppl_bnn.driver.rundir import RunDirError
     from ppl_bnn.evaluation.domain_shift import RunPredictive
+    from ppl_bnn.store.rundir import RunDirError
 
     source = tmp_path / "softmax.py"
     source.write_text(
@@ -246,8 +246,8 @@ def test_an_older_run_without_a_fingerprint_resumes_with_a_warning(run, cli):
 
 
 def test_run_predictive_refuses_a_run_of_other_data(run):
-    from ppl_bnn.driver.rundir import RunDirError
     from ppl_bnn.evaluation.domain_shift import RunPredictive
+    from ppl_bnn.store.rundir import RunDirError
 
     cfg = json.loads((run / "config.json").read_text())
     cfg["data_sha256"] = "0" * 64
@@ -281,8 +281,8 @@ def test_a_torn_config_is_named(run, cli, snapshot_dir):
 
 # ---------------------------------------------------------------- D: readers never write
 def test_readers_leave_temporary_files_alone(run, cli):
-    from ppl_bnn.driver.rundir import RunDir
     from ppl_bnn.evaluation.reference import run_predictions
+    from ppl_bnn.store.rundir import RunDir
 
     tmps = [run / ".tmp-live.json", run / "draws/.tmp-live.npz", run / "checkpoints/.tmp-x.npz"]
     tmps.append(run / "samples/.tmp-y.npz")
@@ -375,7 +375,7 @@ def test_a_second_process_stops_naming_the_holder(run, cli, snapshot_dir):
 
 
 def test_a_run_dir_has_one_writer(tmp_path):
-    from ppl_bnn.driver.rundir import RunDir, RunDirError
+    from ppl_bnn.store.rundir import RunDir, RunDirError
 
     a, b = RunDir(tmp_path / "r", tensorboard=False), RunDir(tmp_path / "r", tensorboard=False)
     a.log(1, {"x": 1.0})
@@ -388,7 +388,7 @@ def test_a_run_dir_has_one_writer(tmp_path):
 
 
 def test_checkpoints_written_meanwhile_are_not_overwritten(tmp_path):
-    from ppl_bnn.driver.rundir import RunDir, RunDirError
+    from ppl_bnn.store.rundir import RunDir, RunDirError
 
     late = RunDir(tmp_path / "r", tensorboard=False)
     assert late.latest() is None  # reads a fresh folder
@@ -403,7 +403,7 @@ def test_checkpoints_written_meanwhile_are_not_overwritten(tmp_path):
 # ------------------------------------------------------------------------- 8: smaller ones
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
 def test_atomic_files_follow_the_umask(tmp_path, umask, mode):
-    from ppl_bnn.driver.checkpoint import atomic_write
+    from ppl_bnn.store.checkpoint import atomic_write
 
     old = os.umask(umask)
     try:
@@ -414,8 +414,8 @@ def test_atomic_files_follow_the_umask(tmp_path, umask, mode):
 
 
 def test_only_canonical_names_are_checkpoints(tmp_path):
-    from ppl_bnn.driver.checkpoint import CheckpointStore, latest_checkpoint
-    from ppl_bnn.driver.samples import SampleStore
+    from ppl_bnn.store.checkpoint import CheckpointStore, latest_checkpoint
+    from ppl_bnn.store.samples import SampleStore
 
     store = CheckpointStore(tmp_path / "c")
     stray = tmp_path / "c" / "checkpoint_0000011.npz"

@@ -287,7 +287,7 @@ def test_resume_is_bit_for_bit(tmp_path, kernel, stop):
 def test_mams_killed_during_tuning_reruns_it(tmp_path):
     """Killed before its first checkpoint (the tuning is one compiled call at the start):
     the resumed run tunes again from the same key and ends where the whole run does."""
-    from ppl_bnn.driver.rundir import RunDir
+    from ppl_bnn.store.rundir import RunDir
 
     class Killed(BaseException):
         pass

@@ -348,7 +348,7 @@ def _same_runs(a, b):
     """Two run directories hold the same final state, metrics (timings aside) and draws."""
     import json
 
-    from ppl_bnn.driver.checkpoint import latest_checkpoint, load_checkpoint
+    from ppl_bnn.store.checkpoint import latest_checkpoint, load_checkpoint
 
     sa, sb = (load_checkpoint(latest_checkpoint(d / "checkpoints")) for d in (a, b))
     for key in ("key", "position", "sampler_state", "ensemble"):

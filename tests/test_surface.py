@@ -11,8 +11,8 @@ from jax.flatten_util import ravel_pytree
 
 from ppl_bnn.config import SurfaceConfig
 from ppl_bnn.declare.problem import build_problem
-from ppl_bnn.driver.checkpoint import save_checkpoint
 from ppl_bnn.evaluation.surface import make_plane, posterior_surface
+from ppl_bnn.store.checkpoint import save_checkpoint
 
 FLAGS = {
     "dataset_name": "digits",

@@ -244,7 +244,7 @@ def _strip(run_dir):
 
 def test_vi_resume_equals_uninterrupted(tmp_path, problem):
     from ppl_bnn.driver import run_vi
-    from ppl_bnn.driver.checkpoint import latest_checkpoint, load_checkpoint
+    from ppl_bnn.store.checkpoint import latest_checkpoint, load_checkpoint
 
     kw = {**TINY, "num_epochs": 4, "eval_freq": 2, "save_freq": 100, "num_chains": 2}
     whole = run_vi(VIConfig(dir=str(tmp_path / "a"), **kw), problem=problem, progress=False)
@@ -277,8 +277,8 @@ def test_vi_resume_equals_uninterrupted(tmp_path, problem):
 
 
 def test_mean_init_checkpoint_centres_the_guide(tmp_path, problem):
-    from ppl_bnn.driver.checkpoint import save_checkpoint
     from ppl_bnn.driver.vi import _initial_means
+    from ppl_bnn.store.checkpoint import save_checkpoint
 
     ld = problem.logdensity
     position = ld.init(jax.random.key(42))
@@ -294,7 +294,7 @@ def test_mean_init_checkpoint_centres_the_guide(tmp_path, problem):
 @pytest.mark.slow
 def test_vi_from_an_sgd_solution_with_a_low_rank_guide(tmp_path, problem):
     from ppl_bnn.driver import run_sgd, run_vi
-    from ppl_bnn.driver.checkpoint import latest_checkpoint
+    from ppl_bnn.store.checkpoint import latest_checkpoint
 
     run_sgd(
         SGDConfig(

@@ -77,8 +77,8 @@ def _register_checkpoint_types() -> None:
     from blackjax.adaptation.mass_matrix import WelfordAlgorithmState
     from blackjax.optimizers.dual_averaging import DualAveragingState
 
-    from ppl_bnn.driver import checkpoint
     from ppl_bnn.inference.chees import ChEESWarmupState
+    from ppl_bnn.store import checkpoint
 
     for t in (ChEESAdaptationState, DualAveragingState, WelfordAlgorithmState, ChEESWarmupState):
         checkpoint.register_type(t)
@@ -604,7 +604,7 @@ def add_nested_rhat(result: RunResult, problem: Problem, ids: list[int]) -> None
         import json
         from pathlib import Path
 
-        from ppl_bnn.driver.checkpoint import atomic_write
+        from ppl_bnn.store.checkpoint import atomic_write
 
         data = json.dumps(result.summary, indent=2, default=_plain).encode()
         atomic_write(Path(result.run_dir) / "summary.json", lambda f: f.write(data))

@@ -39,9 +39,9 @@ from ppl_bnn.driver.loop import (
     check_initial_point,
     check_record,
 )
-from ppl_bnn.driver.rundir import open_run_dir
 from ppl_bnn.evaluation.bma import ensemble_init, ensemble_update
 from ppl_bnn.evaluation.predictive import ParamTracker
+from ppl_bnn.store.rundir import open_run_dir
 
 __all__ = ["run_compiled"]
 

@@ -46,10 +46,8 @@ from jax.flatten_util import ravel_pytree
 from ppl_bnn.config import HMCConfig, applicable
 from ppl_bnn.declare.problem import Problem, build_problem
 from ppl_bnn.density.sharding import replicate
-from ppl_bnn.driver.checkpoint import load_checkpoint
 from ppl_bnn.driver.loop import Algorithm, Evaluator, RunResult, Schedule, every
 from ppl_bnn.driver.loop import run as run_loop
-from ppl_bnn.driver.rundir import open_run_dir
 from ppl_bnn.inference.hmc import (
     MassMatrixEstimate,
     build_init,
@@ -57,6 +55,8 @@ from ppl_bnn.inference.hmc import (
     num_leapfrog_steps,
 )
 from ppl_bnn.methods import option_name
+from ppl_bnn.store.checkpoint import load_checkpoint
+from ppl_bnn.store.rundir import open_run_dir
 
 __all__ = [
     "HMCRunState",

@@ -43,7 +43,6 @@ from tqdm.auto import tqdm
 from ppl_bnn.declare.problem import Problem
 from ppl_bnn.density.distributed import check_same, sync
 from ppl_bnn.density.sharding import to_host
-from ppl_bnn.driver.rundir import ConsoleTable, RunDir
 from ppl_bnn.evaluation.bma import (
     average,
     ensemble_init,
@@ -52,6 +51,7 @@ from ppl_bnn.evaluation.bma import (
 )
 from ppl_bnn.evaluation.predictive import ParamTracker, evaluate, mean_over_members
 from ppl_bnn.methods import option_name
+from ppl_bnn.store.rundir import ConsoleTable, RunDir
 from ppl_bnn.types import PRNGKey
 
 __all__ = ["Algorithm", "RunResult", "Schedule", "every", "run"]
@@ -398,7 +398,7 @@ def run(
             state = alg.load(saved)
             ens, elapsed = saved["ensemble"], float(saved["elapsed"])
         except (KeyError, TypeError, AttributeError, ValueError) as e:
-            from ppl_bnn.driver.checkpoint import CheckpointError
+            from ppl_bnn.store.checkpoint import CheckpointError
 
             raise CheckpointError(
                 f"checkpoint {rd.store.path(start)} holds no {alg.name} run state "

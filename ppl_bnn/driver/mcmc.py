@@ -34,7 +34,7 @@ def _register_checkpoint_types() -> None:
     from blackjax.adaptation.mass_matrix import MassMatrixAdaptationState, WelfordAlgorithmState
     from blackjax.adaptation.step_size import DualAveragingAdaptationState
 
-    from ppl_bnn.driver import checkpoint
+    from ppl_bnn.store import checkpoint
 
     if hasattr(checkpoint, "register_type"):
         for t in (MassMatrixAdaptationState, WelfordAlgorithmState, DualAveragingAdaptationState):

@@ -113,7 +113,7 @@ def ensemble_members(problem: Problem, init_from: Any) -> dict[str, np.ndarray]:
 def _checkpoint_position(run_dir) -> dict:
     import json
 
-    from ppl_bnn.driver.checkpoint import load_checkpoint
+    from ppl_bnn.store.checkpoint import load_checkpoint
 
     path = Path(str(run_dir))
     summary = path / "summary.json"

@@ -9,7 +9,7 @@ every CIFAR-10-C corruption and severity, per severity (mean over corruptions) a
 corruption (mean over severities), with the clean test set as a reference.
 
 Draws: a run keeps its posterior samples in ``RUN_DIR/samples/`` (one plain ``.npz`` per
-kept step, the positions of every chain; :class:`~ppl_bnn.driver.samples.SampleStore`).
+kept step, the positions of every chain; :class:`~ppl_bnn.store.samples.SampleStore`).
 Each post-burn-in iteration is one draw per chain, a rejected proposal included (it
 repeats the previous state, and counts again, as standard MCMC averaging does; the
 original code skipped rejected states). A run directory without ``samples/`` (written
@@ -39,10 +39,10 @@ from ppl_bnn.config import CommonConfig
 from ppl_bnn.data import Dataset
 from ppl_bnn.declare.problem import Problem, build_problem
 from ppl_bnn.density.sharding import replicate, shard_batch, to_host
-from ppl_bnn.driver.checkpoint import CheckpointStore, checkpoint_path, latest_checkpoint
-from ppl_bnn.driver.rundir import FINGERPRINT, RunDirError, read_config
-from ppl_bnn.driver.samples import SampleStore, read_positions
 from ppl_bnn.evaluation import metrics
+from ppl_bnn.store.checkpoint import CheckpointStore, checkpoint_path, latest_checkpoint
+from ppl_bnn.store.rundir import FINGERPRINT, RunDirError, read_config
+from ppl_bnn.store.samples import SampleStore, read_positions
 
 __all__ = [
     "RunPredictive",

@@ -73,7 +73,7 @@ class Reference(NamedTuple):
 
 def run_predictions(run_dir: str | os.PathLike) -> np.ndarray:
     """``(members, n, k)``: every post-burn-in draw of every chain of a run directory."""
-    from ppl_bnn.driver.rundir import RunDir
+    from ppl_bnn.store.rundir import RunDir
 
     rd = RunDir(run_dir)
     draws = [d["predictions"] for _, d in rd.load_draws() if not bool(d["burn_in"])]
@@ -84,7 +84,7 @@ def run_predictions(run_dir: str | os.PathLike) -> np.ndarray:
 
 def run_predictions_by_chain(run_dir: str | os.PathLike) -> np.ndarray:
     """``(chains, draws, n, k)``: the post-burn-in draws of a run directory, chain by chain."""
-    from ppl_bnn.driver.rundir import RunDir
+    from ppl_bnn.store.rundir import RunDir
 
     rd = RunDir(run_dir)
     draws = [d["predictions"] for _, d in rd.load_draws() if not bool(d["burn_in"])]

@@ -35,8 +35,8 @@ from ppl_bnn.config import SurfaceConfig
 from ppl_bnn.declare.problem import Problem, build_problem
 from ppl_bnn.density.logdensity import LogDensity
 from ppl_bnn.density.sharding import Batch, replicate, to_host
-from ppl_bnn.driver.checkpoint import CheckpointError
-from ppl_bnn.driver.samples import read_positions
+from ppl_bnn.store.checkpoint import CheckpointError
+from ppl_bnn.store.samples import read_positions
 
 __all__ = [
     "Plane",

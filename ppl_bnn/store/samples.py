@@ -12,7 +12,7 @@ Layout::
                            (``log_likelihood/SITE``, ``(chain, n_rows)``)
 
 The files hold site values only (no gradients, no mass-matrix accumulators): the resume
-state lives in the checkpoints (:class:`~ppl_bnn.driver.checkpoint.CheckpointStore`).
+state lives in the checkpoints (:class:`~ppl_bnn.store.checkpoint.CheckpointStore`).
 Any numpy reads them::
 
     import numpy as np
@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from ppl_bnn.driver.checkpoint import (
+from ppl_bnn.store.checkpoint import (
     CheckpointError,
     atomic_write,
     load_checkpoint,
@@ -96,7 +96,7 @@ class SampleStore:
 
     Example:
         >>> import numpy as np
-        >>> from ppl_bnn.driver.samples import SampleStore
+        >>> from ppl_bnn.store.samples import SampleStore
         >>> store = SampleStore("runs/a/samples", thin=2)
         >>> w = np.zeros((4, 3, 4), np.float32)      # (chain, 3, 4)
         >>> store.append(12, {"w": w})               # kept: 12 % 2 == 0

@@ -44,15 +44,15 @@ from typing import Any
 
 import numpy as np
 
-from ppl_bnn.driver.checkpoint import (
+from ppl_bnn.methods import option_name
+from ppl_bnn.store.checkpoint import (
     CheckpointError,
     CheckpointStore,
     atomic_write,
     latest_checkpoint,
     remove_orphans,
 )
-from ppl_bnn.driver.samples import SampleStore
-from ppl_bnn.methods import option_name
+from ppl_bnn.store.samples import SampleStore
 
 __all__ = ["ConsoleTable", "RunDir", "RunDirError", "open_run_dir", "read_config"]
 
@@ -623,7 +623,7 @@ def _same_summary(path: Path, data: bytes) -> bool:
 
 def _read_draw(path: Path) -> dict[str, np.ndarray]:
     """The arrays of a draw file, read without pickle; one line naming a corrupt one."""
-    from ppl_bnn.driver.samples import read_arrays
+    from ppl_bnn.store.samples import read_arrays
 
     try:
         return read_arrays(path)

@@ -21,9 +21,14 @@ then renamed over the final name, so a crash leaves the previous checkpoint whol
 
 :class:`CheckpointStore` keeps a run's resume state: the latest ``keep`` checkpoints
 (``checkpoint_000123.npz``), falling back to the previous valid one when the latest is
-corrupt. Checkpoints of ppl_bnn 0.1 (pickles, ``checkpoint_000123.pkl``) are refused: a
-pickle can run any code when read. ``python -m ppl_bnn.driver.convert_checkpoint FILE``
-converts one you wrote yourself.
+corrupt. Checkpoints in the format of an unreleased version (ppl_bnn 0.1: pickles,
+``checkpoint_000123.pkl``) are refused in one line naming the file: such a run must be
+restarted.
+
+The NamedTuple types a checkpoint may hold are those of the kernels below this package
+(:data:`STATE_MODULES`), of BlackJAX, NumPyro and optax, and those of the modules the layers
+above register by name (:func:`register_state_modules`: the drivers' run states); this
+module imports nothing from those layers itself.
 """
 
 from __future__ import annotations
@@ -50,9 +55,9 @@ __all__ = [
     "allowed_types",
     "atomic_write",
     "checkpoint_path",
-    "convert_pickle_checkpoint",
     "latest_checkpoint",
     "load_checkpoint",
+    "register_state_modules",
     "register_type",
     "remove_orphans",
     "save_checkpoint",
@@ -63,7 +68,7 @@ VERSION = 2
 _TREE, _DIGEST = "__tree__", "__sha256__"
 _NAME = re.compile(r"checkpoint_(\d{6,})\.npz")
 _OLD_NAME = re.compile(r"checkpoint_(\d{6,})\.pkl")
-_OLD_MAGIC = b"PPLBNN-CKPT-1\n"  # ppl_bnn 0.1: a pickle, refused
+_OLD_MAGIC = b"PPLBNN-CKPT-1\n"  # ppl_bnn 0.1 (unreleased): a pickle, refused
 _ZIP_MAGIC = b"PK\x03\x04"
 TMP_PREFIX = ".tmp-"
 
@@ -73,21 +78,30 @@ class CheckpointError(ValueError):
 
 
 # ------------------------------------------------------------------ allowed types
-# the ppl_bnn modules whose NamedTuples (run and sampler states) checkpoints may hold
+# the modules below the store whose NamedTuples (sampler states) checkpoints may hold
 STATE_MODULES = (
-    "ppl_bnn.evaluation.bma",
     "ppl_bnn.inference.hmc",
     "ppl_bnn.inference.nuts",
     "ppl_bnn.inference.optimize",
     "ppl_bnn.inference.sgmcmc",
     "ppl_bnn.inference.warmup",
-    "ppl_bnn.driver.hmc",
-    "ppl_bnn.driver.mcmc",
-    "ppl_bnn.driver.minibatch",
-    "ppl_bnn.driver.sgd",
-    "ppl_bnn.driver.sgmcmc",
-    "ppl_bnn.driver.vi",
 )
+# the modules of the layers above that registered theirs (register_state_modules)
+_REGISTERED_MODULES: list[str] = []
+
+
+def register_state_modules(*names: str) -> None:
+    """Allow the NamedTuples defined in the modules ``names`` in checkpoints.
+
+    The layers above the store call this for the modules of their run states (the
+    package ``ppl_bnn`` does for the drivers' and the ensemble's), so that any reader knows
+    every state type without the store importing those layers. A module is imported
+    when the allowed types are first needed (or now, when they already were).
+    """
+    new = [name for name in names if name not in _REGISTERED_MODULES]
+    _REGISTERED_MODULES.extend(new)
+    if _ALLOWED is not None:
+        _ALLOWED.update(_module_types(new))
 
 
 def _namedtuples(module: Any, *, defined_here: bool) -> list[type]:
@@ -106,13 +120,12 @@ def _allowed_types() -> dict[str, type]:
 
     A NamedTuple in a file is restored only if its name is here; the name is looked up,
     never imported, and restoring one only calls the tuple constructor with arrays and
-    plain values. Allowed: the NamedTuples defined in :data:`STATE_MODULES`, blackjax's
+    plain values. Allowed: the NamedTuples defined in :data:`STATE_MODULES` and in the
+    modules given to :func:`register_state_modules`, blackjax's
     ``HMCState`` and window-adaptation states, numpyro's ``SVIState`` and ``ParamShape``
     and optax's optimiser states.
     :func:`register_type` adds one.
     """
-    import importlib
-
     import optax
     from blackjax.adaptation.mass_matrix import MassMatrixAdaptationState, WelfordAlgorithmState
     from blackjax.adaptation.step_size import DualAveragingAdaptationState
@@ -126,7 +139,16 @@ def _allowed_types() -> dict[str, type]:
     found += [MassMatrixAdaptationState, WelfordAlgorithmState, DualAveragingAdaptationState]
     for module in (optax, optax.tree_utils, optax.contrib, optax.schedules):
         found += _namedtuples(module, defined_here=False)  # ScaleByAdamState, TraceState, ...
-    for name in STATE_MODULES:
+    allowed = {_type_name(t): t for t in found}
+    allowed.update(_module_types([*STATE_MODULES, *_REGISTERED_MODULES]))
+    return allowed
+
+
+def _module_types(names: list[str]) -> dict[str, type]:
+    import importlib
+
+    found: list[type] = []
+    for name in names:
         try:
             module = importlib.import_module(name)
         except ImportError:  # an optional module
@@ -186,7 +208,7 @@ class _Encoder:
             if name not in allowed_types():
                 raise TypeError(
                     f"{name} is not a checkpointable type: add it with "
-                    "ppl_bnn.driver.checkpoint.register_type"
+                    "ppl_bnn.store.checkpoint.register_type"
                 )
             return {"namedtuple": name, "fields": [self.node(v) for v in x]}
         if isinstance(x, tuple):
@@ -348,11 +370,17 @@ def save_checkpoint(path: str | os.PathLike, tree: Any) -> Path:
     return path
 
 
-def _refuse_pickle(path: Path) -> CheckpointError:
+_UNRELEASED = (
+    "is in the format of an unreleased ppl_bnn version (0.1: a pickle, which can run code "
+    "when read) and is never read: restart the run into a new --dir"
+)
+
+
+def _refuse_pickle(path: Path, *, unreleased: bool) -> CheckpointError:
+    if unreleased:
+        return CheckpointError(f"checkpoint {path} {_UNRELEASED}")
     return CheckpointError(
-        f"checkpoint {path} is a pickle (ppl_bnn 0.1), which can run code when read, so it "
-        "is not loaded; if you wrote it yourself, convert it: "
-        f"python -m ppl_bnn.driver.convert_checkpoint {path}"
+        f"checkpoint {path} is a pickle, which can run code when read, so it is never read"
     )
 
 
@@ -368,7 +396,7 @@ def load_checkpoint(path: str | os.PathLike) -> Any:
     with open(path, "rb") as f:
         head = f.read(len(_OLD_MAGIC))
     if head.startswith(_OLD_MAGIC) or head[:1] == b"\x80":
-        raise _refuse_pickle(path)
+        raise _refuse_pickle(path, unreleased=head.startswith(_OLD_MAGIC))
     if not head.startswith(_ZIP_MAGIC):
         raise CheckpointError(f"corrupt checkpoint {path}: not a ppl_bnn checkpoint")
     members = _read_members(path)
@@ -454,19 +482,14 @@ def _steps(folder: Path) -> Iterator[tuple[int, Path]]:
 def _refuse_old_folder(folder: Path) -> None:
     old = sorted(p.name for p in folder.iterdir() if _OLD_NAME.fullmatch(p.name))
     if old:
-        raise CheckpointError(
-            f"{folder} holds ppl_bnn 0.1 pickle checkpoints ({old[-1]}), which can run code "
-            "when read, so they are not loaded: rerun into a new --dir, or convert the ones "
-            f"you wrote yourself: python -m ppl_bnn.driver.convert_checkpoint "
-            f"{folder}/checkpoint_*.pkl"
-        )
+        raise CheckpointError(f"checkpoint {folder / old[-1]} {_UNRELEASED}")
 
 
 def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
     """The checkpoint with the highest step in ``folder``, or ``None``.
 
-    Raises ``CheckpointError`` when the folder holds only old pickle checkpoints (a fresh
-    start would silently discard that run).
+    Raises ``CheckpointError`` when the folder holds only checkpoints of the unreleased
+    0.1 format (a fresh start would silently discard that run).
     """
     folder = Path(folder)
     found = sorted(_steps(folder))
@@ -497,7 +520,7 @@ class CheckpointStore:
 
     Example:
         >>> import numpy as np
-        >>> from ppl_bnn.driver.checkpoint import CheckpointStore
+        >>> from ppl_bnn.store.checkpoint import CheckpointStore
         >>> store = CheckpointStore("runs/a/checkpoints")   # removes orphaned .tmp-* files
         >>> path = store.save(12, {"step": 12, "position": {"w": np.zeros(3)}})
         >>> step, tree = store.restore()                   # or None for a fresh run
@@ -512,7 +535,7 @@ class CheckpointStore:
 
     ``writer=False`` (the non-primary processes of a multi-process run) never writes or
     deletes anything: ``save`` does nothing. ``clean`` (default: ``writer``) removes the
-    orphaned ``.tmp-*`` files of a killed write now; a :class:`~ppl_bnn.driver.rundir.RunDir`
+    orphaned ``.tmp-*`` files of a killed write now; a :class:`~ppl_bnn.store.rundir.RunDir`
     passes ``False`` and removes them itself once it holds the run directory's lock.
     """
 
@@ -572,23 +595,3 @@ class CheckpointStore:
         raise CheckpointError(
             f"{errors[0]}; no earlier valid checkpoint in {self.folder}: rerun into a new --dir"
         )
-
-
-# -------------------------------------------------------------- old checkpoints
-def convert_pickle_checkpoint(src: str | os.PathLike, dst: str | os.PathLike | None = None) -> Path:
-    """Rewrite a ppl_bnn 0.1 pickle checkpoint in the safe format (``.npz`` next to it).
-
-    This unpickles ``src``, which runs any code the file holds: only convert files you
-    wrote yourself.
-    """
-    import pickle
-
-    src = Path(src)
-    raw = src.read_bytes()
-    if not raw.startswith(_OLD_MAGIC):
-        raise CheckpointError(f"{src} is not a ppl_bnn 0.1 pickle checkpoint")
-    body, digest = raw[len(_OLD_MAGIC) : -32], raw[-32:]
-    if hashlib.sha256(body).digest() != digest:
-        raise CheckpointError(f"corrupt checkpoint {src}: checksum mismatch")
-    tree = pickle.loads(body)  # noqa: S301 - the user vouches for this file
-    return save_checkpoint(Path(dst) if dst else src.with_suffix(".npz"), tree)
