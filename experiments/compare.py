@@ -583,7 +583,7 @@ def _reliability_figure(plt, names, results, ds):
     fig.supxlabel("mean confidence in the bin (top-class probability)", fontsize=9)
     fig.supylabel("accuracy in the bin (fraction correct)", fontsize=9)
     fig.suptitle(
-        f"Reliability on {ds.name}: {bins} equal-mass bins of the {n} test points, one point "
+        f"Reliability on {ds.name}: {bins} equal-mass bins of the {n} test points, one marker "
         "per bin (bars: 95% binomial intervals; dotted: perfect calibration)",
         fontsize=9,
     )
