@@ -196,6 +196,7 @@ class WindowAdaptation(NamedTuple):
     find_step_size: Callable
     kernel: Callable
     schedule: np.ndarray  # (num_warmup, 2): stage (0 fast, 1 slow), end of a slow window
+    transition: Callable  # one iteration of warmup or of sampling, by its index
 
 
 def build_window_adaptation(
@@ -268,7 +269,11 @@ def build_window_adaptation(
           Stan's heuristic first step size (double or halve until one leapfrog step's
           acceptance crosses ``target_accept``);
         * ``kernel(keys, state, batch, step_size, inverse_mass_matrix)``: the sampling
-          kernel to run after warmup with ``final``'s values.
+          kernel to run after warmup with ``final``'s values;
+        * ``transition(keys, state, wstate, step_size, inverse_mass_matrix, batch,
+          iteration)``: iteration ``iteration`` of the whole run, ``step`` during warmup and
+          ``kernel`` after it, with the same draws, for the body of one scan over both
+          phases (the inner kernel is then compiled once).
 
     Example:
         >>> from ppl_bnn.inference.hmc import build_init
@@ -357,6 +362,9 @@ def build_window_adaptation(
 
     def step_one(key, state, wstate, batch, stage, window_end, u):
         new_state, info = inner(key, state, batch, wstate.step_size, wstate.inverse_mass_matrix, u)
+        return new_state, adapt_one(wstate, new_state, info, stage, window_end), info
+
+    def adapt_one(wstate, new_state, info, stage, window_end):
         rate = jnp.where(jnp.isfinite(info.acceptance_rate), info.acceptance_rate, 0.0)
         if shared_step_size:  # identical dual-averaging states, fed the same mean rate
             rate = jax.lax.pmean(rate, "chain")
@@ -370,17 +378,20 @@ def build_window_adaptation(
         mm = jax.tree.map(lambda a, b: jnp.where(window_end, a, b), final_mm, mm)
         da = jax.tree.map(lambda a, b: jnp.where(window_end, a, b), restarted, da)
         step_size = jnp.exp(da.log_step_size)
-        return new_state, WindowAdaptationState(da, mm, step_size, mm.inverse_mass_matrix), info
+        return WindowAdaptationState(da, mm, step_size, mm.inverse_mass_matrix)
 
     stacked_step = jax.vmap(step_one, in_axes=(0, 0, 0, None, None, None, None), axis_name="chain")
+    stacked_adapt = jax.vmap(adapt_one, in_axes=(0, 0, 0, None, None), axis_name="chain")
+
+    def stage_of(iteration):
+        i = jnp.clip(jnp.asarray(iteration), 0, max(num_warmup - 1, 0))
+        if num_warmup == 0:
+            return jnp.asarray(0), jnp.asarray(False)
+        return stages[i], window_ends[i]
 
     @jax.jit
     def step(keys, state, wstate, batch, iteration):
-        i = jnp.clip(jnp.asarray(iteration), 0, max(num_warmup - 1, 0))
-        if num_warmup == 0:
-            stage, end = jnp.asarray(0), jnp.asarray(False)
-        else:
-            stage, end = stages[i], window_ends[i]
+        stage, end = stage_of(iteration)
         u = shared_uniform(keys)
         state, wstate, info = stacked_step(keys, state, wstate, batch, stage, end, u)
         return state, _strong(wstate), info
@@ -396,7 +407,32 @@ def build_window_adaptation(
         u = shared_uniform(keys)
         return stacked_inner(keys, state, batch, step_size, inverse_mass_matrix, u)
 
-    return WindowAdaptation(init, step, final, find_step_size, sampler, schedule)
+    def transition(keys, state, wstate, step_size, inverse_mass_matrix, batch, iteration):
+        """Iteration ``iteration`` of the whole run, warmup (``< num_warmup``, as ``step``)
+        or sampling (as ``kernel`` with ``step_size`` and ``inverse_mass_matrix``), in one
+        program: a scan over a run's iterations then holds the inner kernel once. Returns
+        ``(state, wstate, step_size, inverse_mass_matrix, info, used)``, the step size and
+        inverse mass matrix of the following iterations (``final``'s values once warmup
+        ends) and ``used``, the step size this iteration ran with. Not jitted: it is
+        meant for the body of a ``jax.lax.scan``."""
+        warm = jnp.asarray(iteration) < num_warmup
+        stage, end = stage_of(iteration)
+        u = shared_uniform(keys)
+        used = jnp.where(warm, wstate.step_size, step_size)
+        imm = jnp.where(warm, wstate.inverse_mass_matrix, inverse_mass_matrix)
+        new_state, info = stacked_inner(keys, state, batch, used, imm, u)
+        wstate = jax.lax.cond(
+            warm,
+            lambda: _strong(stacked_adapt(wstate, new_state, info, stage, end)),
+            lambda: wstate,
+        )
+        last = jnp.asarray(iteration) == num_warmup - 1
+        tuned_eps, tuned_imm = final(wstate)
+        step_size = jnp.where(last, tuned_eps, step_size)
+        inverse_mass_matrix = jnp.where(last, tuned_imm, inverse_mass_matrix)
+        return new_state, wstate, step_size, inverse_mass_matrix, info, used
+
+    return WindowAdaptation(init, step, final, find_step_size, sampler, schedule, transition)
 
 
 def _pooled(mm, dense: bool):
