@@ -13,10 +13,13 @@ their references and the table: ``docs/guide/zoo.md``.
         > zoo.jsonl
     python benchmarks/zoo.py --summary zoo.jsonl [more.jsonl ...]
 
-``numpyro-nuts`` is NumPyro's own NUTS with its defaults (the baseline); any method of
+``numpyro-nuts`` is NumPyro's own NUTS with its defaults, chains vectorised (the
+baseline; ``numpyro-nuts-sequential`` runs its chains one after another), in one
+``MCMC.run`` call as its users call it; any method of
 ``ppl_bnn.api.METHODS`` runs through ``ppl_bnn.infer``. ``--summary`` prints the
 pass-rate table (markdown) of JSON-lines files: passes/seeds per model and method, and
-for the failing seeds how many warned. Runs in float64.
+for the failing seeds how many warned, and each method's wall time per effective sample
+against the faster NumPyro baseline on the models NumPyro passes. Runs in float64.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ def summary(paths, methods=None) -> str:
     table = zoo.pass_table(records, methods)
     base: dict[str, list[bool]] = {}
     for r in records:
-        if r["method"] == "numpyro-nuts":
+        if r["method"] in zoo.NUMPYRO_METHODS:
             base.setdefault(r["model"], []).append(r["pass"])
     passed = {m for m, v in base.items() if all(v)}
     if passed:
@@ -57,7 +60,36 @@ def summary(paths, methods=None) -> str:
             if rs:
                 lines.append(f"- {k}: {sum(r['pass'] for r in rs)}/{len(rs)} (model, seed) pairs")
         table += "\n" + "\n".join(lines)
-    return table
+    return table + ratio_lines(records, passed)
+
+
+def ratio_lines(records, models) -> str:
+    """Wall time per effective sample (min bulk ESS) of each ``ppl_bnn`` method over that of
+    NumPyro's NUTS, the faster of its chain methods per (model, seed), compilation
+    included, on ``models``: median and range over the pairs run side by side."""
+    import statistics
+
+    per: dict[tuple[str, int], dict[str, float]] = {}
+    for r in records:
+        if r["model"] in models and r.get("min_ess_bulk", 0) > 0 and r.get("wall_s"):
+            per.setdefault((r["model"], r["seed"]), {})[r["method"]] = (
+                r["wall_s"] / r["min_ess_bulk"]
+            )
+    lines = []
+    ours = sorted({k for v in per.values() for k in v} - set(zoo.NUMPYRO_METHODS))
+    for k in ours:
+        ratios = []
+        for v in per.values():
+            base = [v[b] for b in zoo.NUMPYRO_METHODS if b in v]
+            if k in v and base:
+                ratios.append(v[k] / min(base))
+        if ratios:
+            lines.append(
+                f"- {k}: wall time per effective sample / NumPyro NUTS's (the faster chain "
+                f"method per pair): median {statistics.median(ratios):.2f} "
+                f"({min(ratios):.2f} to {max(ratios):.2f}) over {len(ratios)} (model, seed) pairs"
+            )
+    return ("\n\n" + "\n".join(lines)) if lines else ""
 
 
 def main(argv=None) -> int:
@@ -77,8 +109,9 @@ def main(argv=None) -> int:
         return 0
     a.methods = a.methods or list(DEFAULT_METHODS)
     for k in a.methods:
-        if k != "numpyro-nuts" and k not in METHODS:
-            p.error(f"unknown method {k!r}; choose numpyro-nuts or one of {', '.join(METHODS)}")
+        if k not in zoo.NUMPYRO_METHODS and k not in METHODS:
+            names = ", ".join([*zoo.NUMPYRO_METHODS, *METHODS])
+            p.error(f"unknown method {k!r}; choose one of {names}")
     models = [zoo.get(n) for n in a.models]
     refs = {m.name: zoo.reference(m) for m in models}
     for m in models:

@@ -273,7 +273,7 @@ def test_pass_table_counts_passes_and_silent_failures():
 def test_numpyro_nuts_passes_a_closed_form_model(x64):
     rec = zoo.run(zoo.get("nig_conjugate"), "numpyro-nuts", 0, num_warmup=300, num_samples=300)
     assert rec["pass"], rec["failures"]
-    assert rec["grads"] > 0 and rec["grads_warmup"] > 0 and rec["wall_s"] > 0
+    assert rec["grads"] > 0 and rec["grads_warmup"] is None and rec["wall_s"] > 0
 
 
 @pytest.mark.slow
