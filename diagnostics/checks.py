@@ -25,6 +25,10 @@ whatever the model's size.
 
 Approximations (SGD, ensembles, VI) get none of these; SG-MCMC gets R-hat and ESS (it has
 no acceptance test, trajectories or energies).
+
+One module (about 650 lines) on purpose: a dozen short checks sharing their thresholds,
+the :class:`RunDiagnostic` record and the wording of their one-line warnings;
+:func:`diagnose` runs them in one order.
 """
 
 from __future__ import annotations

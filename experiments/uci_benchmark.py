@@ -25,6 +25,10 @@ Every split writes ``<out>/<dataset>/split_<i>.json`` (the chosen setting, every
 validation score, the test metrics, diagnostics and wall / CPU time); a rerun skips splits
 whose file exists. :func:`summarise` reads the files back into the table of mean +-
 standard error over splits next to the published figures (:data:`PUBLISHED`).
+
+One module (about 600 lines) on purpose: the protocol (split, validation grid, refit,
+scoring in original units) and the summary that sets its results beside the published
+figures read and write the same per-split files.
 """
 
 from __future__ import annotations

@@ -30,6 +30,9 @@ this module. It gets ``infer(method=name)``, ``ppl_bnn.run(name, cfg)``, a row o
 docs' table (``python -m ppl_bnn.methods`` prints it) and, unless the CLI maps an
 original command onto it, a ``ppl-bnn <name>`` command whose flags are its config's
 fields (``ppl_bnn.cli.method``).
+
+One module (about 800 lines) on purpose: it is the only list of the methods, each entry
+with its options and how they become its config.
 """
 
 from __future__ import annotations

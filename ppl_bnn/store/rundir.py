@@ -26,6 +26,10 @@ metrics line, a draw, a sample, the summary). Its first write takes the folder's
 (``.lock``; a second process stops with a one-line error naming the holder's PID), checks
 that no other process wrote a checkpoint since this one read the folder, and only then
 removes the ``.tmp-*`` files a killed write left behind.
+
+One module (about 670 lines) on purpose: the layout above, its atomic writes, resume and
+the refusal of a directory written for other data or another config are one format's
+reader and writer.
 """
 
 from __future__ import annotations
