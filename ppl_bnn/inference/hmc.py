@@ -42,6 +42,7 @@ __all__ = [
     "build_init",
     "build_kernel",
     "num_leapfrog_steps",
+    "proposal_step",
     "sample",
 ]
 
@@ -112,6 +113,45 @@ def precise_energy_difference(
     return delta
 
 
+def proposal_step(
+    logdensity,
+    key,
+    state: HMCState,
+    batch: Batch,
+    step_size,
+    inverse_mass_matrix,
+    num_steps,
+    *,
+    divergence_threshold: float = 1000.0,
+    precise_accept: bool = True,
+):
+    """One BlackJAX HMC transition of one chain (``num_steps`` leapfrog steps, then the
+    Metropolis-Hastings test): ``(state, blackjax HMCInfo)``. The one HMC proposal block
+    of the package (:func:`build_kernel`, the trajectory-length rule of
+    :func:`ppl_bnn.inference.warmup.hmc_one_step`). With ``precise_accept``, a diagonal
+    mass matrix and a log density that has ``log_density_difference``, the test uses
+    :func:`precise_energy_difference` instead of the difference of two float32 totals."""
+    build_proposal = blackjax.mcmc.hmc.hmc_proposal
+    if (
+        precise_accept
+        and jnp.ndim(inverse_mass_matrix) == 1
+        and hasattr(logdensity, "log_density_difference")
+    ):
+        delta = precise_energy_difference(logdensity, batch, inverse_mass_matrix)
+
+        def sample_proposal(rng_key, delta_energy, prev, new):
+            precise = jnp.where(jnp.isfinite(delta_energy), delta(prev, new), delta_energy)
+            return static_binomial_sampling(rng_key, precise, prev, new)
+
+        build_proposal = partial(blackjax.mcmc.hmc.hmc_proposal, sample_proposal=sample_proposal)
+    kernel = blackjax.mcmc.hmc.build_kernel(
+        divergence_threshold=divergence_threshold, build_proposal=build_proposal
+    )
+    return kernel(
+        key, state, lambda p: logdensity(p, batch), step_size, inverse_mass_matrix, num_steps
+    )
+
+
 def build_kernel(
     logdensity: LogDensity,
     *,
@@ -132,22 +172,16 @@ def build_kernel(
     """
 
     def one(key, state, batch, step_size, inverse_mass_matrix, num_steps, do_mh):
-        build_proposal = blackjax.mcmc.hmc.hmc_proposal
-        if precise_accept:
-            delta = precise_energy_difference(logdensity, batch, inverse_mass_matrix)
-
-            def sample_proposal(rng_key, delta_energy, prev, new):
-                precise = jnp.where(jnp.isfinite(delta_energy), delta(prev, new), delta_energy)
-                return static_binomial_sampling(rng_key, precise, prev, new)
-
-            build_proposal = partial(
-                blackjax.mcmc.hmc.hmc_proposal, sample_proposal=sample_proposal
-            )
-        bj_kernel = blackjax.mcmc.hmc.build_kernel(
-            divergence_threshold=divergence_threshold, build_proposal=build_proposal
-        )
-        new_state, info = bj_kernel(
-            key, state, lambda p: logdensity(p, batch), step_size, inverse_mass_matrix, num_steps
+        new_state, info = proposal_step(
+            logdensity,
+            key,
+            state,
+            batch,
+            step_size,
+            inverse_mass_matrix,
+            num_steps,
+            divergence_threshold=divergence_threshold,
+            precise_accept=precise_accept,
         )
         proposal = HMCState(
             info.proposal.position, info.proposal.logdensity, info.proposal.logdensity_grad

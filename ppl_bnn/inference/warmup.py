@@ -32,13 +32,17 @@ References:
     Neal, R. M. (2011). MCMC using Hamiltonian dynamics. Handbook of MCMC, ch. 5.
     Beskos, A., Pillai, N., Roberts, G., Sanz-Serna, J. and Stuart, A. (2013). Optimal
     tuning of the hybrid Monte Carlo algorithm. Bernoulli 19(5A), 1501-1534.
+
+One module (about 600 lines) on purpose: the schedule, the dual averaging and mass-
+matrix updates, the step-size search and the stacked ``init`` / ``step`` /
+``transition`` share one adaptation state, which a checkpoint stores and a resumed run
+must rebuild exactly.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from functools import partial
 from typing import NamedTuple
 
 import blackjax
@@ -52,11 +56,10 @@ from blackjax.adaptation.step_size import (
     dual_averaging_adaptation,
 )
 from blackjax.mcmc.hmc import HMCState
-from blackjax.mcmc.proposal import static_binomial_sampling
 from jax.flatten_util import ravel_pytree
 
 from ppl_bnn.inference import nuts
-from ppl_bnn.inference.hmc import precise_energy_difference
+from ppl_bnn.inference.hmc import proposal_step
 from ppl_bnn.types import Array, PRNGKey
 
 __all__ = [
@@ -116,26 +119,16 @@ def hmc_one_step(
         wanted = jnp.ceil(trajectory_length * u / step_size)
         wanted = jnp.where(jnp.isfinite(wanted), wanted, float(max_num_steps) + 1.0)
         num_steps = jnp.clip(wanted, 1, max_num_steps).astype(jnp.int32)
-        build_proposal = blackjax.mcmc.hmc.hmc_proposal
-        if (
-            precise_accept
-            and jnp.ndim(inverse_mass_matrix) == 1
-            and hasattr(logdensity, "log_density_difference")
-        ):
-            delta = precise_energy_difference(logdensity, batch, inverse_mass_matrix)
-
-            def sample_proposal(rng_key, delta_energy, prev, new):
-                precise = jnp.where(jnp.isfinite(delta_energy), delta(prev, new), delta_energy)
-                return static_binomial_sampling(rng_key, precise, prev, new)
-
-            build_proposal = partial(
-                blackjax.mcmc.hmc.hmc_proposal, sample_proposal=sample_proposal
-            )
-        kernel = blackjax.mcmc.hmc.build_kernel(
-            divergence_threshold=divergence_threshold, build_proposal=build_proposal
-        )
-        new_state, info = kernel(
-            key_mh, state, lambda p: logdensity(p, batch), step_size, inverse_mass_matrix, num_steps
+        new_state, info = proposal_step(
+            logdensity,
+            key_mh,
+            state,
+            batch,
+            step_size,
+            inverse_mass_matrix,
+            num_steps,
+            divergence_threshold=divergence_threshold,
+            precise_accept=precise_accept,
         )
         rate = jnp.where(jnp.isfinite(info.acceptance_rate), info.acceptance_rate, 0.0)
         return new_state, TrajectoryInfo(
@@ -508,17 +501,21 @@ def _build_find_step_size(logdensity: Callable, target_accept: float, dense_mass
             p = jnp.exp(jnp.minimum(h0 - h1, 0.0))
             return jnp.where(jnp.isfinite(p), p, 0.0)
 
-        up = accept(initial) > target_accept
+        # the acceptance of the carried step size rides in the carry: the loop's
+        # condition (evaluated again inside the body under vmap) holds no leapfrog step
+        p0 = accept(initial)
+        up = p0 > target_accept
 
         def cond(carry):
-            eps, n = carry
-            return ((accept(eps) > target_accept) == up) & (n < 60)
+            eps, n, p = carry
+            return ((p > target_accept) == up) & (n < 60)
 
         def body(carry):
-            eps, n = carry
-            return jnp.where(up, 2.0 * eps, 0.5 * eps), n + 1
+            eps, n, _ = carry
+            eps = jnp.where(up, 2.0 * eps, 0.5 * eps)
+            return eps, n + 1, accept(eps)
 
-        eps, _ = jax.lax.while_loop(cond, body, (jnp.asarray(initial), 0))
+        eps, _, _ = jax.lax.while_loop(cond, body, (jnp.asarray(initial), 0, p0))
         # going up, the last step size that still met the target
         return jnp.where(up, 0.5 * eps, eps)
 
