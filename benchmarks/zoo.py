@@ -4,7 +4,8 @@ One JSON line per (model, method, seed): ``pass`` against the model's reference 
 within 4 MCSE of the run and of the reference combined, sds within [0.8, 1.25], R-hat
 below 1.01, bulk ESS at least 400 on every compared quantity; ``failures`` names the
 failed checks), ``grads`` (leapfrog steps of the kept draws, summed over chains),
-``grads_warmup`` (where the method reports them), ``wall_s`` (compilation included) and
+``grads_warmup`` (where the method reports them), ``wall_s`` and ``cpu_s`` (the
+process's CPU time; both with compilation) and
 ``warned`` (a run warning was emitted or ``diagnose()`` found something). The models,
 their references and the table: ``docs/guide/zoo.md``.
 
@@ -64,31 +65,34 @@ def summary(paths, methods=None) -> str:
 
 
 def ratio_lines(records, models) -> str:
-    """Wall time per effective sample (min bulk ESS) of each ``ppl_bnn`` method over that of
-    NumPyro's NUTS, the faster of its chain methods per (model, seed), compilation
-    included, on ``models``: median and range over the pairs run side by side."""
+    """Wall (and CPU) time per effective sample (min bulk ESS) of each ``ppl_bnn`` method
+    over that of NumPyro's NUTS, the faster of its chain methods per (model, seed),
+    compilation included, on ``models``: median and range over the pairs run side by
+    side. CPU time (the process's, all threads) is the steadier figure on a shared
+    machine."""
     import statistics
 
-    per: dict[tuple[str, int], dict[str, float]] = {}
-    for r in records:
-        if r["model"] in models and r.get("min_ess_bulk", 0) > 0 and r.get("wall_s"):
-            per.setdefault((r["model"], r["seed"]), {})[r["method"]] = (
-                r["wall_s"] / r["min_ess_bulk"]
-            )
     lines = []
-    ours = sorted({k for v in per.values() for k in v} - set(zoo.NUMPYRO_METHODS))
-    for k in ours:
-        ratios = []
-        for v in per.values():
-            base = [v[b] for b in zoo.NUMPYRO_METHODS if b in v]
-            if k in v and base:
-                ratios.append(v[k] / min(base))
-        if ratios:
-            lines.append(
-                f"- {k}: wall time per effective sample / NumPyro NUTS's (the faster chain "
-                f"method per pair): median {statistics.median(ratios):.2f} "
-                f"({min(ratios):.2f} to {max(ratios):.2f}) over {len(ratios)} (model, seed) pairs"
-            )
+    for clock in ("wall_s", "cpu_s"):
+        per: dict[tuple[str, int], dict[str, float]] = {}
+        for r in records:
+            if r["model"] in models and r.get("min_ess_bulk", 0) > 0 and r.get(clock):
+                cost = r[clock] / r["min_ess_bulk"]
+                per.setdefault((r["model"], r["seed"]), {})[r["method"]] = cost
+        ours = sorted({k for v in per.values() for k in v} - set(zoo.NUMPYRO_METHODS))
+        for k in ours:
+            ratios = []
+            for v in per.values():
+                base = [v[b] for b in zoo.NUMPYRO_METHODS if b in v]
+                if k in v and base:
+                    ratios.append(v[k] / min(base))
+            if ratios:
+                lines.append(
+                    f"- {k}: {clock[:-2]} time per effective sample / NumPyro NUTS's (the "
+                    f"faster chain method per pair): median {statistics.median(ratios):.2f} "
+                    f"({min(ratios):.2f} to {max(ratios):.2f}) over {len(ratios)} "
+                    "(model, seed) pairs"
+                )
     return ("\n\n" + "\n".join(lines)) if lines else ""
 
 

@@ -129,7 +129,7 @@ def run(
 
     ref = reference(m) if ref is None else ref
     category = _run_warning_category()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if method in NUMPYRO_METHODS:
@@ -165,7 +165,7 @@ def run(
             grads_warmup = result.summary.get("num_grad_evals_warmup")
             diagnose = getattr(result, "diagnose", None)
             diagnosed = [str(d) for d in diagnose()] if callable(diagnose) else None
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
 
     def ours(w) -> bool:
         if category is not None and issubclass(w.category, category):
@@ -183,6 +183,7 @@ def run(
         "grads_warmup": grads_warmup,
         "divergent": int(np.sum(stats["diverging"])) if "diverging" in stats else None,
         "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
         "warned": bool(messages) or bool(diagnosed),
         "warnings": messages[:8],
         "diagnosed": diagnosed[:8] if diagnosed else diagnosed,
