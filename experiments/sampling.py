@@ -32,8 +32,9 @@ def sample_bnn(
 ) -> dict[str, Any]:
     """``ppl_bnn.infer(model, x, y, x_test=x_eval, ...)`` and what the experiments read.
 
-    ``max_num_doublings`` bounds NUTS's trees (``method="hmc"``: at most
-    ``2**max_num_doublings - 1`` leapfrog steps per trajectory, the same budget). The
+    ``max_num_doublings`` bounds NUTS's trees (``method="hmc"`` or ``"chees"``: at most
+    ``2**max_num_doublings - 1`` leapfrog steps per trajectory, the same budget; MAMS
+    sets its own number of steps). The
     run-end warnings are returned (``"warnings"``), not printed: a benchmark's short
     chains would repeat them for every fit.
 
@@ -44,11 +45,11 @@ def sample_bnn(
     import ppl_bnn
     from ppl_bnn.diagnostics import RunWarning
 
-    options: dict[str, Any] = (
-        {"max_num_doublings": max_num_doublings}
-        if method == "nuts"
-        else {"max_num_steps": 2**max_num_doublings - 1}
-    )
+    options: dict[str, Any] = {}
+    if method == "nuts":
+        options["max_num_doublings"] = max_num_doublings
+    elif method in ("hmc", "chees"):
+        options["max_num_steps"] = 2**max_num_doublings - 1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RunWarning)
         result = ppl_bnn.infer(
@@ -66,12 +67,13 @@ def sample_bnn(
             **options,
         )
     stats = result.sample_stats
+    mean = lambda k: float(np.mean(stats[k])) if k in stats else float("nan")  # noqa: E731
     return {
         "pred": np.asarray(result.predictions, np.float64),
         "samples": result.samples,
-        "acceptance_rate": float(np.mean(stats["acceptance_rate"])),
-        "divergent_frac": float(np.mean(stats["diverging"])),
-        "mean_leapfrog_steps": float(np.mean(stats["n_steps"])),
+        "acceptance_rate": mean("acceptance_rate"),
+        "divergent_frac": mean("diverging"),
+        "mean_leapfrog_steps": mean("n_steps"),
         "step_size": np.asarray(stats["step_size"])[:, -1].tolist(),
         "warnings": [d.message for d in result.diagnose()],
     }

@@ -19,7 +19,8 @@ The protocol (one split at a time, resumable):
 The sampler needs no per-dataset step size: ``ppl_bnn.infer(method="nuts")``, the
 library's NUTS with Stan's window adaptation (step size by dual averaging per chain,
 diagonal mass matrix from the warmup draws), several chains vectorised, run in memory as
-compiled scans (:mod:`ppl_bnn.experiments.sampling`). ``SAMPLER`` names the method.
+compiled scans (:mod:`ppl_bnn.experiments.sampling`); ``--method`` picks another exact
+sampler (``hmc``, ``mams``, ``chees``).
 
 Every split writes ``<out>/<dataset>/split_<i>.json`` (the chosen setting, every
 validation score, the test metrics, diagnostics and wall / CPU time); a rerun skips splits
@@ -58,8 +59,8 @@ __all__ = [
     "summarise",
 ]
 
-#: the ``ppl_bnn.infer`` method of every fit (and of ``ppl-bnn reproduce``): "nuts" or
-#: "hmc" (the window-adapted trajectory-length rule), in memory as compiled scans.
+#: the default ``ppl_bnn.infer`` method of every fit (``--method``), in memory as
+#: compiled scans.
 SAMPLER = "nuts"
 
 #: Published test log-likelihood per point and RMSE (mean +- the spread each paper printed
@@ -200,6 +201,11 @@ class UCIBenchmarkConfig:
         "do, every size gets the same tree depth and draws, so the cost grows with the rows)",
     )
     large_max_num_doublings: int = _f(4, "NUTS tree depth limit on training sets above --large_n")
+    method: str = _f(
+        SAMPLER,
+        "sampler of every fit, a ppl_bnn.infer method with an exact Metropolis test: "
+        "nuts, hmc, mams or chees",
+    )
     seed: int = _f(0, "random seed (split i uses seed + i)")
     profile: str = _f("", "'smoke': tiny sizes for tests (overrides the sizes above)")
     summarise_only: bool = _f(False, "run nothing: summarise the result files under --out")
@@ -221,6 +227,21 @@ def _apply_profile(cfg: UCIBenchmarkConfig) -> UCIBenchmarkConfig:
     if cfg.profile:
         raise ValueError(f"unknown --profile {cfg.profile!r}; choose smoke or leave it empty")
     return cfg
+
+
+#: the methods the benchmark runs: exact samplers only (``mclmc`` is biased)
+METHODS = ("nuts", "hmc", "mams", "chees")
+
+#: config fields that do not change a split's result (where, which, how to report)
+_NOT_RESULT = frozenset({"out", "datasets", "data_dir", "splits", "summarise_only"})
+
+
+def _stale(cfg: UCIBenchmarkConfig, stored: dict[str, Any]) -> list[str]:
+    """The fields of ``cfg`` that change a split's result and differ from ``stored`` (a
+    split file's ``config``; a field missing there had its default)."""
+    defaults = dataclasses.asdict(UCIBenchmarkConfig())
+    now = dataclasses.asdict(cfg)
+    return [k for k in now if k not in _NOT_RESULT and stored.get(k, defaults[k]) != now[k]]
 
 
 # ---------------------------------------------------------------------------- data
@@ -302,7 +323,7 @@ def _fit_and_score(cfg, likelihood, wd, x, y, x_eval, y_eval, seed, sizes) -> di
         y,
         x_eval,
         y_eval,
-        method=SAMPLER,
+        method=cfg.method,
         num_chains=num_chains,
         num_warmup=num_warmup,
         num_samples=num_samples,
@@ -384,7 +405,7 @@ def run_split(cfg: UCIBenchmarkConfig, name: str, split: int, data_dir: Path) ->
         "test_ll": final["ll_std"] - math.log(ys),
         "rmse": math.sqrt(final["mse_std"]) * ys,
         "final": final,
-        "sampler": SAMPLER,
+        "sampler": cfg.method,
         "sizes": {"validation": val_sizes, "final": sizes},
         "wall_s": time.perf_counter() - t0,
         "cpu_s": time.process_time() - c0,
@@ -410,6 +431,11 @@ def run_benchmark(cfg: UCIBenchmarkConfig, *, write=print) -> dict[str, Any]:
     """Every requested split of every requested dataset (skipping finished ones), then the
     summary (``summary.json``, ``summary.md``) over every result file in ``cfg.out``."""
     cfg = _apply_profile(cfg)
+    if cfg.method not in METHODS:
+        raise ValueError(
+            f"method {cfg.method!r} is not one the benchmark runs; choose one of "
+            f"{', '.join(METHODS)} (exact samplers)"
+        )
     data_dir = Path(cfg.data_dir) if cfg.data_dir else default_data_dir()
     if not data_dir.is_dir():
         raise FileNotFoundError(
@@ -428,6 +454,12 @@ def run_benchmark(cfg: UCIBenchmarkConfig, *, write=print) -> dict[str, Any]:
         for split in _splits(cfg, folder):
             path = out / name / f"split_{split}.json"
             if path.is_file():
+                differ = _stale(cfg, json.loads(path.read_text()).get("config", {}))
+                if differ:
+                    raise ValueError(
+                        f"{path} was written with other settings ({', '.join(differ)}): "
+                        "give another --out, or delete the file to rerun that split"
+                    )
                 write(f"{name} split {split}: done, skipped")
                 continue
             r = run_split(cfg, name, split, data_dir)

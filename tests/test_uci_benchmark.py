@@ -3,6 +3,7 @@ figures, and one tiny split end to end (resumable) when the UCI folder is presen
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -153,6 +154,39 @@ def test_one_split_end_to_end_and_resume(tmp_path):
     ub.run_benchmark(cfg, write=messages.append)
     assert path.stat().st_mtime_ns == before
     assert any("done, skipped" in m for m in messages)
+    # a rerun with settings that change the result does not pass the old file off as new
+    for changed, field in [({"method": "mams"}, "method"), ({"seed": 1}, "seed")]:
+        with pytest.raises(ValueError, match=rf"written with other settings \({field}\)"):
+            ub.run_benchmark(dataclasses.replace(cfg, **changed), write=lambda *_: 0)
+    assert path.stat().st_mtime_ns == before
+    # where the results go and which splits run are not settings of a result
+    ub.run_benchmark(dataclasses.replace(cfg, summarise_only=True), write=lambda *_: 0)
+
+
+def test_biased_or_unknown_method_is_refused(tmp_path):
+    for method in ("mclmc", "sgd", "nope"):
+        with pytest.raises(ValueError, match=f"method '{method}' is not one the benchmark runs"):
+            ub.run_benchmark(
+                ub.UCIBenchmarkConfig(out=str(tmp_path), data_dir=str(tmp_path), method=method)
+            )
+
+
+@pytest.mark.slow
+def test_one_split_with_mams(tmp_path):
+    cfg = ub.UCIBenchmarkConfig(
+        out=str(tmp_path),
+        datasets="yacht",
+        data_dir=str(_uci_dir()),
+        splits="0",
+        weight_decays="1",
+        likelihoods="homoscedastic",
+        profile="smoke",
+        method="mams",
+    )
+    ub.run_benchmark(cfg, write=lambda *_: 0)
+    r = json.loads((tmp_path / "yacht" / "split_0.json").read_text())
+    assert r["sampler"] == "mams" and math.isfinite(r["test_ll"]) and r["rmse"] > 0
+    assert 0.0 <= r["final"]["acceptance_rate"] <= 1.0
 
 
 def test_bad_split_and_missing_folder(tmp_path):
