@@ -29,16 +29,9 @@ from tqdm.auto import tqdm
 
 from ppl_bnn.declare.problem import Problem
 from ppl_bnn.density.sharding import replicate
-from ppl_bnn.driver.loop import (
-    Algorithm,
-    Evaluator,
-    RunResult,
-    _evaluation,
-    _finish,
-    _Kept,
-    check_initial_point,
-    check_record,
-)
+from ppl_bnn.driver.evaluator import Evaluator, check_initial_point
+from ppl_bnn.driver.loop import Algorithm, check_record
+from ppl_bnn.driver.result import Kept, RunResult, finish
 from ppl_bnn.evaluation.bma import ensemble_init, ensemble_update
 from ppl_bnn.evaluation.predictive import ParamTracker
 from ppl_bnn.store.rundir import open_run_dir
@@ -134,7 +127,7 @@ def run_compiled(
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=total, disable=not show, desc=alg.name)
     warned: set[str] = set()
-    kept = _Kept(True, log_likelihood)
+    kept = Kept(True, log_likelihood)
     ens = ensemble_init((ds.x_test.shape[0], ds.num_outputs))
     clock = time.perf_counter()
 
@@ -197,7 +190,9 @@ def run_compiled(
             if t0 + length == total:  # the run's metrics, at its last iteration
                 last = jax.tree.map(lambda a: a[-1], positions)
                 last_preds = None if preds is None else preds[-1]
-                rows[-1].update(_evaluation(alg, evaluator, None, total - 1, last, last_preds, ens))
+                rows[-1].update(
+                    alg.kind.evaluation(evaluator, None, total - 1, last, last_preds, ens)
+                )
             for row in rows:
                 rd.log(row[alg.unit], row)
             bar.update(length)
@@ -206,7 +201,7 @@ def run_compiled(
         bar.close()
     final = MCMCState(*chains, wstate, eps, imm)  # type: ignore[call-arg]
     elapsed = time.perf_counter() - clock
-    return _finish(
+    return finish(
         alg,
         problem,
         rd,

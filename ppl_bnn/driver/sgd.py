@@ -15,6 +15,7 @@ import numpy as np
 
 from ppl_bnn.config import EnsembleConfig, SGDConfig
 from ppl_bnn.declare.problem import Problem
+from ppl_bnn.driver.kinds import ApproximationKind
 from ppl_bnn.driver.loop import Algorithm, Evaluator, RunResult
 from ppl_bnn.driver.minibatch import (
     Members,
@@ -99,8 +100,7 @@ def build_sgd(cfg: SGDConfig, problem: Problem, *, method: str | None = None) ->
         columns=("step_size", "log_prob"),
         save=save,
         load=load,
-        approximation=lambda s, t: s.inner.position,
-        approximation_as_chains=True,
+        kind=ApproximationKind(lambda s, t: s.inner.position),
         summary=lambda s: {"ensemble_size": M, "num_ensembled": M},
     )
 

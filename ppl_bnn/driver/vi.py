@@ -17,6 +17,7 @@ import numpy as np
 
 from ppl_bnn.config import VIConfig
 from ppl_bnn.declare.problem import Problem
+from ppl_bnn.driver.kinds import ApproximationKind
 from ppl_bnn.driver.loop import Algorithm, Evaluator, RunResult
 from ppl_bnn.driver.minibatch import (
     Members,
@@ -205,9 +206,7 @@ def build_vi(cfg: VIConfig, problem: Problem) -> Algorithm:
         columns=("step_size", "elbo"),
         save=save,
         load=load,
-        approximation=approximation,
-        approximation_as_chains=False,
-        approximation_chains=C,
+        kind=ApproximationKind(approximation, as_chains=False, chains=C),
         summary=lambda s: {
             "vi_ensemble_size": S,
             "num_ensembled": C * S,
