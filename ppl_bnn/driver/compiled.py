@@ -5,6 +5,10 @@ the sampling run as ``jax.lax.scan`` over chunks of ``chunk`` iterations: one co
 call per chunk instead of one per iteration, and the host's bookkeeping (metrics lines,
 site values, predictions, the online model average) done once per chunk on stacked
 draws. Between chunks the host updates the progress bar and a Ctrl-C stops the run.
+Warmup and sampling are one program (:func:`ppl_bnn.inference.warmup` ``transition``,
+the iteration's index choosing the phase), so a run compiles the kernel once, not once
+per phase; a chunk length that does not divide a phase adds one program for the
+remainder.
 
 The iterations are the checkpointing loop's (:func:`ppl_bnn.driver.loop.run`): the same
 key split per iteration, the same kernels, the same adaptation, so for one seed the
@@ -59,6 +63,20 @@ def _scanner(body, batch):
     return run
 
 
+def _placed(mesh, carry):
+    """``carry`` replicated on the mesh (keys through their data), where a scan's outputs
+    are: a first call with arrays placed elsewhere would compile a second program."""
+    leaves, tree = jax.tree.flatten(carry)
+    keys = [jnp.issubdtype(a.dtype, jax.dtypes.prng_key) for a in leaves]
+    data = [jax.random.key_data(a) if k else a for a, k in zip(leaves, keys, strict=True)]
+    placed = replicate(mesh, data)
+    out = [
+        jax.random.wrap_key_data(p, impl=jax.random.key_impl(a)) if k else p
+        for p, a, k in zip(placed, leaves, keys, strict=True)
+    ]
+    return jax.tree.unflatten(tree, out)
+
+
 def _chunks(start: int, end: int, chunk: int):
     t = start
     while t < end:
@@ -110,19 +128,15 @@ def run_compiled(
 
     chains = replicate(mesh, HMCState(state.position, state.logdensity, state.logdensity_grad))
 
-    def warm_body(carry, t, batch):
-        key, chains, wstate = carry
+    def body(carry, t, batch):
+        key, chains, wstate, eps, imm = carry
         key, step_key = jax.random.split(key)
-        used = wstate.step_size
-        new, wstate, info = warmup.step(jax.random.split(step_key, C), chains, wstate, batch, t)
-        return (key, new, wstate), (info, used, new.logdensity, log_prior(new.position))
-
-    def sample_body(carry, t, batch):
-        key, chains, eps, imm = carry
-        key, step_key = jax.random.split(key)
-        new, info = warmup.kernel(jax.random.split(step_key, C), chains, batch, eps, imm)
-        out = (info, eps, new.logdensity, log_prior(new.position), new.position)
-        return (key, new, eps, imm), out
+        keys = jax.random.split(step_key, C)
+        new, wstate, eps, imm, info, used = warmup.transition(
+            keys, chains, wstate, eps, imm, batch, t
+        )
+        out = (info, used, new.logdensity, log_prior(new.position), new.position)
+        return (key, new, wstate, eps, imm), out
 
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=total, disable=not show, desc=alg.name)
@@ -144,23 +158,19 @@ def run_compiled(
         return rows
 
     try:
-        wstate = state.adaptation
-        if W:
-            run_warm = _scanner(warm_body, batch)
-            warm: Any = (key, chains, wstate)
-            for t0, length in _chunks(0, W, chunk):
-                warm, outs = run_warm(warm, t0, length)
-                for row in records(jax.device_get(outs), t0, length):
-                    rd.log(row[alg.unit], {**row, "num_ensembled": 0})
-                bar.update(length)
-            key, chains, wstate = warm
-            eps, imm = warmup.final(wstate)
-        else:
-            eps, imm = state.step_size, state.inverse_mass_matrix
-        run_sample = _scanner(sample_body, batch)
-        carry: Any = (key, chains, eps, imm)
+        # one program for warmup and sampling, its carry placed as the scan returns it:
+        # every chunk of one length then runs the program compiled for the first
+        run_chunk = _scanner(body, batch)
+        carry: Any = _placed(
+            mesh, (key, chains, state.adaptation, state.step_size, state.inverse_mass_matrix)
+        )
+        for t0, length in _chunks(0, W, chunk):
+            carry, outs = run_chunk(carry, t0, length)
+            for row in records(jax.device_get(outs[:4]), t0, length):
+                rd.log(row[alg.unit], {**row, "num_ensembled": 0})
+            bar.update(length)
         for t0, length in _chunks(W, total, chunk):
-            carry, outs = run_sample(carry, t0, length)
+            carry, outs = run_chunk(carry, t0, length)
             positions = outs[4]  # (length, chains, ...)
             flat = jax.tree.map(lambda a: a.reshape((-1, *a.shape[2:])), positions)
             unflat = (
@@ -196,7 +206,7 @@ def run_compiled(
             for row in rows:
                 rd.log(row[alg.unit], row)
             bar.update(length)
-        key, chains, eps, imm = carry
+        key, chains, wstate, eps, imm = carry
     finally:
         bar.close()
     final = MCMCState(*chains, wstate, eps, imm)  # type: ignore[call-arg]
