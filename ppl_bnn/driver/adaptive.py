@@ -21,6 +21,11 @@ places its data). Chains start where NUTS's do (``init_strategy``, default unifo
 ``mclmc`` has no Metropolis test: its draws are **asymptotically biased** (the summary
 says so, ``"asymptotically_biased": true``, and the run prints it once). It is never a
 default.
+
+One module (about 600 lines) on purpose: the three methods share the chains' start, the
+full-batch log density, the resumable tuning (each a BlackJAX tuning run cut into
+checkpointed pieces), the sample statistics and the superchain report; one module per
+method would repeat that frame three times.
 """
 
 from __future__ import annotations
