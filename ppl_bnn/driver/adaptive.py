@@ -30,7 +30,7 @@ method would repeat that frame three times.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Unpack
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +48,7 @@ from ppl_bnn.driver.loop import (
     check_initial_point,
     every,
 )
+from ppl_bnn.driver.runner import RunOptions, run_from_config
 from ppl_bnn.inference.precision import check_gradient_dtype
 
 __all__ = ["AdaptiveState", "BIAS_NOTE", "KERNELS", "build_adaptive", "run_adaptive"]
@@ -553,13 +554,9 @@ def adaptive_summary(records: list[dict]) -> dict[str, Any]:
 def run_adaptive(
     cfg: AdaptiveConfig,
     *,
-    problem: Problem | None = None,
-    argv: list[str] | None = None,
-    progress: bool | None = None,
-    stop_after: int | None = None,
-    collect: bool | None = None,
-    log_likelihood: bool = False,
     init_from=None,
+    problem: Problem | None = None,
+    **options: Unpack[RunOptions],
 ) -> RunResult:
     """Run (or resume) MAMS, ChEES-HMC or MCLMC as configured; returns the
     :class:`RunResult`. Rerunning with the same ``cfg.dir`` resumes bit for bit (module
@@ -567,20 +564,14 @@ def run_adaptive(
     ``init_strategy="ensemble"`` and more chains than members, the summary holds the
     superchains (``"superchains"``) and the largest nested R-hat (``"nested_rhat"``).
     """
-    from ppl_bnn.driver.hmc import run_from_config
-
     check_config(cfg, init_from)
     problem = problem or build_problem(cfg)
     result = run_from_config(
         build_adaptive(cfg, problem, init_from=init_from),
         cfg,
         problem,
-        argv=argv,
-        progress=progress,
-        stop_after=stop_after,
-        collect=collect,
-        log_likelihood=log_likelihood,
         extra_summary=adaptive_summary,
+        **options,
     )
     ids = starts.superchain_ids(
         cfg.num_chains, cfg.init_strategy, init_from or cfg.init_from, problem

@@ -97,13 +97,14 @@ def run_compiled(
     """Run window-adapted HMC or NUTS (``alg`` and ``warmup`` from
     :func:`ppl_bnn.driver.mcmc.build_mcmc`'s builder) in memory as compiled scans of
     ``chunk`` iterations (default :data:`DEFAULT_CHUNK`)."""
-    from ppl_bnn.driver.hmc import mcmc_summary, run_record
+    from ppl_bnn.driver.hmc import mcmc_summary
     from ppl_bnn.driver.mcmc import (
         DivergenceStreak,
         MCMCState,
         iteration_record,
         kernel_sample_stats,
     )
+    from ppl_bnn.driver.runner import run_record
 
     t_call = time.perf_counter()
     chunk = chunk or DEFAULT_CHUNK

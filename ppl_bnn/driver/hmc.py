@@ -36,18 +36,18 @@ stays where it is (during the burn-in too): the warning is the sign to lower the
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Unpack
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from ppl_bnn.config import HMCConfig, applicable
+from ppl_bnn.config import HMCConfig
 from ppl_bnn.declare.problem import Problem, build_problem
 from ppl_bnn.density.sharding import replicate
 from ppl_bnn.driver.loop import Algorithm, Evaluator, RunResult, Schedule, every
-from ppl_bnn.driver.loop import run as run_loop
+from ppl_bnn.driver.runner import RunOptions, run_from_config
 from ppl_bnn.inference.hmc import (
     MassMatrixEstimate,
     build_init,
@@ -56,7 +56,6 @@ from ppl_bnn.inference.hmc import (
 )
 from ppl_bnn.methods import option_name
 from ppl_bnn.store.checkpoint import load_checkpoint
-from ppl_bnn.store.rundir import open_run_dir
 
 __all__ = [
     "HMCRunState",
@@ -381,61 +380,17 @@ def mcmc_summary(records: list[dict]) -> dict[str, Any]:
 
 
 def run_hmc(
-    cfg: HMCConfig,
-    *,
-    problem: Problem | None = None,
-    argv: list[str] | None = None,
-    progress: bool | None = None,
-    stop_after: int | None = None,
-    collect: bool | None = None,
-    log_likelihood: bool = False,
+    cfg: HMCConfig, *, problem: Problem | None = None, **options: Unpack[RunOptions]
 ) -> RunResult:
     """Run (or resume) full-batch HMC as configured; returns the :class:`RunResult`.
 
     Everything is checked before anything is written. Restarting with the same ``--dir``
     resumes from the latest checkpoint and ends in exactly the state an uninterrupted run
-    reaches. ``stop_after`` stops after that many iterations of this call (for tests).
-    An empty ``cfg.dir`` runs in memory.
+    reaches. ``options``: :class:`~ppl_bnn.driver.runner.RunOptions`. An empty
+    ``cfg.dir`` runs in memory.
     """
     check_config(cfg)
     problem = problem or build_problem(cfg)
     return run_from_config(
-        build_hmc(cfg, problem),
-        cfg,
-        problem,
-        argv=argv,
-        progress=progress,
-        stop_after=stop_after,
-        collect=collect,
-        log_likelihood=log_likelihood,
-        extra_summary=mcmc_summary,
+        build_hmc(cfg, problem), cfg, problem, extra_summary=mcmc_summary, **options
     )
-
-
-def run_from_config(algorithm: Algorithm, cfg, problem: Problem, **options) -> RunResult:
-    """Run ``algorithm`` through the loop with what every method's config holds: its run
-    directory, the recorded configuration, the seed, the console and draw settings.
-    ``options`` are the loop's per-call keywords (``argv``, ``progress``, ...)."""
-    return run_loop(
-        algorithm,
-        problem,
-        rundir=open_run_dir(cfg),
-        config=run_record(cfg, problem),
-        seed=cfg.seed,
-        tabulate_freq=cfg.tabulate_freq,
-        num_param_draws=cfg.num_param_draws,
-        **options,
-    )
-
-
-def run_record(cfg, problem: Problem) -> dict[str, Any]:
-    """The configuration recorded with a run: the run fields of ``cfg`` and what declared
-    the problem (``problem.record()``: the applicable problem fields, or the model's name
-    for a problem built in Python, whose problem fields in ``cfg`` were not used)."""
-    import dataclasses
-
-    from ppl_bnn.config import ProblemConfig
-
-    problem_fields = {f.name for f in dataclasses.fields(ProblemConfig)}
-    run = {k: v for k, v in applicable(cfg).items() if k not in problem_fields}
-    return {**problem.record(), **run}

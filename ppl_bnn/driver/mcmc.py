@@ -12,7 +12,7 @@ NUTS.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Unpack
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +23,7 @@ from ppl_bnn.declare.problem import Problem, build_problem
 from ppl_bnn.density.sharding import replicate
 from ppl_bnn.driver import starts
 from ppl_bnn.driver.loop import Algorithm, Evaluator, RunResult, Schedule, every
+from ppl_bnn.driver.runner import RunOptions, run_from_config
 from ppl_bnn.inference import warmup as warmup_lib
 from ppl_bnn.inference.hmc import build_init
 
@@ -256,14 +257,10 @@ def _build_mcmc(cfg: MCMCConfig, problem: Problem, init_from: Any = None):
 def run_mcmc(
     cfg: MCMCConfig,
     *,
-    problem: Problem | None = None,
-    argv: list[str] | None = None,
-    progress: bool | None = None,
-    stop_after: int | None = None,
-    collect: bool | None = None,
-    log_likelihood: bool = False,
     compiled: bool | None = None,
     init_from: Any = None,
+    problem: Problem | None = None,
+    **options: Unpack[RunOptions],
 ) -> RunResult:
     """Run (or resume) window-adapted HMC or NUTS; returns the :class:`RunResult`.
 
@@ -274,10 +271,11 @@ def run_mcmc(
     :class:`RunResult` (``cfg.init_from``: its run directory); with more chains than
     members the summary holds the superchains and their nested R-hat.
     """
-    from ppl_bnn.driver.hmc import mcmc_summary, run_from_config
+    from ppl_bnn.driver.hmc import mcmc_summary
 
     check_config(cfg, init_from)
     problem = problem or build_problem(cfg)
+    stop_after, collect = options.get("stop_after"), options.get("collect")
     if compiled is None:
         compiled = not cfg.dir and stop_after is None and collect is not False
     if compiled:
@@ -287,19 +285,16 @@ def run_mcmc(
             raise ValueError("a compiled run is in memory and runs to its end: give no dir")
         alg, warmup = _build_mcmc(cfg, problem, init_from)
         result = run_compiled(
-            alg, warmup, cfg, problem, progress=progress, log_likelihood=log_likelihood
+            alg,
+            warmup,
+            cfg,
+            problem,
+            progress=options.get("progress"),
+            log_likelihood=options.get("log_likelihood", False),
         )
     else:
         result = run_from_config(
-            build_mcmc(cfg, problem, init_from),
-            cfg,
-            problem,
-            argv=argv,
-            progress=progress,
-            stop_after=stop_after,
-            collect=collect,
-            log_likelihood=log_likelihood,
-            extra_summary=mcmc_summary,
+            build_mcmc(cfg, problem, init_from), cfg, problem, extra_summary=mcmc_summary, **options
         )
     ids = starts.superchain_ids(
         cfg.num_chains, cfg.init_strategy, init_from or cfg.init_from, problem

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Unpack
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +20,7 @@ import numpy as np
 from ppl_bnn.declare.problem import Problem
 from ppl_bnn.density.sharding import replicate
 from ppl_bnn.driver.loop import RunResult, Schedule, every
+from ppl_bnn.driver.runner import RunOptions, run_from_config
 from ppl_bnn.evaluation.reference import load_reference
 from ppl_bnn.inference.minibatch import epoch_indices, gather, num_batches
 from ppl_bnn.methods import option_name
@@ -208,31 +209,10 @@ def place_members(problem: Problem, keys, inner) -> Members:
     return Members(keys, replicate(problem.mesh, inner))
 
 
-def run_minibatch(
-    algorithm,
-    cfg,
-    problem: Problem,
-    *,
-    argv: list[str] | None,
-    progress: bool | None,
-    stop_after: int | None,
-    collect: bool | None = None,
-    log_likelihood: bool = False,
-) -> RunResult:
-    """Run a minibatch :class:`~ppl_bnn.driver.loop.Algorithm` through the loop."""
-    from ppl_bnn.driver.hmc import run_from_config
-
-    return run_from_config(
-        algorithm,
-        cfg,
-        problem,
-        argv=argv,
-        progress=progress,
-        stop_after=stop_after,
-        collect=collect,
-        log_likelihood=log_likelihood,
-        reference=cfg.reference,
-    )
+def run_minibatch(algorithm, cfg, problem: Problem, **options: Unpack[RunOptions]) -> RunResult:
+    """Run a minibatch :class:`~ppl_bnn.driver.loop.Algorithm` through the loop
+    (``options``: :class:`~ppl_bnn.driver.runner.RunOptions`, without ``problem``)."""
+    return run_from_config(algorithm, cfg, problem, reference=cfg.reference, **options)
 
 
 def training_schedule(cfg) -> Schedule:

@@ -8,7 +8,7 @@ are saved as one draw of ``ensemble_size`` chains.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Unpack
 
 import jax
 import numpy as np
@@ -30,6 +30,7 @@ from ppl_bnn.driver.minibatch import (
     run_minibatch,
     training_schedule,
 )
+from ppl_bnn.driver.runner import RunOptions
 from ppl_bnn.inference import optimize
 from ppl_bnn.inference.minibatch import logdensity_estimator, num_batches
 from ppl_bnn.inference.schedules import cosine
@@ -108,29 +109,18 @@ def build_sgd(cfg: SGDConfig, problem: Problem, *, method: str | None = None) ->
 def run_sgd(
     cfg: SGDConfig,
     *,
-    problem: Problem | None = None,
-    argv: list[str] | None = None,
-    progress: bool | None = None,
-    stop_after: int | None = None,
     method: str | None = None,
-    collect: bool | None = None,
-    log_likelihood: bool = False,
+    problem: Problem | None = None,
+    **options: Unpack[RunOptions],
 ) -> RunResult:
     """Train (or resume) SGD as configured; returns the :class:`RunResult`.
 
-    ``stop_after`` stops after that many epochs of this call, with a checkpoint (tests).
+    ``options``: :class:`~ppl_bnn.driver.runner.RunOptions` (``stop_after`` stops after
+    that many epochs of this call, with a checkpoint). ``method`` is the registry name
+    recorded with the run (``"ensemble"`` for a deep ensemble).
     """
     problem = prepare(cfg, problem)
-    return run_minibatch(
-        build_sgd(cfg, problem, method=method),
-        cfg,
-        problem,
-        argv=argv,
-        progress=progress,
-        stop_after=stop_after,
-        collect=collect,
-        log_likelihood=log_likelihood,
-    )
+    return run_minibatch(build_sgd(cfg, problem, method=method), cfg, problem, **options)
 
 
 def run_ensemble(cfg: EnsembleConfig, **kwargs) -> RunResult:

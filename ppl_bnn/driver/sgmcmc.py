@@ -10,7 +10,7 @@ updates the online Bayesian model average of the test predictions and is saved a
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Unpack
 
 import jax
 import numpy as np
@@ -29,6 +29,7 @@ from ppl_bnn.driver.minibatch import (
     prepare,
     run_minibatch,
 )
+from ppl_bnn.driver.runner import RunOptions
 from ppl_bnn.inference import sgmcmc
 from ppl_bnn.inference.minibatch import grad_estimator, num_batches
 from ppl_bnn.inference.schedules import sgmcmc_schedule
@@ -160,14 +161,7 @@ def build_sgmcmc(cfg: SGMCMCConfig, problem: Problem) -> Algorithm:
 
 
 def run_sgmcmc(
-    cfg: SGMCMCConfig,
-    *,
-    problem: Problem | None = None,
-    argv: list[str] | None = None,
-    progress: bool | None = None,
-    stop_after: int | None = None,
-    collect: bool | None = None,
-    log_likelihood: bool = False,
+    cfg: SGMCMCConfig, *, problem: Problem | None = None, **options: Unpack[RunOptions]
 ) -> RunResult:
     """Run (or resume) SG-MCMC as configured; returns the :class:`RunResult`.
 
@@ -175,13 +169,4 @@ def run_sgmcmc(
     """
     _check(cfg)
     problem = prepare(cfg, problem)
-    return run_minibatch(
-        build_sgmcmc(cfg, problem),
-        cfg,
-        problem,
-        argv=argv,
-        progress=progress,
-        stop_after=stop_after,
-        collect=collect,
-        log_likelihood=log_likelihood,
-    )
+    return run_minibatch(build_sgmcmc(cfg, problem), cfg, problem, **options)

@@ -9,7 +9,7 @@ mean), and the objective is the tempered ELBO of :mod:`ppl_bnn.inference.vi`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Unpack
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +29,7 @@ from ppl_bnn.driver.minibatch import (
     run_minibatch,
     training_schedule,
 )
+from ppl_bnn.driver.runner import RunOptions
 from ppl_bnn.inference import vi
 from ppl_bnn.inference.minibatch import num_batches
 from ppl_bnn.inference.schedules import cosine
@@ -217,28 +218,12 @@ def build_vi(cfg: VIConfig, problem: Problem) -> Algorithm:
 
 
 def run_vi(
-    cfg: VIConfig,
-    *,
-    problem: Problem | None = None,
-    argv: list[str] | None = None,
-    progress: bool | None = None,
-    stop_after: int | None = None,
-    collect: bool | None = None,
-    log_likelihood: bool = False,
+    cfg: VIConfig, *, problem: Problem | None = None, **options: Unpack[RunOptions]
 ) -> RunResult:
     """Fit (or resume) the variational approximation as configured; returns the result."""
     _check(cfg)
     problem = prepare(cfg, problem)
-    return run_minibatch(
-        build_vi(cfg, problem),
-        cfg,
-        problem,
-        argv=argv,
-        progress=progress,
-        stop_after=stop_after,
-        collect=collect,
-        log_likelihood=log_likelihood,
-    )
+    return run_minibatch(build_vi(cfg, problem), cfg, problem, **options)
 
 
 def _has_deterministic(model, x, y) -> bool:
