@@ -336,7 +336,9 @@ class AdaptiveConfig(CommonConfig):
     avg_num_steps: float = _f(2.0, "mams: mean integration steps per proposal (L / step size)")
     learning_rate: float = _f(0.025, "chees: Adam's learning rate on the log trajectory length")
     jitter_amount: float = _f(1.0, "chees: trajectory length T * U(1 - jitter_amount, 1]")
-    max_num_steps: int = _f(1000, "chees: bound on the leapfrog steps of one trajectory")
+    max_num_steps: int = _f(
+        1000, "mams, chees: bound on the integration steps of one trajectory (clamped)"
+    )
     desired_energy_var: float = _f(
         5e-4, "mclmc: energy error variance per dimension the step size is tuned for"
     )

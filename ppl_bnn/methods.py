@@ -711,7 +711,7 @@ register(
 _ADAPTIVE_COMMON = ("target_accept", "diagonal_preconditioning", "init_strategy", "init_from",
                     "divergence_threshold", "eval_freq")  # fmt: skip
 _ADAPTIVE_OWN = {
-    "mams": ("avg_num_steps", "gradient_dtype"),
+    "mams": ("avg_num_steps", "max_num_steps", "gradient_dtype"),
     "chees": ("learning_rate", "jitter_amount", "max_num_steps", "gradient_dtype"),
     "mclmc": ("desired_energy_var",),
 }

@@ -249,6 +249,19 @@ def test_reduced_precision_gradient_differs_but_value_is_exact():
     assert b.logdensity_grad["w"].dtype == jnp.float32
 
 
+def test_mams_bounds_the_steps_of_a_proposal():
+    """A tiny step size with a long ``L`` (as in a tuning whose step size collapsed) asks
+    for thousands of steps; ``max_num_steps`` caps them."""
+    ld, batch, _, _, _ = regression_target()
+    p = {"w": jnp.array([0.3, -0.7, 1.1])}
+    bounded = mc.build_mams(ld, max_num_steps=5)
+    state = jax.jit(bounded.init)(p, batch)
+    step = jax.jit(bounded.step)
+    for i in range(8):
+        state, info = step(jax.random.key(i), state, batch, 1e-4, 1e4, jnp.ones(3))
+        assert 1 <= int(info.num_integration_steps) <= 5
+
+
 # ---------------------------------------------------------------------- the driver
 def config(kernel: str, path="", **kw) -> AdaptiveConfig:
     settings = dict(kernel=kernel, num_warmup=20, num_samples=8, num_chains=4, seed=3)

@@ -85,7 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     already written stays as it was (every file is written atomically). 1: a bug in
     ppl_bnn: one line too (``PPL_BNN_TRACEBACK=1`` shows the traceback).
     """
-    argv = sys.argv[1:] if argv is None else argv
+    if argv is None:  # the command itself (not a call from Python): see cli.allocator
+        from ppl_bnn.cli.allocator import reexec_with_allocator_settings
+
+        argv = sys.argv[1:]
+        reexec_with_allocator_settings(argv)
     args = build_parser().parse_args(argv)
     try:
         if hasattr(args, "coordinator_address"):

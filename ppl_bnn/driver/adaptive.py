@@ -322,7 +322,10 @@ def _build_mams(cfg: AdaptiveConfig, problem: Problem):
 
     ld, C = problem.logdensity, cfg.num_chains
     mams = mc.build_mams(
-        ld, gradient_dtype=cfg.gradient_dtype, divergence_threshold=cfg.divergence_threshold
+        ld,
+        gradient_dtype=cfg.gradient_dtype,
+        divergence_threshold=cfg.divergence_threshold,
+        max_num_steps=cfg.max_num_steps,
     )
     tune = mc.build_mams_tuner(
         mams,

@@ -131,6 +131,7 @@ def build_mams(
     *,
     gradient_dtype: str | None = None,
     divergence_threshold: float = 1000.0,
+    max_num_steps: int | None = None,
     integrator: Callable = integrators.isokinetic_mclachlan,
 ) -> blackjax.base.SamplingAlgorithm:
     """MAMS for one chain: ``init(position, batch) -> MAMSState`` and ``step(rng_key,
@@ -143,6 +144,11 @@ def build_mams(
             ...; default: the positions' own); the Metropolis test then uses
             ``logdensity`` at full precision, one extra forward pass per trajectory.
         divergence_threshold: an energy error above it marks the proposal divergent.
+        max_num_steps: at most this many integration steps per proposal (default: no
+            bound). The number of steps depends only on the iteration counter, so the
+            bound keeps the chain exact; it matters in the tuning, where BlackJAX holds
+            ``L`` while the step size falls, so that ``L / step_size`` can reach millions
+            of steps per proposal.
         integrator: a BlackJAX isokinetic integrator.
 
     Example:
@@ -169,6 +175,8 @@ def build_mams(
     ) -> tuple[MAMSState, MAMSInfo]:
         key_momentum, key_accept = jax.random.split(rng_key)
         n = num_integration_steps(state.counter, avg_num_steps)
+        if max_num_steps is not None:
+            n = jnp.minimum(n, max_num_steps)
         one_step = integrator(lambda p: dynamics(p, batch), inverse_mass_matrix)
         start = integrators.IntegratorState(
             state.position,
