@@ -364,4 +364,7 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    from ppl_bnn.cli.allocator import reexec_with_allocator_settings
+
+    reexec_with_allocator_settings()  # as the ppl-bnn command runs: bounded memory
     main()

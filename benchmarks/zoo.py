@@ -147,4 +147,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from ppl_bnn.cli.allocator import reexec_with_allocator_settings
+
+    reexec_with_allocator_settings()  # as the ppl-bnn command runs: bounded memory
     sys.exit(main())

@@ -38,15 +38,18 @@ def tuned_environment(environ: Mapping[str, str], libc: str) -> dict[str, str] |
     return env
 
 
-def reexec_with_allocator_settings(argv: list[str]) -> None:
+def reexec_with_allocator_settings(argv: list[str] | None = None) -> None:
     """Start ``python -m ppl_bnn.cli ARGV`` again in the tuned environment (same process
-    id: signals and ``kill`` reach it as before); return where nothing needs changing."""
+    id: signals and ``kill`` reach it as before); return where nothing needs changing.
+    Without ``argv``: the running script again, ``python sys.argv`` (for the scripts in
+    ``benchmarks/``)."""
     if not sys.platform.startswith("linux"):
         return
     env = tuned_environment(os.environ, platform.libc_ver()[0])
     if env is None:
         return
     try:
-        os.execve(sys.executable, [sys.executable, "-m", "ppl_bnn.cli", *argv], env)
+        command = sys.argv if argv is None else ["-m", "ppl_bnn.cli", *argv]
+        os.execve(sys.executable, [sys.executable, *command], env)
     except OSError:  # no interpreter to exec (an embedded Python): run on the defaults
         return
