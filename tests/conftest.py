@@ -40,8 +40,8 @@ def pytest_unconfigure(config):
 
 @pytest.fixture(autouse=True)
 def _no_cache_where_compilations_are_counted(request):
-    """Tests that count backend compilations (``test_compile.py``) see every one of them:
-    a program read from the cache would not show up as compiled."""
+    """Tests that count backend compilations (``inference/test_compile.py``) see every one
+    of them: a program read from the cache would not show up as compiled."""
     if request.module.__name__.rsplit(".", 1)[-1] != "test_compile":
         yield
         return

@@ -1,4 +1,5 @@
-"""One process of a multi-process run, for ``test_multiprocess.py`` (not collected by pytest).
+"""One process of a multi-process run, for ``density/test_multiprocess.py`` (not collected
+by pytest).
 
 ``python multiprocess_worker.py OUT_DIR PROCESS_ID NUM_PROCESSES PORT LOCAL_DEVICES``.
 With ``NUM_PROCESSES=0`` it runs the same work as a plain single-process run (the reference).

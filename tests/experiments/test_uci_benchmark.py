@@ -118,7 +118,7 @@ def _uci_dir() -> Path:
     d = ub.default_data_dir()
     if (d / "yacht" / "data.txt").is_file():
         return d
-    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "uci"
+    shared = Path(__file__).resolve().parents[3] / "shared" / "data" / "uci"
     if (shared / "yacht" / "data.txt").is_file():
         return shared
     pytest.skip(

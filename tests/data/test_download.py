@@ -26,7 +26,7 @@ from ppl_bnn.data.download import (
 )
 from ppl_bnn.data.registry import UCI_DATASETS, UCI_SHA256
 
-SHARED_UCI = Path(__file__).resolve().parents[2] / "shared" / "data" / "uci"
+SHARED_UCI = Path(__file__).resolve().parents[3] / "shared" / "data" / "uci"
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import pytest
 
 from ppl_bnn.store.checkpoint import load_checkpoint
 
-WORKER = Path(__file__).with_name("multiprocess_worker.py")
+WORKER = Path(__file__).resolve().parents[1] / "multiprocess_worker.py"  # in tests/
 
 
 def _free_port() -> int:
