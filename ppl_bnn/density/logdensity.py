@@ -303,10 +303,10 @@ class LogDensity:
         """Inverse of :meth:`constrain`."""
         return {n: self.transforms[n].inv(values[n]) for n in self.latent_sites}
 
-    def _trace(self, position: dict, x, y, seed: int | None = None):
+    def _trace(self, position: dict, x, y, substitute_fn=None):
         model = handlers.substitute(self.model, {**self._params, **self.constrain(position)})
-        if seed is not None:
-            model = handlers.seed(model, seed)
+        if substitute_fn is not None:
+            model = handlers.substitute(model, substitute_fn=substitute_fn)
         return handlers.trace(model).get_trace(x, y)
 
     # -------------------------------------------------------------- densities
@@ -448,8 +448,20 @@ class LogDensity:
     def predict(self, position: dict, x: jax.Array) -> jax.Array:
         """Predictive statistics (``predictive_stats``) for every row of a sharded ``x``."""
 
+        observed = set(self.observed_sites)
+
+        def placeholder(site):
+            # an unobserved likelihood site would draw y from a key that is the same on
+            # every shard while its parameters vary by shard (refused by shard_map);
+            # only its distribution is read here, so it gets zeros instead of a draw
+            if site["type"] == "sample" and site["name"] in observed:
+                fn = site["fn"]
+                dtype = jnp.int32 if fn.support.is_discrete else x.dtype
+                return jnp.zeros(fn.shape(), dtype)
+            return None
+
         def local(position, x):
-            trace = self._trace(position, x, None, seed=0)
+            trace = self._trace(position, x, None, substitute_fn=placeholder)
             return predictive_stats(trace[self.observed_sites[0]]["fn"])
 
         return self._over_shards(local, (P(), P(DATA_AXIS)), P(DATA_AXIS))(position, x)
