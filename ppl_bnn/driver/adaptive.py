@@ -485,6 +485,9 @@ def _build_chees(cfg: AdaptiveConfig, problem: Problem):
         )
 
     def step(key, state: AdaptiveState, t: int):
+        # placed as the steps return it (replicated on the mesh): a first call on a fresh or
+        # restored state compiles the same program as every later one
+        state = replicate(problem.mesh, state)
         chains = DynamicHMCState(state.position, state.logdensity, state.logdensity_grad, state.aux)
         keys = jax.random.split(key, C)
         spent = state.num_tuning_steps

@@ -183,7 +183,16 @@ def build_epoch(
         states, infos = members(epoch_keys, states, epoch)
         return keys, states, infos
 
-    return jax.jit(epoch_fn)
+    compiled = jax.jit(epoch_fn)
+
+    def run_epoch(keys, states, epoch):
+        # inputs placed as the outputs come back (replicated on the mesh), so that the
+        # first call and every later one share one compiled program
+        keys, states = replicate(problem.mesh, (keys, states))
+        return compiled(keys, states, epoch)
+
+    run_epoch.jitted = compiled  # type: ignore[attr-defined]
+    return run_epoch
 
 
 def epoch_step(epoch_fn: Callable, mesh) -> Callable:

@@ -226,9 +226,11 @@ def build_chees(
         dim = ravel_pytree(jax.tree.map(lambda a: a[0], states.position))[0].shape[0]
         dtype = states.logdensity.dtype
         eps = jnp.asarray(step_size, dtype)
-        return ChEESWarmupState(
-            chees_init(jnp.zeros((), jnp.int32), eps), w_init(dim), jnp.ones((dim,), dtype)
-        )
+        # BlackJAX starts its averages at Python zeros (weak types); its updates return
+        # strong ones: cast, so the first warmup step compiles the program of the others
+        a = chees_init(jnp.zeros((), jnp.int32), eps)
+        a = jax.tree.map(lambda v: jnp.asarray(v, jnp.asarray(v).dtype), a)
+        return ChEESWarmupState(a, w_init(dim), jnp.ones((dim,), dtype))
 
     def warmup_step(keys, states, wstate: ChEESWarmupState, batch, iteration):
         a, imm = wstate.chees, wstate.inverse_mass_matrix
