@@ -24,6 +24,7 @@ __all__ = [
     "Batch",
     "make_mesh",
     "process_rows",
+    "ensure_replicated",
     "replicate",
     "shard_batch",
     "shard_rows",
@@ -171,6 +172,16 @@ def shard_batch(
     if y.shape[0] != n:
         raise ValueError(f"x has {n} rows but y has {y.shape[0]}")
     return shard_rows(mesh, n, lambda lo, hi: (x[lo:hi], y[lo:hi]), multiple=multiple, dtype=dtype)
+
+
+def ensure_replicated(mesh: Mesh, tree):
+    """:func:`replicate` unless every leaf of ``tree`` is already placed on a mesh (as a
+    jitted step's outputs come back): a per-step call costs an attribute read per leaf,
+    not a transfer, and a fresh or restored state is placed as the step returns it, so that
+    its first call compiles the program of every later one."""
+    if all(isinstance(getattr(a, "sharding", None), NamedSharding) for a in jax.tree.leaves(tree)):
+        return tree
+    return replicate(mesh, tree)
 
 
 def replicate(mesh: Mesh, tree):

@@ -38,7 +38,7 @@ import numpy as np
 
 from ppl_bnn.config import AdaptiveConfig
 from ppl_bnn.declare.problem import Problem, build_problem
-from ppl_bnn.density.sharding import replicate
+from ppl_bnn.density.sharding import ensure_replicated, replicate
 from ppl_bnn.driver import starts
 from ppl_bnn.driver.loop import (
     Algorithm,
@@ -485,9 +485,7 @@ def _build_chees(cfg: AdaptiveConfig, problem: Problem):
         )
 
     def step(key, state: AdaptiveState, t: int):
-        # placed as the steps return it (replicated on the mesh): a first call on a fresh or
-        # restored state compiles the same program as every later one
-        state = replicate(problem.mesh, state)
+        state = ensure_replicated(problem.mesh, state)  # a fresh or restored state: one program
         chains = DynamicHMCState(state.position, state.logdensity, state.logdensity_grad, state.aux)
         keys = jax.random.split(key, C)
         spent = state.num_tuning_steps

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppl_bnn.declare.problem import Problem
-from ppl_bnn.density.sharding import replicate
+from ppl_bnn.density.sharding import ensure_replicated, replicate
 from ppl_bnn.driver.loop import RunResult, Schedule, every
 from ppl_bnn.driver.runner import RunOptions, run_from_config
 from ppl_bnn.evaluation.reference import load_reference
@@ -186,12 +186,10 @@ def build_epoch(
     compiled = jax.jit(epoch_fn)
 
     def run_epoch(keys, states, epoch):
-        # inputs placed as the outputs come back (replicated on the mesh), so that the
-        # first call and every later one share one compiled program
-        keys, states = replicate(problem.mesh, (keys, states))
+        # a fresh or restored state is placed as the outputs come back: one program
+        keys, states = ensure_replicated(problem.mesh, (keys, states))
         return compiled(keys, states, epoch)
 
-    run_epoch.jitted = compiled  # type: ignore[attr-defined]
     return run_epoch
 
 
