@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SCRIPTS = {
     "hmc_overhead.py": ["--steps", "100", "1000", "--iterations", "8", "--repeats", "1"],
-    "minibatch_epoch_overhead.py": ["--repeats", "5", "--e1", "2", "--e2", "102"],
+    "minibatch_epoch_overhead.py": ["--repeats", "5", "--e1", "2", "--e2", "302"],
 }
 
 

@@ -175,13 +175,18 @@ def shard_batch(
 
 
 def ensure_replicated(mesh: Mesh, tree):
-    """:func:`replicate` unless every leaf of ``tree`` is already placed on a mesh (as a
-    jitted step's outputs come back): a per-step call costs an attribute read per leaf,
-    not a transfer, and a fresh or restored state is placed as the step returns it, so that
-    its first call compiles the program of every later one."""
-    if all(isinstance(getattr(a, "sharding", None), NamedSharding) for a in jax.tree.leaves(tree)):
+    """:func:`replicate` the leaves of ``tree`` that are not yet placed on a mesh (a jitted
+    step's outputs are): a per-step call costs an attribute read per leaf, not a transfer,
+    and a fresh or restored state is placed as the step returns it, so that its first call
+    compiles the program of every later one."""
+    placed = lambda a: isinstance(getattr(a, "sharding", None), NamedSharding)  # noqa: E731
+    leaves, treedef = jax.tree.flatten(tree)
+    if all(placed(a) for a in leaves):
         return tree
-    return replicate(mesh, tree)
+    todo = [i for i, a in enumerate(leaves) if not placed(a)]
+    for i, a in zip(todo, replicate(mesh, [leaves[i] for i in todo]), strict=True):
+        leaves[i] = a
+    return jax.tree.unflatten(treedef, leaves)
 
 
 def replicate(mesh: Mesh, tree):
