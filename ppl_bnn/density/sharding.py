@@ -179,11 +179,11 @@ def ensure_replicated(mesh: Mesh, tree):
     step's outputs are): a per-step call costs an attribute read per leaf, not a transfer,
     and a fresh or restored state is placed as the step returns it, so that its first call
     compiles the program of every later one."""
-    placed = lambda a: isinstance(getattr(a, "sharding", None), NamedSharding)  # noqa: E731
     leaves, treedef = jax.tree.flatten(tree)
-    if all(placed(a) for a in leaves):
+    shardings = [getattr(a, "sharding", None) for a in leaves]
+    todo = [i for i, sh in enumerate(shardings) if not isinstance(sh, NamedSharding)]
+    if not todo:
         return tree
-    todo = [i for i, a in enumerate(leaves) if not placed(a)]
     for i, a in zip(todo, replicate(mesh, [leaves[i] for i in todo]), strict=True):
         leaves[i] = a
     return jax.tree.unflatten(treedef, leaves)

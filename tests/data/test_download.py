@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import UCI_DIR
 
 from ppl_bnn.data import load_uci
 from ppl_bnn.data.download import (
@@ -25,8 +26,6 @@ from ppl_bnn.data.download import (
     uci_plan,
 )
 from ppl_bnn.data.registry import UCI_DATASETS, UCI_SHA256
-
-SHARED_UCI = Path(__file__).resolve().parents[3] / "shared" / "data" / "uci"
 
 
 @pytest.fixture
@@ -207,13 +206,13 @@ def test_default_is_every_pinned_dataset_and_names_the_others():
 
 
 @pytest.mark.skipif(
-    not SHARED_UCI.is_dir(), reason=f"no copy of the UCI files at {SHARED_UCI} to check pins on"
+    not UCI_DIR.is_dir(), reason=f"no copy of the UCI files at {UCI_DIR} to check pins on"
 )
 def test_registry_pins_match_the_shared_copies():
     pins = read_sha256_lines(UCI_SHA256)
     checked = 0
     for rel, h in pins.items():
-        p = SHARED_UCI / rel
+        p = UCI_DIR / rel
         if p.is_file():
             assert hashlib.sha256(p.read_bytes()).hexdigest() == h, rel
             checked += 1

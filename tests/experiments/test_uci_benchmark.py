@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import UCI_DIR
 from scipy import stats
 
 from ppl_bnn.experiments import uci_benchmark as ub
@@ -118,11 +119,10 @@ def _uci_dir() -> Path:
     d = ub.default_data_dir()
     if (d / "yacht" / "data.txt").is_file():
         return d
-    shared = Path(__file__).resolve().parents[3] / "shared" / "data" / "uci"
-    if (shared / "yacht" / "data.txt").is_file():
-        return shared
+    if (UCI_DIR / "yacht" / "data.txt").is_file():
+        return UCI_DIR
     pytest.skip(
-        f"UCI data not found at {d} or {shared}: run `ppl-bnn download uci yacht` or set "
+        f"UCI data not found at {d} or {UCI_DIR}: run `ppl-bnn download uci yacht` or set "
         "PPL_BNN_UCI_DIR to a folder in the standard layout"
     )
 
