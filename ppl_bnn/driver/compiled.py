@@ -121,7 +121,7 @@ def run_compiled(
     key = jax.random.key(cfg.seed)
     key, init_key = jax.random.split(key)
     state: MCMCState = alg.init(init_key)
-    check_initial_point(evaluator, alg.positions(state))
+    check_initial_point(evaluator, alg.positions(state), state)
     streak = DivergenceStreak()
     tracker = ParamTracker(jax.tree.map(lambda a: a[0], alg.positions(state)), cfg.num_param_draws)
 

@@ -146,16 +146,24 @@ def finite(tree) -> bool:
     return all(bool(jax.numpy.isfinite(a).all()) for a in jax.tree.leaves(tree))
 
 
-def check_initial_point(evaluator: Evaluator, positions) -> None:
+def check_initial_point(evaluator: Evaluator, positions, state: Any = None) -> None:
     """A one-line :class:`NonFiniteError` when the log density or its gradient is NaN or
     infinite at any member's initial position (NaN or Inf in the data, a model undefined
-    there): nothing is written."""
+    there): nothing is written.
+
+    A sampler's ``state`` that carries the full-batch log density and its gradient at
+    ``positions`` (``logdensity`` and ``logdensity_grad``, as BlackJAX's states do) is
+    checked as it is, without computing them again."""
     ld = evaluator.problem.logdensity
     bad = None
     if not finite(positions):
         bad = "the initial positions are not finite"
     else:
-        value, grad = evaluator.value_and_grad(positions)
+        carried = [getattr(state, k, None) for k in ("logdensity", "logdensity_grad")]
+        if all(v is not None for v in carried):
+            value, grad = jax.device_get(carried)
+        else:
+            value, grad = evaluator.value_and_grad(positions)
         lp = np.asarray(value)
         if not np.isfinite(lp).all():
             i = int(np.flatnonzero(~np.isfinite(lp))[0])

@@ -206,7 +206,7 @@ def run(
         key = jax.random.key(seed)
         key, init_key = jax.random.split(key)
         state = alg.init(init_key)
-        check_initial_point(evaluator, alg.positions(state))  # before anything is written
+        check_initial_point(evaluator, alg.positions(state), state)  # before anything is written
         ens, start, elapsed = ensemble_init(ens_shape), 0, 0.0
         rd.start(config, argv)  # inputs all read: the run dir is written with checkpoint 1
         rd.truncate_metrics(0)  # lines of an earlier start that never checkpointed

@@ -184,9 +184,15 @@ def _build_mcmc(cfg: MCMCConfig, problem: Problem, init_from: Any = None):
             positions = starts.initial_positions(
                 problem, key_pos, C, cfg.init_strategy, init_from or cfg.init_from
             )
-        state = init_states(replicate(mesh, positions), problem.train)
+        return start(replicate(mesh, positions), key_eps, problem.train)
+
+    @jax.jit
+    def start(positions, key_eps, batch) -> MCMCState:
+        """The chains' states, initial step sizes and adaptation states: one program (the
+        log density, its gradient and the step-size search compile together)."""
+        state = init_states(positions, batch)
         if cfg.step_size is None:
-            eps = warmup.find_step_size(jax.random.split(key_eps, C), state, problem.train)
+            eps = warmup.find_step_size(jax.random.split(key_eps, C), state, batch)
         else:
             eps = jnp.full((C,), cfg.step_size, jax.tree.leaves(positions)[0].dtype)
         wstate = warmup.init(state, eps)

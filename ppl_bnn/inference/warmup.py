@@ -483,43 +483,58 @@ def _strong(tree):
 
 def _build_find_step_size(logdensity: Callable, target_accept: float, dense_mass: bool):
     """Stan's ``init_stepsize``: from ``initial`` double (or halve) the step size while one
-    leapfrog step's acceptance probability stays above (below) the target."""
+    leapfrog step's acceptance probability stays above (below) the target.
 
-    def one(key, state, batch, inverse_mass_matrix, initial):
+    The chains search together in one loop over the stack (a chain whose search has ended
+    keeps its step size while the others go on), so the program holds the leapfrog step
+    once; under ``vmap`` a ``while_loop`` would hold it twice (the first trial and the
+    loop's) and batch its condition."""
+
+    def start_one(key, state, inverse_mass_matrix):
         metric = blackjax.mcmc.metrics.default_metric(inverse_mass_matrix)
-        fn = lambda p: logdensity(p, batch)
-        integrator = blackjax.mcmc.integrators.velocity_verlet(fn, metric.kinetic_energy)
         momentum = metric.sample_momentum(key, state.position)
+        return momentum, -state.logdensity + metric.kinetic_energy(momentum)
+
+    def accept_one(state, momentum, h0, inverse_mass_matrix, eps, batch):
+        metric = blackjax.mcmc.metrics.default_metric(inverse_mass_matrix)
+        fn = lambda p: logdensity(p, batch)  # noqa: E731
+        integrator = blackjax.mcmc.integrators.velocity_verlet(fn, metric.kinetic_energy)
         start = blackjax.mcmc.integrators.IntegratorState(
             state.position, momentum, state.logdensity, state.logdensity_grad
         )
-        h0 = -state.logdensity + metric.kinetic_energy(momentum)
+        end = integrator(start, eps)
+        h1 = -end.logdensity + metric.kinetic_energy(end.momentum)
+        p = jnp.exp(jnp.minimum(h0 - h1, 0.0))
+        return jnp.where(jnp.isfinite(p), p, 0.0)
 
-        def accept(eps):
-            end = integrator(start, eps)
-            h1 = -end.logdensity + metric.kinetic_energy(end.momentum)
-            p = jnp.exp(jnp.minimum(h0 - h1, 0.0))
-            return jnp.where(jnp.isfinite(p), p, 0.0)
+    accept = jax.vmap(accept_one, in_axes=(0, 0, 0, 0, 0, None))
 
-        # the acceptance of the carried step size rides in the carry: the loop's
-        # condition (evaluated again inside the body under vmap) holds no leapfrog step
-        p0 = accept(initial)
-        up = p0 > target_accept
+    @jax.jit
+    def search(keys, state, batch, inverse_mass_matrix, initial):
+        momentum, h0 = jax.vmap(start_one)(keys, state, inverse_mass_matrix)
+        eps0 = jnp.broadcast_to(initial, h0.shape)
 
         def cond(carry):
-            eps, n, p = carry
-            return ((p > target_accept) == up) & (n < 60)
+            return jnp.any(carry[4])
 
         def body(carry):
-            eps, n, _ = carry
-            eps = jnp.where(up, 2.0 * eps, 0.5 * eps)
-            return eps, n + 1, accept(eps)
+            # trial 0 is the initial step size and fixes each chain's direction; then
+            # up to 60 doublings (halvings) while the acceptance stays on that side
+            eps, n, p, up, active = carry
+            trial = jnp.where(n == 0, eps, jnp.where(up, 2.0 * eps, 0.5 * eps))
+            p_trial = accept(state, momentum, h0, inverse_mass_matrix, trial, batch)
+            up = jnp.where(n == 0, p_trial > target_accept, up)
+            eps = jnp.where(active, trial, eps)
+            p = jnp.where(active, p_trial, p)
+            n = n + active
+            active = active & ((p > target_accept) == up) & (n <= 60)
+            return eps, n, p, up, active
 
-        eps, _, _ = jax.lax.while_loop(cond, body, (jnp.asarray(initial), 0, p0))
+        ones = jnp.ones(h0.shape, bool)
+        carry = (eps0, jnp.zeros(h0.shape, jnp.int32), jnp.zeros_like(h0), ones, ones)
+        eps, _, _, up, _ = jax.lax.while_loop(cond, body, carry)
         # going up, the last step size that still met the target
         return jnp.where(up, 0.5 * eps, eps)
-
-    stacked = jax.jit(jax.vmap(one, in_axes=(0, 0, None, 0, None)))
 
     def find_step_size(keys, state: HMCState, batch, inverse_mass_matrix=None, initial=1.0):
         flat = jax.vmap(lambda p: ravel_pytree(p)[0])(state.position)
@@ -532,7 +547,7 @@ def _build_find_step_size(logdensity: Callable, target_accept: float, dense_mass
                 inverse_mass_matrix = jnp.broadcast_to(eye, (chains, dim, dim))
             else:
                 inverse_mass_matrix = jnp.ones_like(flat)
-        return stacked(keys, state, batch, inverse_mass_matrix, jnp.asarray(initial, flat.dtype))
+        return search(keys, state, batch, inverse_mass_matrix, jnp.asarray(initial, flat.dtype))
 
     return find_step_size
 
