@@ -17,6 +17,7 @@ from typing import Any, NamedTuple, Unpack
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
 from ppl_bnn.config import MCMCConfig
 from ppl_bnn.declare.problem import Problem, build_problem
@@ -184,15 +185,21 @@ def _build_mcmc(cfg: MCMCConfig, problem: Problem, init_from: Any = None):
             positions = starts.initial_positions(
                 problem, key_pos, C, cfg.init_strategy, init_from or cfg.init_from
             )
-        return start(replicate(mesh, positions), key_eps, problem.train)
+        positions = replicate(mesh, positions)
+        momenta = None
+        if cfg.step_size is None:  # drawn outside: a program shared by every run
+            flat = jax.vmap(lambda p: ravel_pytree(p)[0])(positions)
+            imm = warmup_lib.identity_metric(flat, cfg.dense_mass)
+            momenta = warmup_lib.initial_momenta(jax.random.split(key_eps, C), positions, imm)
+        return start(positions, momenta, problem.train)
 
     @jax.jit
-    def start(positions, key_eps, batch) -> MCMCState:
+    def start(positions, momenta, batch) -> MCMCState:
         """The chains' states, initial step sizes and adaptation states: one program (the
         log density, its gradient and the step-size search compile together)."""
         state = init_states(positions, batch)
         if cfg.step_size is None:
-            eps = warmup.find_step_size(jax.random.split(key_eps, C), state, batch)
+            eps = warmup.find_step_size(None, state, batch, momenta=momenta)
         else:
             eps = jnp.full((C,), cfg.step_size, jax.tree.leaves(positions)[0].dtype)
         wstate = warmup.init(state, eps)

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import blackjax
 import jax
@@ -481,6 +481,22 @@ def _strong(tree):
     return jax.tree.map(lambda a: jnp.asarray(a, dtype=jnp.asarray(a).dtype), tree)
 
 
+@jax.jit
+def initial_momenta(keys, positions, inverse_mass_matrix) -> Any:
+    """Momenta ``N(0, M)`` for stacked ``positions`` (one key and one inverse mass matrix
+    per chain), as the step-size search draws them.
+
+    Nothing here depends on the model: defined once at module level, it compiles once per
+    shape of the positions for every run in the process, instead of inside each run's
+    own start-up program (on the CPU the random draws are most of a small model's
+    compilation time)."""
+
+    def one(key, position, imm):
+        return blackjax.mcmc.metrics.default_metric(imm).sample_momentum(key, position)
+
+    return jax.vmap(one)(keys, positions, inverse_mass_matrix)
+
+
 def _build_find_step_size(logdensity: Callable, target_accept: float, dense_mass: bool):
     """Stan's ``init_stepsize``: from ``initial`` double (or halve) the step size while one
     leapfrog step's acceptance probability stays above (below) the target.
@@ -488,14 +504,10 @@ def _build_find_step_size(logdensity: Callable, target_accept: float, dense_mass
     The chains search together in one loop over the stack (a chain whose search has ended
     keeps its step size while the others go on), so the program holds the leapfrog step
     once; under ``vmap`` a ``while_loop`` would hold it twice (the first trial and the
-    loop's) and batch its condition."""
+    loop's) and batch its condition. ``momenta`` (from :func:`initial_momenta` with the
+    same keys, the default) may be drawn beforehand, outside a caller's jitted program."""
 
-    def start_one(key, state, inverse_mass_matrix):
-        metric = blackjax.mcmc.metrics.default_metric(inverse_mass_matrix)
-        momentum = metric.sample_momentum(key, state.position)
-        return momentum, -state.logdensity + metric.kinetic_energy(momentum)
-
-    def accept_one(state, momentum, h0, inverse_mass_matrix, eps, batch):
+    def accept_one(state, momentum, inverse_mass_matrix, eps, batch):
         metric = blackjax.mcmc.metrics.default_metric(inverse_mass_matrix)
         fn = lambda p: logdensity(p, batch)  # noqa: E731
         integrator = blackjax.mcmc.integrators.velocity_verlet(fn, metric.kinetic_energy)
@@ -503,16 +515,17 @@ def _build_find_step_size(logdensity: Callable, target_accept: float, dense_mass
             state.position, momentum, state.logdensity, state.logdensity_grad
         )
         end = integrator(start, eps)
+        h0 = -state.logdensity + metric.kinetic_energy(momentum)
         h1 = -end.logdensity + metric.kinetic_energy(end.momentum)
         p = jnp.exp(jnp.minimum(h0 - h1, 0.0))
         return jnp.where(jnp.isfinite(p), p, 0.0)
 
-    accept = jax.vmap(accept_one, in_axes=(0, 0, 0, 0, 0, None))
+    accept = jax.vmap(accept_one, in_axes=(0, 0, 0, 0, None))
 
     @jax.jit
-    def search(keys, state, batch, inverse_mass_matrix, initial):
-        momentum, h0 = jax.vmap(start_one)(keys, state, inverse_mass_matrix)
-        eps0 = jnp.broadcast_to(initial, h0.shape)
+    def search(momenta, state, batch, inverse_mass_matrix, initial):
+        shape = state.logdensity.shape
+        eps0 = jnp.broadcast_to(initial, shape)
 
         def cond(carry):
             return jnp.any(carry[4])
@@ -522,7 +535,7 @@ def _build_find_step_size(logdensity: Callable, target_accept: float, dense_mass
             # up to 60 doublings (halvings) while the acceptance stays on that side
             eps, n, p, up, active = carry
             trial = jnp.where(n == 0, eps, jnp.where(up, 2.0 * eps, 0.5 * eps))
-            p_trial = accept(state, momentum, h0, inverse_mass_matrix, trial, batch)
+            p_trial = accept(state, momenta, inverse_mass_matrix, trial, batch)
             up = jnp.where(n == 0, p_trial > target_accept, up)
             eps = jnp.where(active, trial, eps)
             p = jnp.where(active, p_trial, p)
@@ -530,26 +543,34 @@ def _build_find_step_size(logdensity: Callable, target_accept: float, dense_mass
             active = active & ((p > target_accept) == up) & (n <= 60)
             return eps, n, p, up, active
 
-        ones = jnp.ones(h0.shape, bool)
-        carry = (eps0, jnp.zeros(h0.shape, jnp.int32), jnp.zeros_like(h0), ones, ones)
+        ones = jnp.ones(shape, bool)
+        carry = (eps0, jnp.zeros(shape, jnp.int32), jnp.zeros(shape, eps0.dtype), ones, ones)
         eps, _, _, up, _ = jax.lax.while_loop(cond, body, carry)
         # going up, the last step size that still met the target
         return jnp.where(up, 0.5 * eps, eps)
 
-    def find_step_size(keys, state: HMCState, batch, inverse_mass_matrix=None, initial=1.0):
+    def find_step_size(
+        keys, state: HMCState, batch, inverse_mass_matrix=None, initial=1.0, momenta=None
+    ):
         flat = jax.vmap(lambda p: ravel_pytree(p)[0])(state.position)
         if inverse_mass_matrix is None:
-            # the identity metric; a (d, d) matrix only when a dense one is asked for
-            if dense_mass:
-                chains, dim = flat.shape
-                check_dense_mass_fits(dim, chains, flat.dtype.itemsize)
-                eye = jnp.eye(dim, dtype=flat.dtype)
-                inverse_mass_matrix = jnp.broadcast_to(eye, (chains, dim, dim))
-            else:
-                inverse_mass_matrix = jnp.ones_like(flat)
-        return search(keys, state, batch, inverse_mass_matrix, jnp.asarray(initial, flat.dtype))
+            inverse_mass_matrix = identity_metric(flat, dense_mass)
+        if momenta is None:
+            momenta = initial_momenta(keys, state.position, inverse_mass_matrix)
+        return search(momenta, state, batch, inverse_mass_matrix, jnp.asarray(initial, flat.dtype))
 
     return find_step_size
+
+
+def identity_metric(flat: Array, dense: bool) -> Array:
+    """The identity inverse mass matrix of stacked flat positions ``(chains, d)``:
+    ``(chains, d)`` ones, or ``(chains, d, d)`` identities when ``dense`` (refused in one
+    line when they cannot fit in memory)."""
+    if not dense:
+        return jnp.ones_like(flat)
+    chains, dim = flat.shape
+    check_dense_mass_fits(dim, chains, flat.dtype.itemsize)
+    return jnp.broadcast_to(jnp.eye(dim, dtype=flat.dtype), (chains, dim, dim))
 
 
 # ------------------------------------------------------------------ initialisation
