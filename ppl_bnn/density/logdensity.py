@@ -282,18 +282,22 @@ class LogDensity:
 
     def _init_impl(self, rng_key: PRNGKey, values: dict) -> dict:
         key_net, key_rest = jax.random.split(rng_key)
-        for name, leaf in flax_initial_values(self.model, key_net, *self._example).items():
-            if name in self.latent_sites:
-                values.setdefault(name, leaf)
-        strategy = init_to_value(values=values)
-        # seed innermost: the init strategy draws with the key the seed handler provides
-        seeded = handlers.substitute(handlers.seed(self.model, key_rest), substitute_fn=strategy)
-        trace = handlers.trace(handlers.substitute(seeded, self._params)).get_trace(*self._example)
+        if any(n.endswith("$params") for n in self._params):  # a Flax module's parameters
+            for name, leaf in flax_initial_values(self.model, key_net, *self._example).items():
+                if name in self.latent_sites:
+                    values.setdefault(name, leaf)
+        if not all(n in values for n in self.latent_sites):
+            strategy = init_to_value(values=values)
+            # seed innermost: the init strategy draws with the key the seed handler provides
+            seeded = handlers.substitute(
+                handlers.seed(self.model, key_rest), substitute_fn=strategy
+            )
+            model = handlers.substitute(seeded, self._params)
+            trace = handlers.trace(model).get_trace(*self._example)
+            values = {n: trace[n]["value"] for n in self.latent_sites}
+        # (every site given: the model's trace would return the values as they are)
         dtype = jnp.zeros(()).dtype
-        return {
-            n: jnp.asarray(self.transforms[n].inv(trace[n]["value"]), dtype)
-            for n in self.latent_sites
-        }
+        return {n: jnp.asarray(self.transforms[n].inv(values[n]), dtype) for n in self.latent_sites}
 
     def constrain(self, position: dict) -> dict:
         """Map an unconstrained position to the values of the model's sites."""
