@@ -258,9 +258,10 @@ def build_window_adaptation(
           size that iteration used is the ``wstate.step_size`` passed in;
         * ``final(wstate) -> (step_size, inverse_mass_matrix)``: the tuned values
           (the dual-averaging average of the last window), for ``kernel``;
-        * ``find_step_size(keys, state, batch, inverse_mass_matrix=None) -> (chains,)``:
-          Stan's heuristic first step size (double or halve until one leapfrog step's
-          acceptance crosses ``target_accept``);
+        * ``find_step_size(keys, state, batch, inverse_mass_matrix=None, momenta=None)
+          -> (chains,)``: Stan's heuristic first step size (double or halve until one
+          leapfrog step's acceptance crosses ``target_accept``), from momenta drawn with
+          ``keys`` (:func:`initial_momenta`) unless ``momenta`` are given;
         * ``kernel(keys, state, batch, step_size, inverse_mass_matrix)``: the sampling
           kernel to run after warmup with ``final``'s values;
         * ``transition(keys, state, wstate, step_size, inverse_mass_matrix, batch,
