@@ -186,20 +186,20 @@ def _build_mcmc(cfg: MCMCConfig, problem: Problem, init_from: Any = None):
                 problem, key_pos, C, cfg.init_strategy, init_from or cfg.init_from
             )
         positions = replicate(mesh, positions)
-        momenta = None
+        imm = momenta = None
         if cfg.step_size is None:  # drawn outside: a program shared by every run
             flat = jax.vmap(lambda p: ravel_pytree(p)[0])(positions)
             imm = warmup_lib.identity_metric(flat, cfg.dense_mass)
             momenta = warmup_lib.initial_momenta(jax.random.split(key_eps, C), positions, imm)
-        return start(positions, momenta, problem.train)
+        return start(positions, imm, momenta, problem.train)
 
     @jax.jit
-    def start(positions, momenta, batch) -> MCMCState:
+    def start(positions, imm, momenta, batch) -> MCMCState:
         """The chains' states, initial step sizes and adaptation states: one program (the
         log density, its gradient and the step-size search compile together)."""
         state = init_states(positions, batch)
         if cfg.step_size is None:
-            eps = warmup.find_step_size(None, state, batch, momenta=momenta)
+            eps = warmup.find_step_size(None, state, batch, imm, momenta=momenta)
         else:
             eps = jnp.full((C,), cfg.step_size, jax.tree.leaves(positions)[0].dtype)
         wstate = warmup.init(state, eps)
